@@ -1,0 +1,19 @@
+"""Utilities under upstream Dassl's names (``from dassl.utils import setup_logger, ...``)."""
+
+from .registry import Registry
+from .safe_pickle import UnsafePickleError, load_pickle, save_pickle
+from .tools import (
+    ImageReadError,
+    atomic_write,
+    check_availability,
+    check_isfile,
+    collect_env_info,
+    get_most_similar_str_to_a_from_b,
+    listdir_nohidden,
+    mkdir_if_missing,
+    read_image,
+    read_json,
+    set_random_seed,
+    tolist_if_not,
+    write_json,
+)
