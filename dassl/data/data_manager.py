@@ -1,0 +1,260 @@
+"""DataManager, DatasetWrapper and build_data_loader with upstream Dassl's names and batches.
+
+A batch is a dict: ``img`` (plus ``img2``, ``img3``... for a list of transforms, and ``img0``
+with DATALOADER.RETURN_IMG0), ``label``, ``domain``, ``impath`` and ``index``.
+"""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torchvision.transforms as T
+from tabulate import tabulate
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
+from yacs.config import CfgNode
+
+from dassl.utils.tools import read_image
+
+from .datasets import Datum, build_dataset
+from .samplers import build_sampler
+from .transforms import build_transform, interpolation_mode
+
+Transform = Callable[[Any], Any]
+
+
+class DatasetWrapper(TorchDataset):
+    """Reads one Datum's image and applies the transform(s).
+
+    ``transform`` may be a list/tuple: transform i fills ``img`` (i = 0) or ``img{i+1}``.
+    With DATALOADER.K_TRANSFORMS = k > 1 (train only), each of those is a list of k views.
+    """
+
+    def __init__(
+        self,
+        cfg: CfgNode,
+        data_source: Sequence[Datum],
+        transform: Transform | Sequence[Transform] | None = None,
+        is_train: bool = False,
+    ) -> None:
+        self.cfg = cfg
+        self.data_source = data_source
+        self.transform = transform
+        self.is_train = is_train
+        # Several augmented views of one image only make sense for training.
+        self.k_tfm = cfg.DATALOADER.K_TRANSFORMS if is_train else 1
+        self.return_img0 = cfg.DATALOADER.RETURN_IMG0
+
+        if not isinstance(self.k_tfm, int) or self.k_tfm < 1:
+            raise ValueError(
+                f"DATALOADER.K_TRANSFORMS must be an int >= 1, got {cfg.DATALOADER.K_TRANSFORMS!r}"
+            )
+        if self.k_tfm > 1 and transform is None:
+            raise ValueError(
+                f"DATALOADER.K_TRANSFORMS = {self.k_tfm} needs a transform to make the views, "
+                "but the transform is None (INPUT.NO_TRANSFORM is set?)"
+            )
+
+        # img0: the image only resized to INPUT.SIZE, without any augmentation.
+        to_tensor = [T.Resize(cfg.INPUT.SIZE, interpolation=interpolation_mode(cfg)), T.ToTensor()]
+        if "normalize" in cfg.INPUT.TRANSFORMS:
+            to_tensor.append(T.Normalize(mean=cfg.INPUT.PIXEL_MEAN, std=cfg.INPUT.PIXEL_STD))
+        self.to_tensor = T.Compose(to_tensor)
+
+    def __len__(self) -> int:
+        return len(self.data_source)
+
+    def __getitem__(self, idx: int) -> dict[str, Any]:
+        item = self.data_source[idx]
+        output: dict[str, Any] = {
+            "label": item.label,
+            "domain": item.domain,
+            "impath": item.impath,
+            "index": idx,
+        }
+        img0 = read_image(item.impath)
+
+        if self.transform is None:
+            output["img"] = img0
+        elif isinstance(self.transform, (list, tuple)):
+            for i, tfm in enumerate(self.transform):
+                key = "img" if i == 0 else f"img{i + 1}"
+                output[key] = self._transform_image(tfm, img0)
+        else:
+            output["img"] = self._transform_image(self.transform, img0)
+
+        if self.return_img0:
+            output["img0"] = self.to_tensor(img0)
+        return output
+
+    def _transform_image(self, tfm: Transform, img0: Any) -> Any:
+        views = [tfm(img0) for _ in range(self.k_tfm)]
+        return views[0] if len(views) == 1 else views
+
+
+def build_data_loader(
+    cfg: CfgNode,
+    sampler_type: str = "SequentialSampler",
+    data_source: Sequence[Datum] | None = None,
+    batch_size: int = 64,
+    n_domain: int = 0,
+    n_ins: int = 2,
+    tfm: Transform | Sequence[Transform] | None = None,
+    is_train: bool = True,
+    dataset_wrapper: type[TorchDataset] | None = None,
+) -> DataLoader:
+    """A DataLoader over ``data_source`` wrapped by ``dataset_wrapper`` (DatasetWrapper).
+
+    Training drops the last incomplete batch only when the source holds at least one full
+    batch, so a few-shot set smaller than the batch size still yields one batch (upstream).
+    """
+    if data_source is None or len(data_source) == 0:
+        raise ValueError(
+            "build_data_loader got an empty data source: the dataset split has no items "
+            "(check DATASET.ROOT, the split file and DATASET.NUM_SHOTS)"
+        )
+    if batch_size < 1:
+        raise ValueError(f"Batch size must be >= 1, got {batch_size}; fix DATALOADER.*.BATCH_SIZE")
+    sampler = build_sampler(
+        sampler_type,
+        cfg=cfg,
+        data_source=data_source,
+        batch_size=batch_size,
+        n_domain=n_domain,
+        n_ins=n_ins,
+    )
+    if dataset_wrapper is None:
+        dataset_wrapper = DatasetWrapper
+    return DataLoader(
+        dataset_wrapper(cfg, data_source, transform=tfm, is_train=is_train),
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
+        drop_last=is_train and len(data_source) >= batch_size,
+        pin_memory=torch.cuda.is_available() and cfg.USE_CUDA,
+    )
+
+
+class DataManager:
+    """Builds the dataset named by DATASET.NAME, its transforms and its loaders."""
+
+    def __init__(
+        self,
+        cfg: CfgNode,
+        custom_tfm_train: Transform | Sequence[Transform] | None = None,
+        custom_tfm_test: Transform | Sequence[Transform] | None = None,
+        dataset_wrapper: type[TorchDataset] | None = None,
+    ) -> None:
+        dataset = build_dataset(cfg)
+
+        if custom_tfm_train is None:
+            tfm_train = build_transform(cfg, is_train=True)
+        else:
+            print("* Using custom transform for training")
+            tfm_train = custom_tfm_train
+
+        if custom_tfm_test is None:
+            tfm_test = build_transform(cfg, is_train=False)
+        else:
+            print("* Using custom transform for testing")
+            tfm_test = custom_tfm_test
+
+        for split in ("train_x", "test"):
+            if not getattr(dataset, split):
+                raise ValueError(
+                    f"Dataset {cfg.DATASET.NAME} has an empty {split} split; check the "
+                    "dataset folder under DATASET.ROOT and its split file"
+                )
+
+        train_x = cfg.DATALOADER.TRAIN_X
+        train_loader_x = build_data_loader(
+            cfg,
+            sampler_type=train_x.SAMPLER,
+            data_source=dataset.train_x,
+            batch_size=train_x.BATCH_SIZE,
+            n_domain=train_x.N_DOMAIN,
+            n_ins=train_x.N_INS,
+            tfm=tfm_train,
+            is_train=True,
+            dataset_wrapper=dataset_wrapper,
+        )
+
+        train_loader_u = None
+        if dataset.train_u:
+            # SAME_AS_X: the unlabelled loader copies the labelled loader's sampling settings.
+            train_u = train_x if cfg.DATALOADER.TRAIN_U.SAME_AS_X else cfg.DATALOADER.TRAIN_U
+            train_loader_u = build_data_loader(
+                cfg,
+                sampler_type=train_u.SAMPLER,
+                data_source=dataset.train_u,
+                batch_size=train_u.BATCH_SIZE,
+                n_domain=train_u.N_DOMAIN,
+                n_ins=train_u.N_INS,
+                tfm=tfm_train,
+                is_train=True,
+                dataset_wrapper=dataset_wrapper,
+            )
+
+        test_cfg = cfg.DATALOADER.TEST
+        val_loader = None
+        if dataset.val:
+            val_loader = build_data_loader(
+                cfg,
+                sampler_type=test_cfg.SAMPLER,
+                data_source=dataset.val,
+                batch_size=test_cfg.BATCH_SIZE,
+                tfm=tfm_test,
+                is_train=False,
+                dataset_wrapper=dataset_wrapper,
+            )
+
+        test_loader = build_data_loader(
+            cfg,
+            sampler_type=test_cfg.SAMPLER,
+            data_source=dataset.test,
+            batch_size=test_cfg.BATCH_SIZE,
+            tfm=tfm_test,
+            is_train=False,
+            dataset_wrapper=dataset_wrapper,
+        )
+
+        self._num_classes = dataset.num_classes
+        self._num_source_domains = len(cfg.DATASET.SOURCE_DOMAINS)
+        self._lab2cname = dataset.lab2cname
+
+        self.dataset = dataset
+        self.train_loader_x = train_loader_x
+        self.train_loader_u = train_loader_u
+        self.val_loader = val_loader
+        self.test_loader = test_loader
+
+        if cfg.VERBOSE:
+            self.show_dataset_summary(cfg)
+
+    @property
+    def num_classes(self) -> int:
+        return self._num_classes
+
+    @property
+    def num_source_domains(self) -> int:
+        return self._num_source_domains
+
+    @property
+    def lab2cname(self) -> dict[int, str]:
+        return self._lab2cname
+
+    def show_dataset_summary(self, cfg: CfgNode) -> None:
+        """Print the split sizes as a table (upstream's layout)."""
+        table: list[list[Any]] = [["Dataset", cfg.DATASET.NAME]]
+        if cfg.DATASET.SOURCE_DOMAINS:
+            table.append(["Source", cfg.DATASET.SOURCE_DOMAINS])
+        if cfg.DATASET.TARGET_DOMAINS:
+            table.append(["Target", cfg.DATASET.TARGET_DOMAINS])
+        table.append(["# classes", f"{self.num_classes:,}"])
+        table.append(["# train_x", f"{len(self.dataset.train_x):,}"])
+        if self.dataset.train_u:
+            table.append(["# train_u", f"{len(self.dataset.train_u):,}"])
+        if self.dataset.val:
+            table.append(["# val", f"{len(self.dataset.val):,}"])
+        table.append(["# test", f"{len(self.dataset.test):,}"])
+        print(tabulate(table))

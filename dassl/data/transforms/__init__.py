@@ -1,0 +1,5 @@
+"""Image transforms, at upstream's module path ``dassl.data.transforms.transforms``."""
+
+from .transforms import AVAI_CHOICES, INTERPOLATION_MODES, build_transform, interpolation_mode
+
+__all__ = ["AVAI_CHOICES", "INTERPOLATION_MODES", "build_transform", "interpolation_mode"]

@@ -1,0 +1,17 @@
+"""The evaluator registry: TEST.EVALUATOR names a registered evaluator class."""
+
+from typing import Any
+
+from yacs.config import CfgNode
+
+from dassl.utils.registry import Registry
+
+EVALUATOR_REGISTRY = Registry("EVALUATOR")
+
+
+def build_evaluator(cfg: CfgNode, **kwargs: Any) -> Any:
+    """Instantiate ``cfg.TEST.EVALUATOR`` with ``(cfg, **kwargs)`` (e.g. ``lab2cname=...``)."""
+    name = cfg.TEST.EVALUATOR
+    if cfg.VERBOSE:
+        print(f"Loading evaluator: {name}")
+    return EVALUATOR_REGISTRY.get(name)(cfg, **kwargs)
