@@ -1,0 +1,12 @@
+"""ImageNet-A(dversarial): natural adversarial images of a 200-class ImageNet subset, test only.
+Labels follow the sorted wnid folders (0..199); names are ImageNet's."""
+
+from dassl.data.datasets import DATASET_REGISTRY
+
+from .imagenet import ImageNetVariant
+
+
+@DATASET_REGISTRY.register()
+class ImageNetA(ImageNetVariant):
+    dataset_dir = "imagenet-adversarial"
+    image_folder = "imagenet-a"
