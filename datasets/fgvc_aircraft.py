@@ -1,0 +1,43 @@
+"""FGVC-Aircraft (2013b): 100 aircraft variants with an official train/val/test partition, which is
+read on every run; as in CoOp there is no split file."""
+
+import os
+
+from dassl.data.datasets import DATASET_REGISTRY, Datum
+
+from .benchmark import BenchmarkDataset
+
+SPLITS = ("train", "val", "test")
+
+
+@DATASET_REGISTRY.register()
+class FGVCAircraft(BenchmarkDataset):
+    dataset_dir = "fgvc_aircraft"
+    split_file = ""
+    image_folder = "images"
+    required_paths = ("variants.txt", *(f"images_variant_{s}.txt" for s in SPLITS))
+
+    def build_split(self) -> tuple[list[Datum], list[Datum], list[Datum]]:
+        with open(os.path.join(self.dataset_dir, "variants.txt")) as f:
+            variants = [line.strip() for line in f if line.strip()]
+        label_of = {variant: label for label, variant in enumerate(variants)}
+        train, val, test = (self.read_list(f"images_variant_{s}.txt", label_of) for s in SPLITS)
+        return train, val, test
+
+    def read_list(self, list_file: str, label_of: dict[str, int]) -> list[Datum]:
+        """Lines "<image id> <variant name>"; the name may hold spaces ("Cessna 172")."""
+        path = os.path.join(self.dataset_dir, list_file)
+        items = []
+        with open(path) as f:
+            for lineno, line in enumerate(f, 1):
+                image_id, _, variant = line.strip().partition(" ")
+                if not image_id:
+                    continue
+                if variant not in label_of:
+                    raise ValueError(
+                        f'{path}:{lineno}: variant "{variant}" is not in variants.txt; both files '
+                        f"must come from the same archive (see {self.docs_section()})"
+                    )
+                impath = os.path.join(self.image_dir, f"{image_id}.jpg")
+                items.append(Datum(impath=impath, label=label_of[variant], classname=variant))
+        return items

@@ -1,0 +1,149 @@
+"""OxfordFlowers: jpg/image_<i>.jpg, labels in imagelabels.mat, names in cat_to_name.json."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy.io import savemat
+
+from datasets.benchmark import DatasetLayoutError
+from datasets.oxford_flowers import OxfordFlowers
+from tests.datasets.conftest import impaths, make_cfg, per_class, write_image, write_split_file
+
+NAMES = {"1": "pink primrose", "2": "hard-leaved pocket orchid", "3": "canterbury bells"}
+# the .mat label of image_00001.jpg, image_00002.jpg, ...: interleaved, 10 / 7 / 12 per class
+LABELS = [1, 2, 3] * 7 + [1, 3] * 3 + [3, 3]
+SPLIT_NAME = "split_zhou_OxfordFlowers.json"
+
+
+def write_flowers(root, names=NAMES):
+    """The official jpg/ folder and imagelabels.mat, plus CoOp's cat_to_name.json."""
+    ds_dir = root / "oxford_flowers"
+    for i in range(1, len(LABELS) + 1):
+        write_image(ds_dir / "jpg" / f"image_{i:05d}.jpg", shade=i)
+    # stored as a 1 x N uint8 row, like the real file
+    savemat(ds_dir / "imagelabels.mat", {"labels": np.array([LABELS], dtype=np.uint8)})
+    (ds_dir / "cat_to_name.json").write_text(json.dumps(names))
+    return ds_dir
+
+
+def expected_counts(p):
+    """Per-label count for fraction p, computed from the fixture (labels 0..2)."""
+    return {y - 1: round(LABELS.count(y) * p) for y in (1, 2, 3)}
+
+
+def test_builds_split_from_mat_and_names_and_writes_it(tmp_path):
+    ds_dir = write_flowers(tmp_path)
+    ds = OxfordFlowers(make_cfg(tmp_path, "OxfordFlowers"))
+    assert ds.classnames == list(NAMES.values())
+    assert per_class(ds.train_x) == expected_counts(0.5)
+    assert per_class(ds.val) == expected_counts(0.2)
+    n_total = expected_counts(1.0)
+    n_test = {y: n_total[y] - expected_counts(0.5)[y] - expected_counts(0.2)[y] for y in n_total}
+    assert per_class(ds.test) == n_test
+    # every image lands in exactly one split, with the label the .mat gives it (0-based)
+    all_items = ds.train_x + ds.val + ds.test
+    assert sorted(impaths(all_items)) == sorted(
+        str(ds_dir / "jpg" / f"image_{i:05d}.jpg") for i in range(1, len(LABELS) + 1)
+    )
+    for item in all_items:
+        i = int(item.impath[-9:-4])
+        assert item.label == LABELS[i - 1] - 1
+        assert item.classname == NAMES[str(LABELS[i - 1])]
+
+    split = json.loads((ds_dir / SPLIT_NAME).read_text())
+    assert sorted(rel for rel, _, _ in split["test"]) == sorted(
+        item.impath.rsplit("/", 1)[1] for item in ds.test
+    )
+
+
+def test_generated_split_is_deterministic_and_read_back(tmp_path, monkeypatch):
+    a, b = write_flowers(tmp_path / "a"), write_flowers(tmp_path / "b")
+    OxfordFlowers(make_cfg(tmp_path / "a", "OxfordFlowers", seed=1))
+    OxfordFlowers(make_cfg(tmp_path / "b", "OxfordFlowers", seed=5))
+    assert (a / SPLIT_NAME).read_text() == (b / SPLIT_NAME).read_text()
+
+    monkeypatch.setattr(OxfordFlowers, "build_split", lambda self: pytest.fail("split not read"))
+    (a / "imagelabels.mat").unlink()  # not needed once the split file exists
+    ds = OxfordFlowers(make_cfg(tmp_path / "a", "OxfordFlowers"))
+    assert len(ds.train_x) + len(ds.val) + len(ds.test) == len(LABELS)
+
+
+def test_reads_published_split_file_without_raw_annotations(tmp_path):
+    """With the split file, jpg/ and the file are enough; K train, min(K, 4) val, then cached."""
+    ds_dir = tmp_path / "oxford_flowers"
+    split = {"train": [], "val": [], "test": []}
+    n = 0
+    for label, name in enumerate(NAMES.values()):
+        for key, count in zip(split, (6, 5, 2)):
+            for _ in range(count):
+                n += 1
+                write_image(ds_dir / "jpg" / f"image_{n:05d}.jpg", shade=n)
+                split[key].append([f"image_{n:05d}.jpg", label, name])
+    write_split_file(ds_dir / SPLIT_NAME, split["train"], split["val"], split["test"])
+
+    ds = OxfordFlowers(make_cfg(tmp_path, "OxfordFlowers"))
+    assert ds.classnames == list(NAMES.values())
+    assert (len(ds.train_x), len(ds.val), len(ds.test)) == (18, 15, 6)
+    assert impaths(ds.test)[0] == str(ds_dir / "jpg" / split["test"][0][0])
+
+    fewshot = OxfordFlowers(make_cfg(tmp_path, "OxfordFlowers", num_shots=5))
+    assert per_class(fewshot.train_x) == {0: 5, 1: 5, 2: 5}
+    assert per_class(fewshot.val) == {0: 4, 1: 4, 2: 4}
+    assert (ds_dir / "split_fewshot" / "shot_5-seed_1.pkl").is_file()
+
+
+def test_second_fewshot_build_reads_the_cache(tmp_path, monkeypatch):
+    write_flowers(tmp_path)
+    first = OxfordFlowers(make_cfg(tmp_path, "OxfordFlowers", num_shots=2, seed=3))
+    assert per_class(first.train_x) == {0: 2, 1: 2, 2: 2}
+    # label 1 (7 images) has round(7 * 0.2) = 1 val image, fewer than min(2, 4): it keeps it
+    assert per_class(first.val) == {0: 2, 1: 1, 2: 2}
+    monkeypatch.setattr(OxfordFlowers, "generate_fewshot_dataset", lambda *a, **k: pytest.fail())
+    again = OxfordFlowers(make_cfg(tmp_path, "OxfordFlowers", num_shots=2, seed=3))
+    assert impaths(again.train_x) == impaths(first.train_x)
+    assert impaths(again.val) == impaths(first.val)
+
+
+@pytest.mark.parametrize("missing", ["imagelabels.mat", "cat_to_name.json", "jpg"])
+def test_missing_piece_names_path_and_section(tmp_path, missing):
+    ds_dir = write_flowers(tmp_path)
+    target = ds_dir / missing
+    if target.is_dir():
+        for f in target.iterdir():
+            f.unlink()
+        target.rmdir()
+    else:
+        target.unlink()
+    with pytest.raises(DatasetLayoutError) as err:
+        OxfordFlowers(make_cfg(tmp_path, "OxfordFlowers"))
+    assert str(target) in str(err.value)
+    assert "DATASETS.md#oxfordflowers" in str(err.value)
+    assert not (ds_dir / SPLIT_NAME).exists()
+
+
+def test_label_without_a_name_is_reported(tmp_path):
+    ds_dir = write_flowers(tmp_path, names={"1": "pink primrose", "2": "hard-leaved pocket orchid"})
+    with pytest.raises(ValueError, match='no name for label "3"'):
+        OxfordFlowers(make_cfg(tmp_path, "OxfordFlowers"))
+    assert not (ds_dir / SPLIT_NAME).exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("imagelabels.mat", b""), ("imagelabels.mat", b"x" * 200), ("cat_to_name.json", b"{1: ")],
+)
+def test_corrupt_annotation_file_is_named(tmp_path, name, content):
+    ds_dir = write_flowers(tmp_path)
+    (ds_dir / name).write_bytes(content)
+    with pytest.raises(ValueError, match="re-download it") as err:
+        OxfordFlowers(make_cfg(tmp_path, "OxfordFlowers"))
+    assert str(ds_dir / name) in str(err.value)
+    assert not (ds_dir / SPLIT_NAME).exists()
+
+
+def test_mat_without_labels_array_is_named(tmp_path):
+    ds_dir = write_flowers(tmp_path)
+    savemat(ds_dir / "imagelabels.mat", {"setid": np.array([[1, 2]])})
+    with pytest.raises(ValueError, match='"labels" array'):
+        OxfordFlowers(make_cfg(tmp_path, "OxfordFlowers"))
