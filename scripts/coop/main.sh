@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Train CoOp on one dataset and shot count, once per seed (SEEDS, default "1 2 3").
+set -euo pipefail
+source "$(dirname "$0")/../common.sh"
+
+usage_if_short 6 $# "Usage: bash scripts/coop/main.sh DATASET CONFIG CTP NCTX SHOTS CSC [KEY VALUE ...]
+
+  DATASET    a file name in configs/datasets/ without .yaml (caltech101, imagenet, ...)
+  CONFIG     a file name in configs/trainers/CoOp/ without .yaml (rn50, rn50_ep50, vit_b16, ...)
+  CTP        class token position: end, middle or front
+  NCTX       number of context tokens (e.g. 16)
+  SHOTS      training images per class (1, 2, 4, 8, 16)
+  CSC        class-specific context: False or True
+  KEY VALUE  extra config overrides passed to train.py
+
+Outputs go to OUTPUT_ROOT/DATASET/CoOp/CONFIG_SHOTSshots/nctxNCTX_cscCSC_ctpCTP/seedN; a seed whose
+folder already holds a test result is skipped. OUTPUT_ROOT defaults to output.
+Data root: DATA (now: $DATA)."
+
+DATASET=$1
+CFG=$2
+CTP=$3
+NCTX=$4
+SHOTS=$5
+CSC=$6
+shift 6
+
+require_dataset_config "$DATASET"
+require_trainer_config CoOp "$CFG"
+require_data_root
+OUTPUT_ROOT="${OUTPUT_ROOT:-output}"
+
+for SEED in $SEEDS; do
+    DIR="$OUTPUT_ROOT/$DATASET/CoOp/${CFG}_${SHOTS}shots/nctx${NCTX}_csc${CSC}_ctp${CTP}/seed$SEED"
+    if run_finished "$DIR"; then
+        echo "Skipping $DIR: it already holds a finished run (delete the folder to run it again)."
+        continue
+    fi
+    "$PYTHON" train.py \
+        --root "$DATA" \
+        --seed "$SEED" \
+        --trainer CoOp \
+        --dataset-config-file "configs/datasets/$DATASET.yaml" \
+        --config-file "configs/trainers/CoOp/$CFG.yaml" \
+        --output-dir "$DIR" \
+        TRAINER.COOP.N_CTX "$NCTX" \
+        TRAINER.COOP.CSC "$CSC" \
+        TRAINER.COOP.CLASS_TOKEN_POSITION "$CTP" \
+        DATASET.NUM_SHOTS "$SHOTS" \
+        "$@"
+done

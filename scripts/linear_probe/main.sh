@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Linear probe on frozen CLIP features (CoOp's lpclip protocol) for one dataset and shot count,
+# once per seed (SEEDS, default "1 2 3").
+set -euo pipefail
+source "$(dirname "$0")/../common.sh"
+
+usage_if_short 3 $# "Usage: bash scripts/linear_probe/main.sh DATASET CONFIG SHOTS [KEY VALUE ...]
+
+  DATASET    a file name in configs/datasets/ without .yaml (caltech101, imagenet, ...)
+  CONFIG     a file name in configs/trainers/CoOp/ without .yaml: rn50, rn101, vit_b32 or vit_b16
+             (it picks the backbone and the test-time input pipeline)
+  SHOTS      training images per class (1, 2, 4, 8, 16)
+  KEY VALUE  extra config overrides passed to train.py
+
+Outputs go to OUTPUT_ROOT/DATASET/LinearProbeCLIP/CONFIG_SHOTSshots/seedN; a seed whose folder
+already holds a test result is skipped. OUTPUT_ROOT defaults to output.
+Data root: DATA (now: $DATA)."
+
+DATASET=$1
+CFG=$2
+SHOTS=$3
+shift 3
+
+require_dataset_config "$DATASET"
+require_trainer_config CoOp "$CFG"
+require_data_root
+OUTPUT_ROOT="${OUTPUT_ROOT:-output}"
+
+for SEED in $SEEDS; do
+    DIR="$OUTPUT_ROOT/$DATASET/LinearProbeCLIP/${CFG}_${SHOTS}shots/seed$SEED"
+    if run_finished "$DIR"; then
+        echo "Skipping $DIR: it already holds a finished run (delete the folder to run it again)."
+        continue
+    fi
+    "$PYTHON" train.py \
+        --root "$DATA" \
+        --seed "$SEED" \
+        --trainer LinearProbeCLIP \
+        --dataset-config-file "configs/datasets/$DATASET.yaml" \
+        --config-file "configs/trainers/CoOp/$CFG.yaml" \
+        --output-dir "$DIR" \
+        DATASET.NUM_SHOTS "$SHOTS" \
+        "$@"
+done

@@ -1,0 +1,91 @@
+"""Every shipped YAML merges into the full config (defaults plus the keys that the datasets and
+trainers declare) and names things that exist: registered datasets and trainers, CLIP backbones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+import datasets  # noqa: F401  (registers datasets and DATASET.SUBSAMPLE_CLASSES)
+import trainers  # noqa: F401  (registers trainers and their TRAINER.* keys)
+from clip import clip
+from dassl.config import extend_cfg, get_cfg_default
+from dassl.data.datasets import DATASET_REGISTRY
+from dassl.engine import TRAINER_REGISTRY
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+DATASET_CONFIGS = sorted((CONFIGS / "datasets").glob("*.yaml"))
+TRAINER_CONFIGS = sorted((CONFIGS / "trainers").glob("*/*.yaml"))
+
+EXPECTED_DATASETS = {
+    "imagenet": "ImageNet",
+    "caltech101": "Caltech101",
+    "oxford_pets": "OxfordPets",
+    "stanford_cars": "StanfordCars",
+    "oxford_flowers": "OxfordFlowers",
+    "food101": "Food101",
+    "fgvc_aircraft": "FGVCAircraft",
+    "sun397": "SUN397",
+    "dtd": "DescribableTextures",
+    "eurosat": "EuroSAT",
+    "ucf101": "UCF101",
+    "imagenetv2": "ImageNetV2",
+    "imagenet_sketch": "ImageNetSketch",
+    "imagenet_a": "ImageNetA",
+    "imagenet_r": "ImageNetR",
+}
+
+
+def full_cfg():
+    return extend_cfg(get_cfg_default())
+
+
+def test_the_fifteen_dataset_configs_name_registered_datasets():
+    names = {p.stem: yaml.safe_load(p.read_text())["DATASET"]["NAME"] for p in DATASET_CONFIGS}
+    assert names == EXPECTED_DATASETS
+    for name in names.values():
+        assert name in DATASET_REGISTRY
+
+
+@pytest.mark.parametrize("path", TRAINER_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_trainer_config_merges_after_a_dataset_config(path):
+    cfg = full_cfg()
+    cfg.merge_from_file(str(CONFIGS / "datasets" / "caltech101.yaml"))
+    cfg.merge_from_file(str(path))  # a key unknown to the tree raises KeyError here
+    assert path.parent.name in TRAINER_REGISTRY
+    backbone = cfg.MODEL.BACKBONE.NAME
+    assert backbone in clip.available_models()
+    assert tuple(cfg.INPUT.SIZE) == (224, 224)
+    assert cfg.OPTIM.MAX_EPOCH > 0
+
+
+def test_upstream_taskres_hyperparameters():
+    """Spot checks against the upstream files (geekyutao/TaskRes configs/trainers/TaskRes)."""
+    table = {
+        "adam_lr2e-3_B256_ep100": ("adam", 2e-3, 100, "RN50", 500),
+        "adam_lr2e-4_B256_ep200": ("adam", 2e-4, 200, "RN50", 500),
+        "adam_lr2e-4_B256_ep200_RN50x16": ("adam", 2e-4, 200, "RN50x16", 500),
+        "adam_lr2e-4_B256_ep200_ViT32": ("adam", 2e-4, 200, "ViT-B/32", 500),
+        "generalization_vit16": ("adam", 2e-4, 200, "ViT-B/16", 1000),
+    }
+    for name, (optim, lr, epochs, backbone, test_bs) in table.items():
+        cfg = full_cfg()
+        cfg.merge_from_file(str(CONFIGS / "trainers" / "TaskRes" / f"{name}.yaml"))
+        assert (cfg.OPTIM.NAME, cfg.OPTIM.LR, cfg.OPTIM.MAX_EPOCH) == (optim, lr, epochs)
+        assert cfg.MODEL.BACKBONE.NAME == backbone
+        assert cfg.DATALOADER.TRAIN_X.BATCH_SIZE == 256
+        assert cfg.DATALOADER.TEST.BATCH_SIZE == test_bs
+        assert cfg.OPTIM.LR_SCHEDULER == "cosine"
+        assert (cfg.OPTIM.WARMUP_EPOCH, cfg.OPTIM.WARMUP_TYPE) == (1, "constant")
+        assert cfg.OPTIM.WARMUP_CONS_LR == 1e-5
+        assert cfg.INPUT.INTERPOLATION == "bicubic"
+
+
+def test_coop_context_init_configs():
+    cfg = full_cfg()
+    cfg.merge_from_file(str(CONFIGS / "trainers" / "CoOp" / "vit_b16_ep50_ctxv1.yaml"))
+    assert cfg.TRAINER.COOP.CTX_INIT == "a photo of a"
+    assert (cfg.OPTIM.NAME, cfg.OPTIM.LR, cfg.OPTIM.MAX_EPOCH) == ("sgd", 0.002, 50)
+    assert cfg.DATALOADER.TRAIN_X.BATCH_SIZE == 32

@@ -1,0 +1,109 @@
+"""The demo's writers: a tiny OpenAI-layout CLIP checkpoint and a learnable synthetic dataset in
+Caltech101's layout that the real dataset reader accepts. (The full demo runs from scripts/demo.sh;
+it is too slow for the unit tests.)"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clip import clip
+from dassl.config import extend_cfg, get_cfg_default
+from datasets.caltech101 import Caltech101
+from tools import demo
+
+PER_CLASS = (3, 2, 4)
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory):
+    return demo.write_demo_dataset(tmp_path_factory.mktemp("data"), per_class=PER_CLASS)
+
+
+def test_split_file_is_coop_format_and_points_at_real_images(dataset_dir):
+    split = json.loads((dataset_dir / "split_zhou_Caltech101.json").read_text())
+    assert set(split) == {"train", "val", "test"}
+    for name, count in zip(("train", "val", "test"), PER_CLASS):
+        entries = split[name]
+        assert len(entries) == count * len(demo.CLASSES)
+        for relpath, label, classname in entries:
+            assert classname == demo.CLASSES[label].classname
+            assert relpath.startswith(demo.CLASSES[label].folder + "/")
+            with Image.open(dataset_dir / "101_ObjectCategories" / relpath) as img:
+                assert img.format == "JPEG"
+                assert img.mode == "RGB"
+                assert img.size == (demo.IMAGE_SIZE, demo.IMAGE_SIZE)
+    all_paths = [e[0] for name in split for e in split[name]]
+    assert len(set(all_paths)) == len(all_paths)
+
+
+def test_classes_are_learnable_from_pixels(dataset_dir):
+    """A nearest-centroid classifier on raw pixels (train centroids) labels test images well."""
+    split = json.loads((dataset_dir / "split_zhou_Caltech101.json").read_text())
+
+    def pixels(entries):
+        images = [
+            np.asarray(Image.open(dataset_dir / "101_ObjectCategories" / p), dtype=np.float32)
+            for p, _, _ in entries
+        ]
+        return np.stack(images).reshape(len(entries), -1), np.array([y for _, y, _ in entries])
+
+    x_train, y_train = pixels(split["train"])
+    x_test, y_test = pixels(split["test"])
+    centroids = np.stack([x_train[y_train == k].mean(0) for k in range(len(demo.CLASSES))])
+    predicted = ((x_test[:, None, :] - centroids[None]) ** 2).sum(-1).argmin(1)
+    assert (predicted == y_test).mean() >= 0.8
+
+
+def test_registered_caltech101_reader_accepts_it(dataset_dir):
+    cfg = extend_cfg(get_cfg_default())
+    cfg.DATASET.ROOT = str(dataset_dir.parent)
+    cfg.DATASET.NAME = "Caltech101"
+    cfg.DATASET.NUM_SHOTS = 2
+    cfg.SEED = 1
+    data = Caltech101(cfg)
+    assert data.num_classes == len(demo.CLASSES)
+    assert data.classnames == [c.classname for c in demo.CLASSES]
+    assert len(data.train_x) == 2 * len(demo.CLASSES)
+    assert len(data.test) == PER_CLASS[2] * len(demo.CLASSES)
+    assert (dataset_dir / "split_fewshot" / "shot_2-seed_1.pkl").is_file()
+
+
+def test_checkpoint_loads_as_a_32px_clip(tmp_path):
+    path = demo.write_demo_checkpoint(tmp_path / "tiny.pt")
+    cfg = get_cfg_default()
+    cfg.MODEL.BACKBONE.NAME = str(path)
+    model = clip.load_clip_to_cpu(cfg)
+    assert model.visual.input_resolution == demo.IMAGE_SIZE
+    assert model.context_length == 77
+
+
+def test_train_command_fits_the_tiny_model_and_stays_on_cpu(tmp_path):
+    method = next(m for m in demo.METHODS if m.trainer == "TaskRes")
+    cmd = demo.train_command(method, tmp_path / "d", tmp_path / "c.pt", tmp_path / "r", 3, 2)
+    pairs = dict(zip(cmd, cmd[1:]))  # each flag or key -> the item after it
+    assert pairs["INPUT.SIZE"] == f"({demo.IMAGE_SIZE}, {demo.IMAGE_SIZE})"
+    assert pairs["USE_CUDA"] == "False"
+    assert pairs["OPTIM.MAX_EPOCH"] == "3"
+    assert pairs["--config-file"] == "configs/trainers/TaskRes/adam_lr2e-3_B256_ep100.yaml"
+    assert "--eval-only" not in cmd
+    zeroshot = next(m for m in demo.METHODS if not m.trains)
+    assert "--eval-only" in demo.train_command(zeroshot, tmp_path, tmp_path, tmp_path, 3, 2)
+
+
+def test_output_folder_is_replaced_only_when_the_demo_owns_it(tmp_path):
+    own = tmp_path / "own"
+    demo.prepare_output(own)
+    (own / "runs").mkdir()
+    demo.prepare_output(own)
+    assert not (own / "runs").exists() and (own / demo.MARKER).exists()
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "results.txt").write_text("precious")
+    with pytest.raises(demo.DemoError, match="--output"):
+        demo.prepare_output(foreign)
+    assert (foreign / "results.txt").read_text() == "precious"

@@ -1,0 +1,142 @@
+"""The results tool: which number it reads from a log, and how it aggregates seeds and datasets."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.tools.logs import result_block, training_log, write_log
+from tools import parse_test_res as ptr
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_reads_the_test_block_not_later_or_earlier_val_blocks(tmp_path):
+    log = write_log(tmp_path, training_log(71.5, val_accuracies=(40.0, 88.0)))
+    assert ptr.read_test_metrics(log)["accuracy"] == 71.5
+    assert ptr.read_test_metrics(log)["macro_f1"] == 70.5
+
+
+def test_val_only_log_is_not_a_result(tmp_path):
+    log = write_log(tmp_path, training_log(None, val_accuracies=(40.0, 55.0)))
+    assert ptr.read_test_metrics(log) is None
+
+
+def test_without_split_markers_the_last_result_block_wins(tmp_path):
+    text = "header\n" + result_block(30.0) + "some line\n" + result_block(64.2) + "Elapsed: 1\n"
+    log = write_log(tmp_path, text)
+    assert ptr.read_test_metrics(log)["accuracy"] == 64.2
+
+
+def test_metric_lines_outside_a_result_block_are_ignored(tmp_path):
+    text = "* accuracy: 99.0%\n" + result_block(50.0) + "=> per-class result\n* average: 12.0%\n"
+    log = write_log(tmp_path, text)
+    metrics = ptr.read_test_metrics(log)
+    assert metrics["accuracy"] == 50.0
+    assert "average" not in metrics
+
+
+def test_newest_log_with_a_result_wins(tmp_path):
+    write_log(tmp_path, training_log(60.0), mtime=1_000)
+    write_log(tmp_path, training_log(65.0), name="log.txt-2026-01-01-10-00-00", mtime=2_000)
+    # the newest log is an unfinished (crashed) rerun: it must not hide the finished result
+    write_log(tmp_path, training_log(None), name="log.txt-2026-01-02-10-00-00", mtime=3_000)
+    run = ptr.read_run(tmp_path)
+    assert run.metrics["accuracy"] == 65.0
+    assert run.log.name == "log.txt-2026-01-01-10-00-00"
+
+
+def test_summary_over_seeds(tmp_path, capsys):
+    setting = tmp_path / "caltech101" / "adam_lr2e-3_B256_ep100_4shots"
+    accs = [70.0, 72.5, 74.1]
+    for seed, acc in enumerate(accs, start=1):
+        write_log(setting / f"seed{seed}", training_log(acc))
+    assert ptr.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    expected = f"{statistics.mean(accs):.2f}% +- {statistics.pstdev(accs):.2f}%"
+    assert f"caltech101/adam_lr2e-3_B256_ep100_4shots: accuracy {expected}" in out
+    assert "over 3 run(s)" in out
+
+
+def test_summary_names_unfinished_seeds(tmp_path, capsys):
+    setting = tmp_path / "dtd" / "cfg_1shots"
+    write_log(setting / "seed1", training_log(50.0))
+    write_log(setting / "seed2", training_log(None, val_accuracies=(30.0,)))
+    assert ptr.main([str(setting)]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy 50.00% +- 0.00% (std) over 1 run(s)" in out
+    assert "seed2: no test accuracy" in out
+
+
+def test_ci95(tmp_path, capsys):
+    accs = [60.0, 64.0]
+    for seed, acc in enumerate(accs, start=1):
+        write_log(tmp_path / f"seed{seed}", training_log(acc))
+    ptr.main([str(tmp_path), "--ci95"])
+    half_width = 1.96 * statistics.pstdev(accs) / 2**0.5
+    assert f"+- {half_width:.2f}% (ci95)" in capsys.readouterr().out
+
+
+def test_table_rows_datasets_columns_shots(tmp_path, capsys):
+    grid = {
+        ("caltech101", 1): [80.0, 82.0],
+        ("caltech101", 16): [90.0, 91.0],
+        ("OxfordPets", 1): [70.0, 74.0],
+    }
+    for (dataset, shots), accs in grid.items():
+        cfg = "adam_lr2e-3_B256_ep100" if shots < 8 else "adam_lr2e-3_B256_ep200"
+        for seed, acc in enumerate(accs, start=1):
+            write_log(tmp_path / dataset / f"{cfg}_{shots}shots" / f"seed{seed}", training_log(acc))
+    assert ptr.main([str(tmp_path), "--table"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    lines = lines[next(i for i, line in enumerate(lines) if line.lstrip().startswith("dataset")) :]
+    header = lines[0]
+    assert header.index("1 shots") < header.index("16 shots")
+    caltech = next(line for line in lines if line.startswith("caltech101"))
+    assert "81.00 +- 1.00" in caltech and "90.50 +- 0.50" in caltech
+    pets = next(line for line in lines if line.startswith("oxford_pets"))
+    assert "72.00 +- 2.00" in pets and pets.rstrip().endswith("-")
+    average = next(line for line in lines if line.startswith("average"))
+    assert "76.50" in average  # mean of 81 and 72
+    assert "90.50*" in average  # only caltech101 has 16 shots
+
+
+def test_table_collision_is_a_clear_error(tmp_path, capsys):
+    for cfg in ("cfg_a_1shots", "cfg_b_1shots"):
+        write_log(tmp_path / "dtd" / cfg / "seed1", training_log(50.0))
+    assert ptr.main([str(tmp_path), "--table"]) == 1
+    err = capsys.readouterr().err
+    assert "same table cell" in err and "--columns setting" in err
+    assert ptr.main([str(tmp_path), "--table", "--columns", "setting"]) == 0
+
+
+def test_empty_folder_and_missing_folder(tmp_path, capsys):
+    assert ptr.main([str(tmp_path)]) == 1
+    assert "no log.txt found" in capsys.readouterr().err
+    assert ptr.main([str(tmp_path / "nope")]) == 1
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def test_finished_flag_exit_status(tmp_path):
+    done = tmp_path / "done"
+    write_log(done, training_log(10.0))
+    running = tmp_path / "running"
+    write_log(running, training_log(None, val_accuracies=(5.0,)))
+    script = str(REPO / "tools" / "parse_test_res.py")
+
+    def status(path: Path) -> int:
+        return subprocess.run([sys.executable, script, "--finished", str(path)]).returncode
+
+    assert status(done) == 0
+    assert status(running) == 1
+    assert status(tmp_path / "never-started") == 1
+
+
+@pytest.mark.parametrize("name", ["caltech101", "Caltech101", "CALTECH101"])
+def test_dataset_recognised_by_config_or_registered_name(name):
+    assert ptr.dataset_of(("runs", name, "x_2shots")) == "caltech101"
+    assert ptr.shots_of(("runs", name, "x_2shots")) == 2

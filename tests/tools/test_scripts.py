@@ -1,0 +1,258 @@
+"""The experiment scripts: usage messages, the exact train.py commands, skipping finished runs.
+
+train.py is replaced by a stub interpreter (the scripts' PYTHON variable) that records each
+command and writes a finished log; every other Python call (the results tool) runs for real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.tools.logs import training_log, write_log
+
+REPO = Path(__file__).resolve().parents[2]
+
+STUB = """#!{python}
+import json, os, sys
+args = sys.argv[1:]
+if args and args[0] == "train.py":
+    with open(os.environ["STUB_CALLS"], "a") as f:
+        f.write(json.dumps(args) + "\\n")
+    out = args[args.index("--output-dir") + 1]
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "log.txt"), "a") as f:
+        f.write("=> result\\n* accuracy: 50.0%\\n")
+    sys.exit(0)
+os.execv(sys.executable, [sys.executable, *args])
+"""
+
+
+@pytest.fixture
+def env(tmp_path):
+    """Environment for a script run: stub interpreter, data root and output root under tmp_path."""
+    stub = tmp_path / "python-stub"
+    stub.write_text(STUB.format(python=sys.executable))
+    stub.chmod(stub.stat().st_mode | stat.S_IXUSR)
+    (tmp_path / "data").mkdir()
+    return {
+        **os.environ,
+        "PYTHON": str(stub),
+        "DATA": str(tmp_path / "data"),
+        "OUTPUT_ROOT": str(tmp_path / "out"),
+        "STUB_CALLS": str(tmp_path / "calls.jsonl"),
+    }
+
+
+def run(script: str, *args: str, env: dict, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(REPO / script), *args], env=env, cwd=cwd, capture_output=True, text=True
+    )
+
+
+def calls(env: dict) -> list[list[str]]:
+    path = Path(env["STUB_CALLS"])
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def flag(call: list[str], name: str) -> str:
+    return call[call.index(name) + 1]
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "scripts/taskres/main.sh",
+        "scripts/taskres/eval.sh",
+        "scripts/taskres/zeroshot.sh",
+        "scripts/taskres/test_dg.sh",
+        "scripts/coop/main.sh",
+        "scripts/coop/eval.sh",
+        "scripts/clip_adapter/main.sh",
+        "scripts/linear_probe/main.sh",
+    ],
+)
+def test_missing_arguments_print_usage(script, env):
+    result = run(script, env=env)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"Usage: bash {script}")
+    assert calls(env) == []
+
+
+def test_taskres_main_runs_three_seeds_then_skips_them(env, tmp_path):
+    result = run(
+        "scripts/taskres/main.sh", "caltech101", "adam_lr2e-3_B256_ep100", "none", "4", "0.5",
+        "DATALOADER.NUM_WORKERS", "1", env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    first = calls(env)
+    assert [flag(c, "--seed") for c in first] == ["1", "2", "3"]
+    call = first[0]
+    assert flag(call, "--root") == env["DATA"]
+    assert flag(call, "--trainer") == "TaskRes"
+    assert flag(call, "--dataset-config-file") == "configs/datasets/caltech101.yaml"
+    assert flag(call, "--config-file") == "configs/trainers/TaskRes/adam_lr2e-3_B256_ep100.yaml"
+    expected_dir = (
+        f"{env['OUTPUT_ROOT']}/FINAL/debug/caltech101/adam_lr2e-3_B256_ep100_4shots/seed1"
+    )
+    assert flag(call, "--output-dir") == expected_dir
+    assert flag(call, "--enhanced-base") == "none"
+    assert flag(call, "DATASET.NUM_SHOTS") == "4"
+    assert flag(call, "TRAINER.TaskRes.RESIDUAL_SCALE") == "0.5"
+    assert call[-2:] == ["DATALOADER.NUM_WORKERS", "1"]
+    assert not any("cuda" in arg.lower() for arg in call)
+
+    again = run(
+        "scripts/taskres/main.sh", "caltech101", "adam_lr2e-3_B256_ep100", "none", "4", "0.5",
+        env=env,
+    )  # fmt: skip
+    assert again.returncode == 0
+    assert len(calls(env)) == 3
+    assert again.stdout.count("Skipping") == 3
+
+
+def test_taskres_main_reruns_only_an_unfinished_seed(env):
+    root = Path(env["OUTPUT_ROOT"]) / "FINAL/debug/dtd/adam_lr2e-3_B256_ep200_8shots"
+    write_log(root / "seed1", training_log(60.0))
+    write_log(root / "seed2", training_log(None, val_accuracies=(30.0,)))  # crashed mid-training
+    write_log(root / "seed3", training_log(61.0))
+    result = run(
+        "scripts/taskres/main.sh", "dtd", "adam_lr2e-3_B256_ep200", "none", "8", "0.5", env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert [flag(c, "--seed") for c in calls(env)] == ["2"]
+
+
+def test_taskres_main_enhanced_base_goes_to_its_own_folder(env, tmp_path):
+    base = tmp_path / "strong_base" / "DescribableTextures" / "rn50_1shots" / "model.pth.tar"
+    base.parent.mkdir(parents=True)
+    base.write_bytes(b"x")
+    env = {**env, "SEEDS": "1"}
+    result = run(
+        "scripts/taskres/main.sh", "dtd", "adam_lr2e-3_B256_ep100", str(base), "1", "0.5", env=env
+    )
+    assert result.returncode == 0, result.stderr
+    (call,) = calls(env)
+    assert flag(call, "--enhanced-base") == str(base)
+    assert "/FINAL/enhanced/dtd/" in flag(call, "--output-dir")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["cifar10", "adam_lr2e-3_B256_ep100", "none", "1", "0.5"], "Available: caltech101"),
+        (["dtd", "adam_lr9", "none", "1", "0.5"], "configs/trainers/TaskRes/adam_lr9.yaml"),
+        (["dtd", "adam_lr2e-3_B256_ep100", "missing.pth.tar", "1", "0.5"], "strong_base/"),
+    ],
+)
+def test_taskres_main_bad_input_is_named(env, args, message):
+    result = run("scripts/taskres/main.sh", *args, env=env)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert calls(env) == []
+
+
+def test_missing_data_root_says_how_to_set_it(env, tmp_path):
+    env = {**env, "DATA": str(tmp_path / "no-data-here")}
+    result = run("scripts/coop/main.sh", "dtd", "rn50", "end", "16", "1", "False", env=env)
+    assert result.returncode == 1
+    assert "no-data-here" in result.stderr and "DATA=" in result.stderr
+
+
+def test_grid_uses_upstream_per_dataset_choices(env):
+    result = run("scripts/taskres/train_regular.sh", env={**env, "DRY_RUN": "1"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 11 * 5
+    main = "bash scripts/taskres/main.sh"
+    assert f"{main} stanford_cars adam_lr2e-3_B256_ep100 none 1 0.5" in lines
+    assert f"{main} oxford_flowers adam_lr2e-3_B256_ep100 none 4 1.0" in lines
+    assert f"{main} imagenet adam_lr2e-4_B256_ep100 none 2 0.5" in lines
+    assert f"{main} eurosat adam_lr2e-3_B256_ep200 none 8 0.5" in lines
+    assert f"{main} imagenet adam_lr2e-4_B256_ep200 none 16 0.5" in lines
+    assert calls(env) == []
+
+
+def test_enhanced_grid_points_at_released_bases(env):
+    narrowed = {**env, "DRY_RUN": "1", "DATASETS": "dtd oxford_flowers", "SHOT_LIST": "16"}
+    result = run("scripts/taskres/train_enhance.sh", env=narrowed)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "bash scripts/taskres/main.sh dtd adam_lr2e-3_B256_ep200 "
+        "strong_base/DescribableTextures/rn50_16shots/model.pth.tar 16 0.5",
+        "bash scripts/taskres/main.sh oxford_flowers adam_lr2e-3_B256_ep200 "
+        "strong_base/OxfordFlowers/rn50_16shots/model.pth.tar 16 1.0",
+    ]
+
+
+def test_dg_evaluates_the_imagenet_model_on_four_shifts(env, tmp_path):
+    model_dir = tmp_path / "imagenet_run"
+    for seed in (1, 2, 3):
+        (model_dir / f"seed{seed}").mkdir(parents=True)
+    out = tmp_path / "dg"
+    result = run("scripts/taskres/test_dg.sh", str(model_dir), str(out), env=env)
+    assert result.returncode == 0, result.stderr
+    made = calls(env)
+    assert len(made) == 12
+    targets = [Path(flag(c, "--dataset-config-file")).stem for c in made[::3]]
+    assert targets == ["imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r"]
+    for call in made:
+        assert "--eval-only" in call
+        assert flag(call, "--load-epoch") == "200"  # MAX_EPOCH of generalization_rn50
+        assert flag(call, "--config-file").endswith("TaskRes/generalization_rn50.yaml")
+        seed = flag(call, "--seed")
+        assert flag(call, "--model-dir") == f"{model_dir}/seed{seed}"
+    assert flag(made[0], "--output-dir") == f"{out}/imagenetv2/seed1"
+
+
+def test_eval_without_trained_model_says_what_to_train(env, tmp_path):
+    result = run(
+        "scripts/taskres/eval.sh", "imagenet_a", "generalization_rn50", str(tmp_path / "o"),
+        str(tmp_path / "nothing"), env=env,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "no trained model" in result.stderr and "main.sh" in result.stderr
+
+
+def test_eval_best_checkpoint_passes_no_epoch(env, tmp_path):
+    (tmp_path / "m" / "seed1").mkdir(parents=True)
+    env = {**env, "SEEDS": "1"}
+    result = run(
+        "scripts/coop/eval.sh", "imagenetv2", "rn50_ep50", str(tmp_path / "m"), "best", env=env
+    )
+    assert result.returncode == 0, result.stderr
+    (call,) = calls(env)
+    assert "--load-epoch" not in call
+    assert flag(call, "TRAINER.COOP.N_CTX") == "16"
+
+
+def test_coop_clip_adapter_zeroshot_and_probe_commands(env):
+    env = {**env, "SEEDS": "1"}
+    assert run("scripts/coop/main.sh", "ucf101", "rn50_ep50", "middle", "8", "2", "True",
+               env=env).returncode == 0  # fmt: skip
+    assert run("scripts/clip_adapter/main.sh", "eurosat", "vit_b16", "4", env=env).returncode == 0
+    assert run("scripts/taskres/zeroshot.sh", "food101", "rn50", env=env).returncode == 0
+    assert run("scripts/linear_probe/main.sh", "sun397", "vit_b32", "16", env=env).returncode == 0
+    coop, adapter, zeroshot, probe = calls(env)
+    assert flag(coop, "--output-dir").endswith(
+        "ucf101/CoOp/rn50_ep50_2shots/nctx8_cscTrue_ctpmiddle/seed1"
+    )
+    assert flag(coop, "TRAINER.COOP.CLASS_TOKEN_POSITION") == "middle"
+    assert flag(coop, "TRAINER.COOP.CSC") == "True"
+    assert flag(adapter, "--trainer") == "CLIP_Adapter"
+    assert flag(adapter, "TRAINER.CLIP_ADAPTER.RATIO") == "0.2"
+    assert flag(adapter, "DATASET.NUM_SHOTS") == "4"
+    assert flag(zeroshot, "--trainer") == "ZeroshotCLIP2"
+    assert flag(zeroshot, "--config-file") == "configs/trainers/CoOp/rn50.yaml"
+    assert "--eval-only" in zeroshot
+    assert flag(probe, "--trainer") == "LinearProbeCLIP"
+    assert flag(probe, "--config-file") == "configs/trainers/CoOp/vit_b32.yaml"
+    assert flag(probe, "--output-dir").endswith("sun397/LinearProbeCLIP/vit_b32_16shots/seed1")

@@ -1,0 +1,1 @@
+"""Command-line tools: the results summariser and the built-in demo."""
