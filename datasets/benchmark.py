@@ -8,7 +8,8 @@ order of which follows upstream CoOp so that the same seed samples the same imag
 
 1. check the layout and fail with one error listing every missing piece and the DATASETS.md
    section to follow (``DATASETS.md#<registered name in lower case>``, e.g. ``#oxfordpets``);
-2. read the split file, or build it and write it so the next run reads it;
+2. read the split file, or build it and write it so the next run reads it (a build with an
+   empty train or test part is refused before anything is written);
 3. ``DATASET.NUM_SHOTS >= 1``: sample K per class for train and min(K, 4) for val, cached at
    ``split_fewshot/shot_<K>-seed_<S>.pkl`` (read back through the restricted unpickler, so caches
    written by upstream Dassl load too, and their image paths are re-rooted onto this folder);
@@ -102,7 +103,7 @@ class BenchmarkDataset(DatasetBase):
             items.append(LayoutItem(os.path.join(dataset_dir, cls.image_folder), "image folder"))
         items += [LayoutItem(os.path.join(dataset_dir, p), p) for p in cls.required_paths]
         if cls.split_file and not os.path.isfile(os.path.join(dataset_dir, cls.split_file)):
-            if cls.build_split is BenchmarkDataset.build_split:
+            if not cls.can_build_split():
                 items.append(LayoutItem(os.path.join(dataset_dir, cls.split_file), "split file"))
             items += [
                 LayoutItem(
@@ -140,19 +141,58 @@ class BenchmarkDataset(DatasetBase):
         return path
 
     def _require_items(self, items: Sequence[Datum] | None, split: str) -> None:
-        if not items:
+        if items:
+            return
+        if self.split_file and os.path.isfile(self.split_path):
             raise DatasetLayoutError(
-                f"{type(self).__name__}: the {split} split is empty (no images found under "
-                f"{self.image_dir}). Follow {self.docs_section()} to set up the dataset."
+                f'{type(self).__name__}: the split file "{self.split_path}" lists no {split} '
+                f"images; {self.split_file_fix()}"
             )
+        raise DatasetLayoutError(
+            f"{type(self).__name__}: the {split} split is empty (no images found under "
+            f"{self.image_dir}). Follow {self.docs_section()} to set up the dataset."
+        )
+
+    def require_built(self, **splits: Sequence[Datum]) -> None:
+        """Refuse a split built from the raw files with an empty part, before anything is
+        written: a saved empty split would be read back by every later run, even once the
+        images are there."""
+        for split, items in splits.items():
+            if not items:
+                raise DatasetLayoutError(
+                    f"{type(self).__name__}: the {split} split is empty: building it from the "
+                    f"files under {self.dataset_dir} found no {split} images (is "
+                    f"{self.image_dir} empty?). Nothing was written; add the images as "
+                    f"{self.docs_section()} shows, then run again."
+                )
 
     # ----- split --------------------------------------------------------------------------------
+
+    @classmethod
+    def can_build_split(cls) -> bool:
+        """Whether the split can be built from the raw files when the split file is absent."""
+        return cls.build_split is not BenchmarkDataset.build_split
+
+    def split_file_fix(self) -> str:
+        """What to do about a bad split file, for the error messages."""
+        if self.can_build_split():
+            needs = f": {' and '.join(self.raw_files)}" if self.raw_files else ""
+            return (
+                f"delete it and the next run rebuilds it from the raw files{needs} (a different "
+                f"draw from the published file), or re-download the published "
+                f"{self.split_file} (see {self.docs_section()})"
+            )
+        return (
+            f"re-download the published {self.split_file} (see {self.docs_section()}); this "
+            "dataset cannot rebuild it from raw files"
+        )
 
     def load_split(self) -> tuple[list[Datum], list[Datum], list[Datum]]:
         """Read the split file; when it is absent, build the split and write the file."""
         if self.split_file and os.path.isfile(self.split_path):
-            return read_split(self.split_path, self.image_dir)
+            return read_split(self.split_path, self.image_dir, fix=self.split_file_fix())
         train, val, test = self.build_split()
+        self.require_built(train=train, test=test)
         if self.split_file and self.persist:
             save_split(train, val, test, self.split_path, self.image_dir)
         return train, val, test

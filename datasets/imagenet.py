@@ -84,6 +84,7 @@ class ImageNet(BenchmarkDataset):
             os.path.join(self.image_dir, "train"), classnames, classnames_path
         )
         test = read_wnid_folders(os.path.join(self.image_dir, "val"), classnames, classnames_path)
+        self.require_built(train=train, test=test)
         if self.persist:
             save_pickle({"train": train, "test": test}, cache)
         return train, test, test

@@ -19,34 +19,63 @@ from dassl.utils import listdir_nohidden, read_json, write_json
 SPLIT_SEED = 1  # seed of generated splits; fixed so that every run writes the same file
 SUBSAMPLE_CHOICES = ("all", "base", "new")
 _SPLIT_KEYS = ("train", "val", "test")
+DEFAULT_SPLIT_FIX = "re-download it, or delete it if the dataset can rebuild it from the raw files"
 
 
-def read_split(filepath: str, path_prefix: str) -> tuple[list[Datum], list[Datum], list[Datum]]:
-    """Read a split file; image paths in it are relative to ``path_prefix``."""
+def read_split(
+    filepath: str, path_prefix: str, fix: str = DEFAULT_SPLIT_FIX
+) -> tuple[list[Datum], list[Datum], list[Datum]]:
+    """Read a split file; image paths in it are relative to ``path_prefix``.
+
+    A truncated, corrupt or wrongly shaped file raises a ValueError naming the file and ``fix``
+    (what to do about it, which depends on whether the dataset can rebuild the file).
+    """
     print(f"Reading split from {filepath}")
-    split = read_json(filepath)
-    fix = "re-download it, or delete it so that it is rebuilt from the raw files"
+    try:
+        split = read_json(filepath)
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError: truncated or corrupt
+        raise ValueError(
+            f'Split file "{filepath}" is not valid JSON (truncated or corrupt: {err}); {fix}'
+        ) from err
     if not isinstance(split, Mapping) or any(key not in split for key in _SPLIT_KEYS):
-        raise ValueError(f'Split file "{filepath}" must hold the keys {_SPLIT_KEYS}; {fix}')
+        raise ValueError(
+            f'Split file "{filepath}" must be a JSON object with the keys {list(_SPLIT_KEYS)}; '
+            f"{fix}"
+        )
 
     def _convert(key: str) -> list[Datum]:
+        if not isinstance(split[key], list):
+            raise ValueError(f'Split file "{filepath}": "{key}" is not a list; {fix}')
         items = []
         for entry in split[key]:
-            if not isinstance(entry, Sequence) or len(entry) != 3:
+            if not _is_split_row(entry):
                 raise ValueError(
                     f'Split file "{filepath}": entry {entry!r} of "{key}" is not '
-                    f"[relpath, label, classname]; {fix}"
+                    f"[relpath, label, classname] (string, integer, string); {fix}"
                 )
             impath, label, classname = entry
             items.append(
-                Datum(
-                    impath=os.path.join(path_prefix, impath), label=int(label), classname=classname
-                )
+                Datum(impath=os.path.join(path_prefix, impath), label=label, classname=classname)
             )
         return items
 
     train, val, test = (_convert(key) for key in _SPLIT_KEYS)
     return train, val, test
+
+
+def _is_split_row(entry: object) -> bool:
+    """Whether ``entry`` is a ``[relpath, label, classname]`` row as CoOp writes it."""
+    if not isinstance(entry, list) or len(entry) != 3:
+        return False
+    relpath, label, classname = entry
+    return (
+        isinstance(relpath, str)
+        and bool(relpath)
+        and isinstance(label, int)
+        and not isinstance(label, bool)
+        and label >= 0
+        and isinstance(classname, str)
+    )
 
 
 def save_split(
@@ -104,6 +133,45 @@ def split_trainval(
     return train, val
 
 
+class ClassTooSmallError(ValueError):
+    """A class has too few items to give train, val and test at least one each."""
+
+    def __init__(self, label: int, count: int, p_trn: float, p_val: float) -> None:
+        self.label, self.count = label, count
+        super().__init__(
+            f"class {label} has {count} images, too few to split into {p_trn:.0%}/{p_val:.0%}/"
+            f"{1 - p_trn - p_val:.0%} train/val/test with at least one image each"
+        )
+
+
+def split_per_class(
+    items_by_label: Mapping[int, Sequence[Datum]],
+    p_trn: float = 0.5,
+    p_val: float = 0.2,
+    seed: int = SPLIT_SEED,
+) -> tuple[list[Datum], list[Datum], list[Datum]]:
+    """CoOp's per-class split: in label order, shuffle each class with one seeded RNG and cut it
+    into ``round(n * p_trn)`` train, ``round(n * p_val)`` val and the rest test.
+
+    The RNG is shared across classes, so the result depends on every class's size and on the
+    order of the items given; a class that cannot give each part one item raises
+    ``ClassTooSmallError`` (callers add where the class comes from and the fix).
+    """
+    print(f"Splitting into {p_trn:.0%} train, {p_val:.0%} val, and {1 - p_trn - p_val:.0%} test")
+    rng = random.Random(seed)
+    train, val, test = [], [], []
+    for label in sorted(items_by_label):
+        items = list(items_by_label[label])
+        rng.shuffle(items)
+        n_train, n_val = round(len(items) * p_trn), round(len(items) * p_val)
+        if min(n_train, n_val, len(items) - n_train - n_val) < 1:
+            raise ClassTooSmallError(label, len(items), p_trn, p_val)
+        train += items[:n_train]
+        val += items[n_train : n_train + n_val]
+        test += items[n_train + n_val :]
+    return train, val, test
+
+
 def read_and_split_data(
     image_dir: str,
     p_trn: float = 0.5,
@@ -119,30 +187,23 @@ def read_and_split_data(
     """
     categories = sorted(c for c in listdir_nohidden(image_dir) if c not in ignored)
     categories = [c for c in categories if os.path.isdir(os.path.join(image_dir, c))]
-    print(f"Splitting into {p_trn:.0%} train, {p_val:.0%} val, and {1 - p_trn - p_val:.0%} test")
-    rng = random.Random(seed)
     new_cnames = new_cnames or {}
-
-    train, val, test = [], [], []
+    items_by_label = {}
     for label, category in enumerate(categories):
         category_dir = os.path.join(image_dir, category)
-        images = [
-            os.path.join(category_dir, im) for im in listdir_nohidden(category_dir, sort=True)
-        ]
-        rng.shuffle(images)
-        n_train = round(len(images) * p_trn)
-        n_val = round(len(images) * p_val)
-        if n_train < 1 or n_val < 1 or len(images) - n_train - n_val < 1:
-            raise ValueError(
-                f'Class folder "{category_dir}" has {len(images)} images, too few to split into '
-                f"{p_trn:.0%}/{p_val:.0%}/{1 - p_trn - p_val:.0%} train/val/test with at least "
-                "one image each: add images, or remove the folder if it is not a class"
-            )
         classname = new_cnames.get(category, category)
-        parts = (images[:n_train], images[n_train : n_train + n_val], images[n_train + n_val :])
-        for out, part in zip((train, val, test), parts):
-            out.extend(Datum(impath=im, label=label, classname=classname) for im in part)
-    return train, val, test
+        items_by_label[label] = [
+            Datum(impath=os.path.join(category_dir, im), label=label, classname=classname)
+            for im in listdir_nohidden(category_dir, sort=True)
+        ]
+    try:
+        return split_per_class(items_by_label, p_trn, p_val, seed)
+    except ClassTooSmallError as err:
+        category_dir = os.path.join(image_dir, categories[err.label])
+        raise ValueError(
+            f'Class folder "{category_dir}": {err}: add images, or remove the folder if it is '
+            "not a class"
+        ) from err
 
 
 def subsample_classes(*datasets: Sequence[Datum], subsample: str = "all") -> list[list[Datum]]:

@@ -11,9 +11,11 @@ from dassl.data.datasets import Datum
 from dassl.utils import UnsafePickleError, load_pickle
 from datasets.benchmark import BenchmarkDataset, DatasetLayoutError
 from datasets.splits import (
+    ClassTooSmallError,
     read_and_split_data,
     read_split,
     save_split,
+    split_per_class,
     split_trainval,
     subsample_classes,
 )
@@ -292,3 +294,131 @@ def test_malformed_split_file_is_named(tmp_path):
     path.write_text(json.dumps({"train": []}))
     with pytest.raises(ValueError, match="keys"):
         read_split(str(path), str(tmp_path))
+
+
+def test_empty_image_folder_writes_no_split_and_recovers_once_images_exist(tmp_path):
+    """An empty build must not leave an empty split file that every later run would read."""
+    image_dir = tmp_path / "toy" / "images"
+    image_dir.mkdir(parents=True)
+    with pytest.raises(DatasetLayoutError) as err:
+        ToyBuilt(make_cfg(tmp_path, "ToyBuilt"))
+    assert str(image_dir) in str(err.value) and "DATASETS.md#toybuilt" in str(err.value)
+    assert not (tmp_path / "toy" / Toy.split_file).exists()
+
+    write_class_folders(image_dir, {"a": 10, "b": 10})
+    ds = ToyBuilt(make_cfg(tmp_path, "ToyBuilt"))
+    assert per_class(ds.train_x) == {0: 5, 1: 5}
+    assert (tmp_path / "toy" / Toy.split_file).is_file()
+
+
+@pytest.mark.parametrize(
+    ("cls", "fix"),
+    [(ToyBuilt, "delete it and the next run rebuilds it"), (Toy, "cannot rebuild it")],
+)
+def test_split_file_with_empty_train_names_file_and_fix(tmp_path, cls, fix):
+    """Such a file may be left by older versions; the error says what to do with it."""
+    (tmp_path / "toy" / "images").mkdir(parents=True)
+    split = write_split_file(tmp_path / "toy" / Toy.split_file, [], [], [])
+    with pytest.raises(DatasetLayoutError, match="lists no train images") as err:
+        cls(make_cfg(tmp_path, cls.__name__))
+    assert str(split) in str(err.value) and fix in str(err.value)
+
+
+def _truncated(path):
+    text = json.dumps({"train": [["a/1.jpg", 0, "a"]], "val": [], "test": []})
+    path.write_text(text[: len(text) // 2])
+
+
+def _not_utf8(path):
+    path.write_bytes(b"\xff\xfe\x00garbage")
+
+
+@pytest.mark.parametrize("corrupt", [_truncated, _not_utf8])
+def test_corrupt_split_file_names_file_and_fix(tmp_path, corrupt):
+    path = tmp_path / "split.json"
+    corrupt(path)
+    with pytest.raises(ValueError, match="truncated or corrupt") as err:
+        read_split(str(path), str(tmp_path))
+    assert str(path) in str(err.value) and "re-download it" in str(err.value)
+    assert not isinstance(err.value, json.JSONDecodeError)
+
+
+@pytest.mark.parametrize(
+    ("cls", "fix"),
+    [
+        (ToyBuilt, "delete it and the next run rebuilds it from the raw files"),
+        (Toy, "re-download the published split_zhou_Toy.json"),
+    ],
+)
+def test_truncated_split_file_in_a_dataset_says_whether_it_can_be_rebuilt(tmp_path, cls, fix):
+    write_toy(tmp_path)
+    path = tmp_path / "toy" / Toy.split_file
+    path.write_text(path.read_text()[:50])
+    with pytest.raises(ValueError, match="truncated or corrupt") as err:
+        cls(make_cfg(tmp_path, cls.__name__))
+    assert str(path) in str(err.value) and fix in str(err.value)
+    assert "DATASETS.md#" in str(err.value)
+    assert len(path.read_text()) == 50  # the file is left for the user to decide
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        [],  # not an object
+        {"train": [], "val": []},  # no "test"
+        {"train": {"a/1.jpg": 0}, "val": [], "test": []},  # not a list of rows
+        {"train": ["abc"], "val": [], "test": []},  # a string is not a row
+        {"train": [["a/1.jpg", "0", "a"]], "val": [], "test": []},  # label not an integer
+        {"train": [["a/1.jpg", 0.5, "a"]], "val": [], "test": []},
+        {"train": [["a/1.jpg", 0, None]], "val": [], "test": []},  # classname not a string
+        {"train": [[3, 0, "a"]], "val": [], "test": []},  # path not a string
+        {"train": [], "val": [], "test": [["a/1.jpg", 0, "a", "extra"]]},
+    ],
+)
+def test_wrongly_shaped_split_file_names_file_and_fix(tmp_path, content):
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(ValueError) as err:
+        read_split(str(path), str(tmp_path), fix="FIX-IT")
+    assert str(path) in str(err.value) and str(err.value).endswith("FIX-IT")
+
+
+def test_split_per_class_is_seeded_proportional_and_in_label_order():
+    items = {
+        label: [Datum(f"{label}_{i}.jpg", label, 0, f"c{label}") for i in range(n)]
+        for label, n in ((2, 10), (0, 20))
+    }
+    random.seed(0)
+    first = split_per_class(items)
+    random.seed(99)  # the global RNG must not matter
+    assert [impaths(s) for s in split_per_class(items)] == [impaths(s) for s in first]
+    assert [impaths(s) for s in split_per_class(items, seed=2)] != [impaths(s) for s in first]
+    train, val, test = first
+    # label 0 (20 items) -> 10/4/6 first, then label 2 (10 items) -> 5/2/3
+    assert [d.label for d in train] == [0] * 10 + [2] * 5
+    assert per_class(val) == {0: 4, 2: 2} and per_class(test) == {0: 6, 2: 3}
+    assert sorted(impaths(train + val + test)) == sorted(
+        d.impath for group in items.values() for d in group
+    )
+
+
+def test_split_per_class_refuses_a_class_too_small_to_split():
+    items = {0: [Datum(f"{i}.jpg", 0, 0, "a") for i in range(10)], 1: [Datum("x.jpg", 1, 0, "b")]}
+    with pytest.raises(ClassTooSmallError, match="class 1 has 1 images") as err:
+        split_per_class(items)
+    assert (err.value.label, err.value.count) == (1, 1)
+
+
+def test_read_and_split_data_is_split_per_class_over_the_folders(tmp_path):
+    write_class_folders(tmp_path, {"b": 7, "a": 12, "c": 9})
+    by_label = {
+        label: [
+            Datum(str(tmp_path / c / name), label, 0, c)
+            for name in sorted(os.listdir(tmp_path / c))
+        ]
+        for label, c in enumerate("abc")
+    }
+    expected = split_per_class(by_label, 0.5, 0.2, seed=3)
+    got = read_and_split_data(str(tmp_path), seed=3)
+    assert [impaths(s) for s in got] == [impaths(s) for s in expected]
+    assert [[d.label for d in s] for s in got] == [[d.label for d in s] for s in expected]

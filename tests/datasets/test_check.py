@@ -76,3 +76,12 @@ def test_unknown_name_is_a_usage_error(tmp_path, capsys):
         main(["--root", str(tmp_path), "pets"])
     assert err.value.code == 2
     assert "OxfordPets" in capsys.readouterr().err
+
+
+def test_truncated_split_file_is_reported_with_the_fix(tmp_path, capsys):
+    ds_dir = write_caltech(tmp_path)
+    split = ds_dir / "split_zhou_Caltech101.json"
+    split.write_text('{"train": [["Faces/image_0001.jpg", 0, "fa')
+    code, out = run(capsys, "--root", tmp_path, "Caltech101")
+    assert code == 1
+    assert "truncated or corrupt" in out and str(split) in out and "delete it" in out

@@ -97,3 +97,29 @@ def test_class_too_small_to_split_is_named_and_nothing_is_written(tmp_path):
     with pytest.raises(ValueError, match="bubbly"):
         DescribableTextures(make_cfg(tmp_path, "DescribableTextures"))
     assert not (ds_dir / SPLIT_NAME).exists()
+
+
+def test_empty_image_folder_writes_no_split_file_and_recovers(tmp_path):
+    """An empty dtd/images/ is refused before the split file is written, so adding the images
+    afterwards is enough (no stale empty split file to delete)."""
+    image_dir = tmp_path / "dtd" / "images"
+    image_dir.mkdir(parents=True)
+    with pytest.raises(DatasetLayoutError) as err:
+        DescribableTextures(make_cfg(tmp_path, "DescribableTextures"))
+    assert str(image_dir) in str(err.value)
+    assert "DATASETS.md#describabletextures" in str(err.value)
+    assert not (tmp_path / "dtd" / SPLIT_NAME).exists()
+
+    write_class_folders(image_dir, COUNTS)
+    ds = DescribableTextures(make_cfg(tmp_path, "DescribableTextures"))
+    assert per_class(ds.train_x) == expected(0.5)
+    assert (tmp_path / "dtd" / SPLIT_NAME).is_file()
+
+
+def test_truncated_split_file_says_delete_or_redownload(tmp_path):
+    ds_dir = write_dtd(tmp_path)
+    (ds_dir / SPLIT_NAME).write_text('{"train": [["banded/banded_000.jpg", 0, "ban')
+    with pytest.raises(ValueError, match="truncated or corrupt") as err:
+        DescribableTextures(make_cfg(tmp_path, "DescribableTextures"))
+    assert str(ds_dir / SPLIT_NAME) in str(err.value)
+    assert "delete it" in str(err.value) and "re-download" in str(err.value)

@@ -90,3 +90,16 @@ def test_folder_missing_from_classnames_is_named(tmp_path):
     write_classnames(ds_dir / "classnames.txt", CLASSNAMES[:2])
     with pytest.raises(ValueError, match="n01484850"):
         ImageNet(make_cfg(tmp_path, "ImageNet"))
+
+
+def test_empty_train_folder_writes_no_preprocessed_pickle(tmp_path):
+    """Otherwise every later run would read the empty lists back from preprocessed.pkl."""
+    ds_dir = write_imagenet(tmp_path)
+    for wnid, _ in CLASSNAMES:
+        for image in (ds_dir / "images" / "train" / wnid).iterdir():
+            image.unlink()
+        (ds_dir / "images" / "train" / wnid).rmdir()
+    with pytest.raises(DatasetLayoutError, match="train split is empty") as err:
+        ImageNet(make_cfg(tmp_path, "ImageNet"))
+    assert str(ds_dir / "images") in str(err.value) and "DATASETS.md#imagenet" in str(err.value)
+    assert not (ds_dir / "preprocessed.pkl").exists()

@@ -147,3 +147,16 @@ def test_mat_without_labels_array_is_named(tmp_path):
     savemat(ds_dir / "imagelabels.mat", {"setid": np.array([[1, 2]])})
     with pytest.raises(ValueError, match='"labels" array'):
         OxfordFlowers(make_cfg(tmp_path, "OxfordFlowers"))
+
+
+def test_class_too_small_to_split_names_the_label_and_the_published_file(tmp_path):
+    ds_dir = write_flowers(tmp_path)
+    # a fourth class with 2 images: too few for 50/20/30 with one image in each part
+    write_image(ds_dir / "jpg" / f"image_{len(LABELS) + 1:05d}.jpg")
+    write_image(ds_dir / "jpg" / f"image_{len(LABELS) + 2:05d}.jpg")
+    savemat(ds_dir / "imagelabels.mat", {"labels": np.array([LABELS + [4, 4]], dtype=np.uint8)})
+    (ds_dir / "cat_to_name.json").write_text(json.dumps({**NAMES, "4": "sweet pea"}))
+    with pytest.raises(ValueError, match="2 images") as err:
+        OxfordFlowers(make_cfg(tmp_path, "OxfordFlowers"))
+    assert "label 4" in str(err.value) and SPLIT_NAME in str(err.value)
+    assert not (ds_dir / SPLIT_NAME).exists()

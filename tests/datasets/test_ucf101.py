@@ -35,8 +35,11 @@ def write_ucf(root):
                 testlist.append(f"{action}/{name}.avi")
             else:
                 trainlist.append(f"{action}/{name}.avi {label}")
-    for fname, lines in [("classInd.txt", class_ind), ("trainlist01.txt", trainlist),
-                         ("testlist01.txt", testlist)]:
+    for fname, lines in [
+        ("classInd.txt", class_ind),
+        ("trainlist01.txt", trainlist),
+        ("testlist01.txt", testlist),
+    ]:
         (lists_dir / fname).write_bytes(("\r\n".join(lines) + "\r\n").encode())
     return ds_dir
 
