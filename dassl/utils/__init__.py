@@ -1,5 +1,7 @@
 """Utilities under upstream Dassl's names (``from dassl.utils import setup_logger, ...``)."""
 
+from .logger import setup_logger
+from .meters import AverageMeter, MetricMeter
 from .registry import Registry
 from .safe_pickle import UnsafePickleError, load_pickle, save_pickle
 from .tools import (
@@ -16,4 +18,13 @@ from .tools import (
     set_random_seed,
     tolist_if_not,
     write_json,
+)
+from .torchtools import (
+    count_num_param,
+    load_checkpoint,
+    load_pretrained_weights,
+    open_all_layers,
+    open_specified_layers,
+    resume_from_checkpoint,
+    save_checkpoint,
 )

@@ -1,0 +1,514 @@
+"""Upstream Dassl's trainer classes: TrainerBase -> SimpleTrainer -> TrainerX.
+
+A method subclasses ``TrainerX``, overrides ``build_model`` and ``forward_backward`` (and maybe
+``parse_batch_*``/``model_inference``/``load_model``) and inherits the loop, checkpoints, resume,
+evaluation and logging. Names and semantics follow upstream so its trainers run here unchanged.
+
+Beyond upstream: checkpoints also hold the RNG states and the best val result, so a killed run
+restarted with the same command ends with exactly the weights of an uninterrupted one; weights with
+NaN/inf are never saved; a non-finite loss stops the run naming the last good checkpoint.
+"""
+
+import datetime
+import os
+import shutil
+import time
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+from yacs.config import CfgNode
+
+from dassl.data import DataManager
+from dassl.evaluation import build_evaluator
+from dassl.optim import build_lr_scheduler, build_optimizer
+from dassl.utils import (
+    AverageMeter,
+    MetricMeter,
+    atomic_write,
+    count_num_param,
+    load_checkpoint,
+    load_pretrained_weights,
+    mkdir_if_missing,
+    save_checkpoint,
+    tolist_if_not,
+)
+from dassl.utils.torchtools import (
+    BEST_FILE,
+    capture_rng_state,
+    checkpoint_filename,
+    is_finite_state,
+    read_checkpoint_pointer,
+    restore_from_checkpoint,
+    restore_rng_state,
+)
+
+from .simple_net import SimpleNet
+
+
+class TrainerBase:
+    """Model registry, checkpoint hooks and the generic epoch loop."""
+
+    def __init__(self) -> None:
+        self._models: OrderedDict[str, nn.Module] = OrderedDict()
+        self._optims: OrderedDict[str, Any] = OrderedDict()
+        self._scheds: OrderedDict[str, Any] = OrderedDict()
+        self._writer = None
+
+    def register_model(
+        self,
+        name: str = "model",
+        model: nn.Module | None = None,
+        optim: Any = None,
+        sched: Any = None,
+    ) -> None:
+        """Make ``model`` (with its optimizer/scheduler) part of checkpoints, modes and updates."""
+        if self.__dict__.get("_models") is None:
+            raise AttributeError("Cannot register a model before super().__init__() is called")
+        if name in self._models:
+            raise KeyError(f'A model named "{name}" is already registered; use another name')
+        self._models[name] = model
+        self._optims[name] = optim
+        self._scheds[name] = sched
+
+    def get_model_names(self, names: str | list[str] | None = None) -> list[str]:
+        names_real = list(self._models.keys())
+        if names is None:
+            return names_real
+        names = tolist_if_not(names)
+        for name in names:
+            if name not in names_real:
+                raise KeyError(f'No model named "{name}"; registered models: {names_real}')
+        return names
+
+    def save_model(
+        self,
+        epoch: int,
+        directory: str,
+        is_best: bool = False,
+        val_result: float | None = None,
+        model_name: str = "",
+    ) -> None:
+        """Checkpoint every registered model after 0-based ``epoch`` in ``directory``/<name>."""
+        names = self.get_model_names()
+        for name in names:
+            if not is_finite_state(self._models[name].state_dict()):
+                raise FloatingPointError(
+                    f'Refusing to save "{name}" after epoch {epoch + 1}: its weights contain NaN '
+                    f"or inf. The last good checkpoint ({self._last_good_checkpoint()}) is kept; "
+                    "lower OPTIM.LR or check the inputs, then rerun to resume from it."
+                )
+        # Extra keys (ignored by upstream) that make a resumed run identical to an unbroken one.
+        extras = {"rng_state": capture_rng_state(), "best_result": self._best_result_or_none()}
+        for name in names:
+            optim, sched = self._optims[name], self._scheds[name]
+            save_checkpoint(
+                {
+                    "state_dict": self._models[name].state_dict(),
+                    "epoch": epoch + 1,
+                    "optimizer": optim.state_dict() if optim is not None else None,
+                    "scheduler": sched.state_dict() if sched is not None else None,
+                    "val_result": val_result,
+                    **extras,
+                },
+                os.path.join(directory, name),
+                is_best=is_best,
+                model_name=model_name,
+            )
+
+    def _best_result_or_none(self) -> float | None:
+        best = getattr(self, "best_result", None)
+        return None if best is None else float(best)
+
+    def _last_good_checkpoint(self) -> str:
+        """The file the first model's pointer names (what a resume would load), for messages."""
+        names = self.get_model_names()
+        output_dir = getattr(self, "output_dir", None)
+        if names and output_dir:
+            path = read_checkpoint_pointer(os.path.join(output_dir, names[0]))
+            if path is not None:
+                return path
+        return "none: no checkpoint was written yet"
+
+    def resume_model_if_exist(self, directory: str) -> int:
+        """Restore the latest checkpoints in ``directory``; returns the epoch to start from."""
+        names = self.get_model_names()
+        paths = {name: read_checkpoint_pointer(os.path.join(directory, name)) for name in names}
+        if not names or any(path is None for path in paths.values()):
+            print("No checkpoint found, train from scratch")
+            return 0
+        print(f"Found checkpoint at {directory} (will resume training)")
+
+        checkpoints = {name: load_checkpoint(path) for name, path in paths.items()}
+        start_epoch = min(ck["epoch"] for ck in checkpoints.values())
+        for name, ck in checkpoints.items():
+            if ck["epoch"] != start_epoch:
+                # Stopped while saving: this model is one checkpoint ahead of the others.
+                paths[name] = os.path.join(directory, name, checkpoint_filename(start_epoch))
+                if not os.path.isfile(paths[name]):
+                    raise RuntimeError(
+                        f'Checkpoints in "{directory}" are from different epochs '
+                        f"({ {n: c['epoch'] for n, c in checkpoints.items()} }) and "
+                        f'"{paths[name]}" is missing. Delete the "checkpoint" files there to '
+                        "train from scratch, or resume from a complete copy."
+                    )
+                checkpoints[name] = load_checkpoint(paths[name])
+
+        for name in names:
+            print(f'Loading checkpoint from "{paths[name]}"')
+            restore_from_checkpoint(
+                checkpoints[name], self._models[name], self._optims[name], self._scheds[name]
+            )
+        first = checkpoints[names[0]]
+        if first.get("best_result") is not None:
+            self.best_result = first["best_result"]
+        # Applied by train() right before the next epoch, after whatever before_train still does.
+        self._resume_rng_state = first.get("rng_state")
+        return start_epoch
+
+    def load_model(self, directory: str, epoch: int | None = None) -> None:
+        """Load weights from ``model-best.pth.tar`` (epoch None) or ``model.pth.tar-<epoch>``."""
+        if not directory:
+            print(
+                "Note that load_model() is skipped as no pretrained model is given "
+                "(ignore this if it's done on purpose)"
+            )
+            return
+        model_file = BEST_FILE if epoch is None else checkpoint_filename(epoch)
+        for name in self.get_model_names():
+            model_path = os.path.join(directory, name, model_file)
+            if not os.path.exists(model_path):
+                raise FileNotFoundError(_missing_model_message(model_path, epoch))
+            checkpoint = load_checkpoint(model_path)
+            val_result = checkpoint.get("val_result")
+            val_text = "None" if val_result is None else f"{val_result:.1f}"
+            print(
+                f"Load {model_path} to {name} (epoch={checkpoint['epoch']}, val_result={val_text})"
+            )
+            self._models[name].load_state_dict(checkpoint["state_dict"])
+
+    def set_model_mode(self, mode: str = "train", names: str | list[str] | None = None) -> None:
+        for name in self.get_model_names(names):
+            if mode == "train":
+                self._models[name].train()
+            elif mode in ("test", "eval"):
+                self._models[name].eval()
+            else:
+                raise KeyError(f'Unknown model mode "{mode}"; use "train", "eval" or "test"')
+
+    def update_lr(self, names: str | list[str] | None = None) -> None:
+        for name in self.get_model_names(names):
+            if self._scheds[name] is not None:
+                self._scheds[name].step()
+
+    def detect_anomaly(self, loss: torch.Tensor) -> None:
+        """Stop on a NaN/inf loss before it reaches the weights (so no bad checkpoint follows)."""
+        loss = torch.as_tensor(loss)
+        if torch.isfinite(loss).all():
+            return
+        where = ""
+        if hasattr(self, "epoch") and hasattr(self, "batch_idx"):
+            where = (
+                f" at epoch {self.epoch + 1}/{getattr(self, 'max_epoch', '?')}, batch "
+                f"{self.batch_idx + 1}/{getattr(self, 'num_batches', '?')}"
+            )
+        raise FloatingPointError(
+            f"Loss is infinite or NaN{where} (loss={loss.detach().cpu().tolist()}). Training "
+            "stopped before this update, so no NaN weights were saved; the last good checkpoint "
+            f"is {self._last_good_checkpoint()}. Lower OPTIM.LR or check the inputs, then rerun "
+            "the same command to resume from it."
+        )
+
+    def init_writer(self, log_dir: str) -> None:
+        if self.__dict__.get("_writer") is None:
+            # Imported here: tensorboard is slow to import and only training writes scalars.
+            from torch.utils.tensorboard import SummaryWriter
+
+            print(f"Initialize tensorboard (log_dir={log_dir})")
+            self._writer = SummaryWriter(log_dir=log_dir)
+
+    def close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def write_scalar(self, tag: str, scalar_value: float, global_step: int | None = None) -> None:
+        """No-op until ``init_writer`` (only training runs write TensorBoard scalars)."""
+        if self._writer is not None:
+            self._writer.add_scalar(tag, scalar_value, global_step)
+
+    def train(self, start_epoch: int, max_epoch: int) -> None:
+        """Generic training loop; ``before_train`` may move ``start_epoch`` (resume)."""
+        self.start_epoch = start_epoch
+        self.max_epoch = max_epoch
+        self.before_train()
+        rng_state = self.__dict__.pop("_resume_rng_state", None)
+        if rng_state is not None:
+            restore_rng_state(rng_state)
+        for epoch in range(self.start_epoch, self.max_epoch):
+            self.epoch = epoch
+            self.before_epoch()
+            self.run_epoch()
+            self.after_epoch()
+        self.after_train()
+
+    def before_train(self) -> None:
+        pass
+
+    def after_train(self) -> None:
+        pass
+
+    def before_epoch(self) -> None:
+        pass
+
+    def after_epoch(self) -> None:
+        pass
+
+    def run_epoch(self) -> None:
+        raise NotImplementedError
+
+    def test(self) -> Any:
+        raise NotImplementedError
+
+    def parse_batch_train(self, batch: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def parse_batch_test(self, batch: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def forward_backward(self, batch: dict[str, Any]) -> dict[str, float]:
+        raise NotImplementedError
+
+    def model_inference(self, input: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def model_zero_grad(self, names: str | list[str] | None = None) -> None:
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                self._optims[name].zero_grad()
+
+    def model_backward(self, loss: torch.Tensor) -> None:
+        self.detect_anomaly(loss)
+        loss.backward()
+
+    def model_update(self, names: str | list[str] | None = None) -> None:
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                self._optims[name].step()
+
+    def model_backward_and_update(
+        self, loss: torch.Tensor, names: str | list[str] | None = None
+    ) -> None:
+        self.model_zero_grad(names)
+        self.model_backward(loss)
+        self.model_update(names)
+
+
+def _missing_model_message(model_path: str, epoch: int | None) -> str:
+    folder = os.path.dirname(model_path)
+    if os.path.isdir(folder):
+        found = sorted(f for f in os.listdir(folder) if f.startswith("model"))
+        listing = f"that folder holds {found or 'no model files'}"
+    else:
+        listing = f'the folder "{folder}" does not exist'
+    which = "the best-val model" if epoch is None else f"the epoch-{epoch} checkpoint"
+    return (
+        f'No model at "{model_path}" ({which}; {listing}). Pass --model-dir the OUTPUT_DIR of a '
+        "training run, and --load-epoch N for model.pth.tar-N (without it model-best.pth.tar "
+        'is loaded, which exists only for runs with TEST.FINAL_MODEL "best_val").'
+    )
+
+
+class SimpleTrainer(TrainerBase):
+    """Data, model, evaluator and the epoch hooks every supervised trainer shares."""
+
+    def __init__(self, cfg: CfgNode) -> None:
+        super().__init__()
+        self.check_cfg(cfg)
+        if torch.cuda.is_available() and cfg.USE_CUDA:
+            self.device = torch.device("cuda")
+        else:
+            self.device = torch.device("cpu")
+
+        self.start_epoch = self.epoch = 0
+        self.max_epoch = cfg.OPTIM.MAX_EPOCH
+        self.output_dir = cfg.OUTPUT_DIR
+
+        self.cfg = cfg
+        self.build_data_loader()
+        self.build_model()
+        self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
+        self.best_result = -np.inf
+
+    def check_cfg(self, cfg: CfgNode) -> None:
+        """Hook: raise here if the trainer needs particular settings (e.g. a sampler)."""
+
+    def build_data_loader(self) -> None:
+        """Create the loaders and dataset facts; an override must set the same attributes."""
+        dm = DataManager(self.cfg)
+        self.train_loader_x = dm.train_loader_x
+        self.train_loader_u = dm.train_loader_u  # optional, can be None
+        self.val_loader = dm.val_loader  # optional, can be None
+        self.test_loader = dm.test_loader
+        self.num_classes = dm.num_classes
+        self.num_source_domains = dm.num_source_domains
+        self.lab2cname = dm.lab2cname  # dict {label: classname}
+        self.dm = dm
+
+    def build_model(self) -> None:
+        """Build and register the default classifier; methods override this."""
+        cfg = self.cfg
+        print("Building model")
+        self.model = SimpleNet(cfg, cfg.MODEL, self.num_classes)
+        if cfg.MODEL.INIT_WEIGHTS:
+            load_pretrained_weights(self.model, cfg.MODEL.INIT_WEIGHTS)
+        self.model.to(self.device)
+        print(f"# params: {count_num_param(self.model):,}")
+        self.optim = build_optimizer(self.model, cfg.OPTIM)
+        self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
+        self.register_model("model", self.model, self.optim, self.sched)
+
+    def train(self) -> None:  # type: ignore[override]
+        super().train(self.start_epoch, self.max_epoch)
+
+    def before_train(self) -> None:
+        directory = self.cfg.RESUME or self.cfg.OUTPUT_DIR
+        self.start_epoch = self.resume_model_if_exist(directory)
+        if self.start_epoch > 0 and directory != self.output_dir:
+            self._carry_over_best_models(directory)
+
+        writer_dir = os.path.join(self.output_dir, "tensorboard")
+        mkdir_if_missing(writer_dir)
+        self.init_writer(writer_dir)
+        self.time_start = time.time()
+
+    def _carry_over_best_models(self, directory: str) -> None:
+        """Copy the resumed run's best-val models, so OUTPUT_DIR alone can deploy the best one."""
+        for name in self.get_model_names():
+            src = os.path.join(directory, name, BEST_FILE)
+            dst = os.path.join(self.output_dir, name, BEST_FILE)
+            if os.path.isfile(src) and not os.path.exists(dst):
+                with open(src, "rb") as f_src, atomic_write(dst, "wb") as f_dst:
+                    shutil.copyfileobj(f_src, f_dst)
+                print(f'Copied "{src}" to "{dst}"')
+
+    def after_train(self) -> None:
+        print("Finish training")
+        if not self.cfg.TEST.NO_TEST:
+            if self.cfg.TEST.FINAL_MODEL == "best_val":
+                print("Deploy the model with the best val performance")
+                self.load_model(self.output_dir)
+            else:
+                print("Deploy the last-epoch model")
+            self.test()
+
+        elapsed = round(time.time() - self.time_start)
+        print(f"Elapsed: {datetime.timedelta(seconds=elapsed)}")
+        self.close_writer()
+
+    def after_epoch(self) -> None:
+        last_epoch = (self.epoch + 1) == self.max_epoch
+        do_test = not self.cfg.TEST.NO_TEST
+        freq = self.cfg.TRAIN.CHECKPOINT_FREQ
+        meet_checkpoint_freq = freq > 0 and (self.epoch + 1) % freq == 0
+
+        if do_test and self.cfg.TEST.FINAL_MODEL == "best_val":
+            curr_result = self.test(split="val")
+            if curr_result > self.best_result:
+                self.best_result = curr_result
+                self.save_model(
+                    self.epoch, self.output_dir, val_result=curr_result, model_name=BEST_FILE
+                )
+
+        if meet_checkpoint_freq or last_epoch:
+            self.save_model(self.epoch, self.output_dir)
+
+    @torch.no_grad()
+    def test(self, split: str | None = None) -> float:
+        """Evaluate on ``split`` (default ``TEST.SPLIT``; val falls back to test if absent)."""
+        self.set_model_mode("eval")
+        self.evaluator.reset()
+
+        if split is None:
+            split = self.cfg.TEST.SPLIT
+        if split == "val" and self.val_loader is not None:
+            data_loader = self.val_loader
+        else:
+            split = "test"
+            data_loader = self.test_loader
+        print(f"Evaluate on the *{split}* set")
+
+        for batch in tqdm(data_loader):
+            input, label = self.parse_batch_test(batch)
+            output = self.model_inference(input)
+            self.evaluator.process(output, label)
+
+        results = self.evaluator.evaluate()
+        for k, v in results.items():
+            self.write_scalar(f"{split}/{k}", v, self.epoch)
+        return list(results.values())[0]
+
+    def model_inference(self, input: torch.Tensor) -> torch.Tensor:
+        return self.model(input)
+
+    def parse_batch_test(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        return batch["img"].to(self.device), batch["label"].to(self.device)
+
+    def get_current_lr(self, names: str | list[str] | None = None) -> float:
+        name = self.get_model_names(names)[0]
+        return self._optims[name].param_groups[0]["lr"]
+
+
+class TrainerX(SimpleTrainer):
+    """A trainer using labelled data only (``train_loader_x``)."""
+
+    def run_epoch(self) -> None:
+        self.set_model_mode("train")
+        losses = MetricMeter()
+        batch_time = AverageMeter()
+        data_time = AverageMeter()
+        self.num_batches = len(self.train_loader_x)
+        print_freq = self.cfg.TRAIN.PRINT_FREQ
+
+        end = time.time()
+        for batch_idx, batch in enumerate(self.train_loader_x):
+            self.batch_idx = batch_idx
+            data_time.update(time.time() - end)
+            loss_summary = self.forward_backward(batch)
+            batch_time.update(time.time() - end)
+            losses.update(loss_summary)
+
+            meet_freq = (self.batch_idx + 1) % print_freq == 0
+            only_few_batches = self.num_batches < print_freq
+            if meet_freq or only_few_batches:
+                nb_remain = self.num_batches - self.batch_idx - 1
+                nb_remain += (self.max_epoch - self.epoch - 1) * self.num_batches
+                eta = datetime.timedelta(seconds=int(batch_time.avg * nb_remain))
+                info = [
+                    f"epoch [{self.epoch + 1}/{self.max_epoch}]",
+                    f"batch [{self.batch_idx + 1}/{self.num_batches}]",
+                    f"time {batch_time.val:.3f} ({batch_time.avg:.3f})",
+                    f"data {data_time.val:.3f} ({data_time.avg:.3f})",
+                    f"{losses}",
+                    f"lr {self.get_current_lr():.4e}",
+                    f"eta {eta}",
+                ]
+                print(" ".join(info))
+
+            n_iter = self.epoch * self.num_batches + self.batch_idx
+            for name, meter in losses.meters.items():
+                self.write_scalar("train/" + name, meter.avg, n_iter)
+            self.write_scalar("train/lr", self.get_current_lr(), n_iter)
+            end = time.time()
+
+    def parse_batch_train(
+        self, batch: dict[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return (
+            batch["img"].to(self.device),
+            batch["label"].to(self.device),
+            batch["domain"].to(self.device),
+        )
