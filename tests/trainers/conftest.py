@@ -1,0 +1,96 @@
+"""Fixtures for the method tests: a tiny CLIP, a tiny learnable dataset and a cfg builder."""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from yacs.config import CfgNode
+
+import tests.support.tiny_data  # noqa: F401  (registers TinyImages)
+import trainers  # noqa: F401  (registers the trainers and their config keys)
+from dassl.config import extend_cfg, get_cfg_default
+from tests.support.tiny_clip import TINY_INPUT_SIZE, tiny_clip_checkpoint
+from tests.support.tiny_data import write_tiny_image_dataset
+
+NUM_CLASSES = 3
+PER_CLASS = (6, 3, 4)  # train, val, test images per class
+
+PREC_NODE = {
+    "TaskRes": "TaskRes",
+    "CoOp": "COOP",
+    "CLIP_Adapter": "CLIP_ADAPTER",
+    "ZeroshotCLIP": "ZSCLIP",
+    "ZeroshotCLIP2": "ZSCLIP",
+    "LinearProbeCLIP": "LINEAR_PROBE",
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Any:
+    """Tiny models run fastest single-threaded (no OpenMP hand-offs on a busy 2-core machine)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("clip")
+
+
+@pytest.fixture(scope="session")
+def vit_clip(clip_dir: Path) -> Path:
+    return tiny_clip_checkpoint(clip_dir, arch="ViT")
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    write_tiny_image_dataset(root, num_classes=NUM_CLASSES, per_class=PER_CLASS)
+    return root
+
+
+def build_cfg(
+    trainer: str, backbone: Path, data_root: Path, output_dir: Path, opts: list[Any] = ()
+) -> CfgNode:
+    """A small CPU run: fp32, no workers, few epochs, full-batch training."""
+    cfg = get_cfg_default()
+    extend_cfg(cfg)
+    cfg.TRAINER.NAME = trainer
+    cfg.TRAINER[PREC_NODE[trainer]].PREC = "fp32"
+    cfg.MODEL.BACKBONE.NAME = str(backbone)
+    cfg.DATASET.NAME = "TinyImages"
+    cfg.DATASET.ROOT = str(data_root)
+    cfg.DATASET.NUM_SHOTS = -1
+    cfg.INPUT.SIZE = (TINY_INPUT_SIZE, TINY_INPUT_SIZE)
+    cfg.INPUT.TRANSFORMS = ["random_flip", "normalize"]
+    cfg.INPUT.PIXEL_MEAN = [0.48145466, 0.4578275, 0.40821073]
+    cfg.INPUT.PIXEL_STD = [0.26862954, 0.26130258, 0.27577711]
+    cfg.DATALOADER.NUM_WORKERS = 0
+    cfg.DATALOADER.TRAIN_X.BATCH_SIZE = 32
+    cfg.DATALOADER.TEST.BATCH_SIZE = 32
+    cfg.OPTIM.NAME = "adam"
+    cfg.OPTIM.LR = 0.01
+    cfg.OPTIM.MAX_EPOCH = 4
+    cfg.OPTIM.LR_SCHEDULER = "cosine"
+    cfg.TRAIN.PRINT_FREQ = 100
+    cfg.TRAIN.CHECKPOINT_FREQ = 0
+    cfg.TEST.FINAL_MODEL = "last_step"
+    cfg.OUTPUT_DIR = str(output_dir)
+    cfg.SEED = 1
+    cfg.USE_CUDA = False
+    cfg.merge_from_list(list(opts))
+    return cfg
+
+
+@pytest.fixture
+def make_cfg(vit_clip: Path, data_root: Path, tmp_path: Path) -> Callable[..., CfgNode]:
+    """make_cfg("TaskRes", "OPTIM.LR", 0.1, backbone=path) -> a cfg writing under tmp_path."""
+
+    def make(trainer: str, *opts: Any, backbone: Path | None = None) -> CfgNode:
+        return build_cfg(trainer, backbone or vit_clip, data_root, tmp_path / "output", opts)
+
+    return make

@@ -1,0 +1,265 @@
+"""The shared base of every CLIP method: what DESIGN.md's "contract for CLIP methods" asks once.
+
+A method subclasses `ClipTrainer` and writes only its head: an `nn.Module` mapping image features
+[N, D] (plus its own text side) to logits [N, K]. The base loads CLIP, applies the precision,
+freezes CLIP, encodes images without gradients, builds the optimizer over the learnable part only,
+does the amp step, registers the model under its upstream name, loads checkpoints (best or given
+epoch; fixed buffers dropped; ImageNet rows picked for ImageNet-A/R) and caches image features.
+"""
+
+import os.path as osp
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from yacs.config import CfgNode as CN
+
+from clip import clip
+from clip.model import convert_weights
+from dassl.config import register_cfg_extension
+from dassl.data.data_manager import build_data_loader
+from dassl.data.transforms import build_transform
+from dassl.engine import TrainerX
+from dassl.metrics import compute_accuracy
+from dassl.optim import build_lr_scheduler, build_optimizer
+from dassl.utils import listdir_nohidden, load_checkpoint, load_pretrained_weights
+
+from .class_subsets import NUM_IMAGENET_CLASSES, imagenet_rows
+from .features import encode_loader, feature_loader
+
+PRECISIONS = ("fp16", "fp32", "amp")
+
+
+@register_cfg_extension
+def _feature_cache_keys(cfg: CN) -> None:
+    cfg.TRAINER.FEATURE_CACHE = CN()
+    # Encode val/test images once per run and reuse the features (results are unchanged).
+    cfg.TRAINER.FEATURE_CACHE.EVAL = True
+    # Train on features of *un-augmented* train images, encoded once. This changes the protocol
+    # (no random crops/flips), so it is off by default to match the published numbers.
+    cfg.TRAINER.FEATURE_CACHE.TRAIN = False
+
+
+def check_input_size(cfg: CN, clip_model: nn.Module) -> None:
+    """CLIP's positional embeddings fix its input size: fail early with the fix, not mid-forward."""
+    res = clip_model.visual.input_resolution
+    size = tuple(cfg.INPUT.SIZE)
+    if size != (res, res):
+        raise ValueError(
+            f"INPUT.SIZE is {size} but the CLIP backbone {cfg.MODEL.BACKBONE.NAME!r} takes "
+            f"{res}x{res} images. Fix: set INPUT.SIZE to ({res}, {res}) (e.g. append "
+            f'`INPUT.SIZE "({res}, {res})"` to the train.py command or edit the config file), '
+            f"or choose a backbone whose input resolution is {size[0]}."
+        )
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """fp16 and amp need CUDA; elsewhere run fp32 (and say so) instead of failing or crawling."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"PREC must be one of {PRECISIONS}, got {requested!r}")
+    if requested != "fp32" and device.type != "cuda":
+        print(f"Warning: PREC={requested} needs a CUDA device; running in fp32 on {device.type}")
+        return "fp32"
+    return requested
+
+
+class FeatureClassifier(nn.Module):
+    """Frozen image encoder + method head. Accepts images [N, 3, H, W] or features [N, D]."""
+
+    def __init__(self, image_encoder: nn.Module, head: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.head = head
+        self.dtype = dtype
+
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        return self.image_encoder(images.type(self.dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = x if x.dim() == 2 else self.encode_images(x)
+        return self.head(features)
+
+
+class ClipTrainer(TrainerX):
+    """Base trainer of CLIP methods. Subclasses set the class attributes and `build_head`."""
+
+    CFG_NODE = ""  # the method's config node under TRAINER, holding at least PREC
+    MODEL_NAME: str | None = None  # register_model name; None for methods with nothing to learn
+    PER_CLASS_KEYS: tuple[str, ...] = ()  # checkpoint tensors with one row per class
+    FIXED_KEYS: tuple[str, ...] = ()  # checkpoint buffers rebuilt from class names, not loaded
+
+    def method_cfg(self, cfg: CN | None = None) -> CN:
+        return (self.cfg if cfg is None else cfg).TRAINER[self.CFG_NODE]
+
+    def check_cfg(self, cfg: CN) -> None:
+        prec = self.method_cfg(cfg).PREC
+        if prec not in PRECISIONS:
+            raise ValueError(
+                f"TRAINER.{self.CFG_NODE}.PREC is {prec!r}; choose one of {', '.join(PRECISIONS)}"
+            )
+
+    def build_head(self, clip_model: nn.Module, classnames: list[str]) -> nn.Module:
+        """The method: features [N, D] -> logits [N, K]. CLIP is on self.device, frozen."""
+        raise NotImplementedError
+
+    def learnable(self) -> nn.Module | None:
+        """The part of the head that is optimised, registered and checkpointed."""
+        return None if self.MODEL_NAME is None else self.head
+
+    def build_model(self) -> None:
+        cfg = self.cfg
+        print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
+        clip_model = clip.load_clip_to_cpu(cfg)
+        check_input_size(cfg, clip_model)
+        self.precision = resolve_precision(self.method_cfg().PREC, self.device)
+        if self.precision == "fp16":
+            convert_weights(clip_model)
+        print("Turning off gradients in both the image and the text encoder")
+        clip_model.requires_grad_(False)
+        clip_model.eval().to(self.device)
+        self.clip_model = clip_model
+        self.logit_scale = clip_model.logit_scale.exp().item()
+
+        print(f"Building {type(self).__name__} head")
+        self.head = self.build_head(clip_model, self.dm.dataset.classnames).to(self.device)
+        self.model = FeatureClassifier(clip_model.visual, self.head, clip_model.dtype)
+
+        learner = self.learnable()
+        if learner is not None:
+            if cfg.MODEL.INIT_WEIGHTS:
+                load_pretrained_weights(learner, cfg.MODEL.INIT_WEIGHTS)
+            # Only the method's own parameters reach the optimizer.
+            self.optim = build_optimizer(learner, cfg.OPTIM)
+            self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
+            self.register_model(self.MODEL_NAME, learner, self.optim, self.sched)
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "amp" else None
+        self._cached_loaders: set[str] = set()
+
+    # ---- image -> features (cached where the transform is deterministic) -------------------
+
+    def encode_data_source(self, data_source: list) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and labels of `data_source` under the test transform (no augmentation)."""
+        cfg = self.cfg
+        loader = build_data_loader(
+            cfg,
+            sampler_type="SequentialSampler",
+            data_source=data_source,
+            batch_size=cfg.DATALOADER.TEST.BATCH_SIZE,
+            tfm=build_transform(cfg, is_train=False),
+            is_train=False,
+        )
+        return encode_loader(loader, self._encode_to_device)
+
+    def _encode_to_device(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_images(images.to(self.device))
+
+    def _cache_loader(self, attr: str, split: str) -> None:
+        if attr in self._cached_loaders:
+            return
+        loader = getattr(self, attr)
+        print(f"Encoding the *{split}* images once; later evaluations reuse the features")
+        features, labels = encode_loader(loader, self._encode_to_device)
+        setattr(self, attr, feature_loader(features, labels, loader.batch_size, shuffle=False))
+        self._cached_loaders.add(attr)
+
+    def test(self, split: str | None = None) -> float:
+        if self.cfg.TRAINER.FEATURE_CACHE.EVAL:
+            split = split or self.cfg.TEST.SPLIT
+            if split == "val" and self.val_loader is not None:
+                self._cache_loader("val_loader", "val")
+            else:
+                self._cache_loader("test_loader", "test")
+        return super().test(split)
+
+    def before_train(self) -> None:
+        super().before_train()
+        if self.cfg.TRAINER.FEATURE_CACHE.TRAIN and "train_loader_x" not in self._cached_loaders:
+            print("Encoding un-augmented train images once (TRAINER.FEATURE_CACHE.TRAIN=True)")
+            features, labels = self.encode_data_source(self.dm.dataset.train_x)
+            batch_size = self.cfg.DATALOADER.TRAIN_X.BATCH_SIZE
+            # drop_last as the engine's train loader: only when a full batch exists.
+            self.train_loader_x = feature_loader(
+                features, labels, batch_size, shuffle=True, drop_last=len(labels) >= batch_size
+            )
+            self._cached_loaders.add("train_loader_x")
+
+    # ---- features -> logits, the training step -------------------------------------------
+
+    def parse_batch_train(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        return batch["img"].to(self.device), batch["label"].to(self.device)
+
+    def model_inference(self, input: torch.Tensor) -> torch.Tensor:
+        return self.model(input)
+
+    def forward_backward(self, batch: dict) -> dict[str, float]:
+        image, label = self.parse_batch_train(batch)
+        if self.scaler is not None:
+            with torch.autocast(device_type=self.device.type, dtype=torch.float16):
+                output = self.model(image)
+                loss = F.cross_entropy(output, label)
+            self.detect_anomaly(loss)
+            self.optim.zero_grad()
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optim)
+            self.scaler.update()
+        else:
+            output = self.model(image)
+            loss = F.cross_entropy(output, label)
+            self.model_backward_and_update(loss)
+
+        summary = {"loss": loss.item(), "acc": compute_accuracy(output, label)[0].item()}
+        if (self.batch_idx + 1) == self.num_batches:
+            self.update_lr()
+        return summary
+
+    # ---- checkpoints ---------------------------------------------------------------------
+
+    def load_model(self, directory: str, epoch: int | None = None) -> None:
+        if not directory:
+            print("Note that load_model() is skipped as no pretrained model is given")
+            return
+        model_file = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
+        for name in self.get_model_names():
+            model_path = osp.join(directory, name, model_file)
+            if not osp.exists(model_path):
+                folder = osp.dirname(model_path)
+                found = listdir_nohidden(folder, sort=True) if osp.isdir(folder) else []
+                raise FileNotFoundError(
+                    f'Model not found at "{model_path}" (files there: {found or "none"}). Fix: '
+                    "point --model-dir at the run's output folder, and pass --load-epoch only "
+                    "for an epoch that was saved (model.pth.tar-<epoch>)."
+                )
+            checkpoint = load_checkpoint(model_path)
+            state_dict = self.adapt_state_dict(dict(checkpoint["state_dict"]))
+            print(f'Loading weights to {name} from "{model_path}" (epoch = {checkpoint["epoch"]})')
+            self._load_state_dict(name, state_dict, model_path)
+
+    def adapt_state_dict(self, state_dict: dict) -> dict:
+        """Drop buffers rebuilt from class names; keep ImageNet-A/R's rows of ImageNet ones."""
+        for key in self.FIXED_KEYS:
+            state_dict.pop(key, None)
+        rows = imagenet_rows(self.cfg.DATASET.NAME)
+        if rows is not None:
+            for key in self.PER_CLASS_KEYS:
+                tensor = state_dict.get(key)
+                if tensor is not None and tensor.shape[0] == NUM_IMAGENET_CLASSES:
+                    state_dict[key] = tensor[rows]
+        return state_dict
+
+    def _load_state_dict(self, name: str, state_dict: dict, model_path: str) -> None:
+        try:
+            result = self._models[name].load_state_dict(state_dict, strict=False)
+        except RuntimeError as err:
+            raise RuntimeError(
+                f'"{model_path}" does not fit this run\'s {name}: {err}\nIt was probably trained '
+                "on another dataset (number of classes) or backbone (feature width); evaluate it "
+                "with the dataset and backbone it was trained with."
+            ) from err
+        missing = [k for k in result.missing_keys if k not in self.FIXED_KEYS]
+        if missing or result.unexpected_keys:
+            raise KeyError(
+                f'"{model_path}" is not a {type(self).__name__} checkpoint: missing keys '
+                f"{missing}, unexpected keys {result.unexpected_keys}. Check --trainer and "
+                "--model-dir."
+            )

@@ -1,0 +1,163 @@
+"""CoOp: Context Optimization (Zhou et al., IJCV 2022).
+
+The prompt "[SOS] X X ... X classname. [EOS]" has its context words X replaced by learned vectors;
+the class-name and special-token embeddings stay fixed. CLIP's text encoder is frozen but runs with
+gradients, so the loss reaches the context vectors through it.
+"""
+
+import torch
+from torch import nn
+from yacs.config import CfgNode as CN
+
+from dassl.config import register_cfg_extension
+from dassl.engine import TRAINER_REGISTRY
+
+from .clip_base import ClipTrainer
+from .text import TextEncoder, normalize, tokenize
+
+CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
+
+
+@register_cfg_extension
+def _coop_keys(cfg: CN) -> None:
+    cfg.TRAINER.COOP = CN()
+    cfg.TRAINER.COOP.N_CTX = 16  # number of context vectors
+    cfg.TRAINER.COOP.CSC = False  # class-specific context
+    cfg.TRAINER.COOP.CTX_INIT = ""  # initialisation words (sets N_CTX to their count)
+    cfg.TRAINER.COOP.PREC = "fp16"  # fp16, fp32 or amp
+    cfg.TRAINER.COOP.CLASS_TOKEN_POSITION = "end"  # end, middle or front
+
+
+def prompt_order(position: str, n_ctx: int, name_lens: list[int], length: int) -> torch.Tensor:
+    """Per-class token order [K, L] over the sequence [SOS, ctx (n_ctx), suffix (name, ., EOS..)].
+
+    "end" keeps that order; "middle" puts the class name between the two halves of the context;
+    "front" puts it before the context.
+    """
+    sos = [0]
+    ctx = list(range(1, 1 + n_ctx))
+    half = n_ctx // 2
+    orders = []
+    for name_len in name_lens:
+        name = list(range(1 + n_ctx, 1 + n_ctx + name_len))
+        rest = list(range(1 + n_ctx + name_len, length))
+        if position == "end":
+            order = sos + ctx + name + rest
+        elif position == "middle":
+            order = sos + ctx[:half] + name + ctx[half:] + rest
+        elif position == "front":
+            order = sos + name + ctx + rest
+        else:
+            raise ValueError(
+                f"TRAINER.COOP.CLASS_TOKEN_POSITION is {position!r}; choose one of "
+                f"{CLASS_TOKEN_POSITIONS}"
+            )
+        orders.append(order)
+    return torch.tensor(orders)
+
+
+class PromptLearner(nn.Module):
+    """Learned context plus the fixed token embeddings; keys `ctx`, `token_prefix`, `token_suffix`.
+
+    The buffers are saved with the checkpoint (as upstream) but rebuilt from the class names when a
+    checkpoint is loaded.
+    """
+
+    def __init__(
+        self,
+        clip_model: nn.Module,
+        classnames: list[str],
+        n_ctx: int = 16,
+        ctx_init: str = "",
+        csc: bool = False,
+        class_token_position: str = "end",
+    ) -> None:
+        super().__init__()
+        n_cls = len(classnames)
+        ctx_dim = clip_model.ln_final.weight.shape[0]
+        embed = clip_model.token_embedding
+        device = embed.weight.device
+
+        if ctx_init:
+            ctx_init = ctx_init.replace("_", " ")
+            n_ctx = len(ctx_init.split(" "))
+            with torch.no_grad():
+                init = embed(tokenize(clip_model, [ctx_init]).to(device))
+            ctx_vectors = init[0, 1 : 1 + n_ctx, :].float()  # the words after SOS
+            prompt_prefix = ctx_init
+        else:
+            shape = (n_cls, n_ctx, ctx_dim) if csc else (n_ctx, ctx_dim)
+            print(
+                "Initializing class-specific contexts" if csc else "Initializing a generic context"
+            )
+            ctx_vectors = torch.empty(shape, device=device)
+            nn.init.normal_(ctx_vectors, std=0.02)
+            prompt_prefix = " ".join(["X"] * n_ctx)
+        print(f'Initial context: "{prompt_prefix}"')
+        print(f"Number of context words (tokens): {n_ctx}")
+        self.ctx = nn.Parameter(ctx_vectors)
+
+        names = [name.replace("_", " ") for name in classnames]
+        # Tokens of the bare name: all non-zero ids but SOS and EOS.
+        name_lens = [int((t != 0).sum()) - 2 for t in tokenize(clip_model, names)]
+        tokenized = tokenize(clip_model, [f"{prompt_prefix} {name}." for name in names])
+        with torch.no_grad():
+            embedding = embed(tokenized.to(device)).float()  # [K, L, ctx_dim]
+        self.register_buffer("token_prefix", embedding[:, :1, :])  # SOS
+        self.register_buffer("token_suffix", embedding[:, 1 + n_ctx :, :])  # name, ., EOS, pad
+        self.register_buffer("tokenized_prompts", tokenized.to(device), persistent=False)
+        order = prompt_order(class_token_position, n_ctx, name_lens, tokenized.shape[1])
+        self.register_buffer("order", order.to(device), persistent=False)
+        self.n_cls = n_cls
+
+    def forward(self) -> torch.Tensor:
+        ctx = self.ctx
+        if ctx.dim() == 2:
+            ctx = ctx.unsqueeze(0).expand(self.n_cls, -1, -1)  # [n_ctx, D] -> [K, n_ctx, D]
+        prompts = torch.cat([self.token_prefix, ctx, self.token_suffix], dim=1)  # [K, L, D]
+        index = self.order.unsqueeze(-1).expand(-1, -1, prompts.shape[-1])
+        return prompts.gather(1, index)
+
+
+class CoOpHead(nn.Module):
+    """Logits between image features and the text features of the learned prompts."""
+
+    def __init__(self, prompt_learner: PromptLearner, clip_model: nn.Module) -> None:
+        super().__init__()
+        self.prompt_learner = prompt_learner
+        self.text_encoder = TextEncoder(clip_model)
+        self.logit_scale = clip_model.logit_scale.exp().item()
+
+    def forward(self, image_features: torch.Tensor) -> torch.Tensor:
+        prompts = self.prompt_learner()
+        text_features = self.text_encoder(prompts, self.prompt_learner.tokenized_prompts)
+        image_features = normalize(image_features.float())
+        return self.logit_scale * image_features @ normalize(text_features.float()).t()
+
+
+@TRAINER_REGISTRY.register()
+class CoOp(ClipTrainer):
+    """Context Optimization (https://arxiv.org/abs/2109.01134)."""
+
+    CFG_NODE = "COOP"
+    MODEL_NAME = "prompt_learner"
+    PER_CLASS_KEYS = ("ctx",)
+    FIXED_KEYS = ("token_prefix", "token_suffix")
+
+    def check_cfg(self, cfg: CN) -> None:
+        super().check_cfg(cfg)
+        if cfg.TRAINER.COOP.CLASS_TOKEN_POSITION not in CLASS_TOKEN_POSITIONS:
+            raise ValueError(
+                f"TRAINER.COOP.CLASS_TOKEN_POSITION is {cfg.TRAINER.COOP.CLASS_TOKEN_POSITION!r}; "
+                f"choose one of {CLASS_TOKEN_POSITIONS}"
+            )
+
+    def build_head(self, clip_model: nn.Module, classnames: list[str]) -> nn.Module:
+        c = self.cfg.TRAINER.COOP
+        learner = PromptLearner(
+            clip_model, classnames, c.N_CTX, c.CTX_INIT, c.CSC, c.CLASS_TOKEN_POSITION
+        )
+        return CoOpHead(learner, clip_model)
+
+    def learnable(self) -> nn.Module:
+        return self.head.prompt_learner
