@@ -1,0 +1,88 @@
+"""Fixtures for the CLIP tests: the reference implementation and a local file server."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import threading
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ORACLE_DIR = Path(__file__).resolve().parents[2] / ".oracle" / "clip"
+
+
+@pytest.fixture(scope="session")
+def oracle() -> ModuleType:
+    """OpenAI's `clip` package, imported as `openai_clip` so it does not shadow ours.
+
+    Missing oracle: skipped on developer machines, a failure under CI (env var CI set) so CI
+    cannot silently skip the parity tests.
+    """
+    if not (ORACLE_DIR / "__init__.py").is_file():
+        reason = (
+            f"reference openai-clip is not installed at {ORACLE_DIR}; install it with "
+            "`pip install --no-deps --target .oracle openai-clip` (needs setuptools<81)"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    if "openai_clip" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "openai_clip", ORACLE_DIR / "__init__.py", submodule_search_locations=[str(ORACLE_DIR)]
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["openai_clip"] = module
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its pkg_resources import is deprecated
+            spec.loader.exec_module(module)
+    return sys.modules["openai_clip"]
+
+
+@dataclass
+class FileServer:
+    """Serves `files` (URL path -> bytes) on 127.0.0.1 and records every requested path."""
+
+    port: int
+    files: dict[str, bytes] = field(default_factory=dict)
+    requests: list[str] = field(default_factory=list)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
+
+
+@pytest.fixture
+def file_server() -> Iterator[FileServer]:
+    server_state = FileServer(port=0)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            server_state.requests.append(self.path)
+            body = server_state.files.get(self.path.lstrip("/"))
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server_state.port = httpd.server_address[1]
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield server_state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
