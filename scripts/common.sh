@@ -46,6 +46,14 @@ require_data_root() {
         "(the folder holding caltech-101/, oxford_pets/, ... as DATASETS.md describes)."
 }
 
+# require_inputs <dataset config> <trainer folder> <config name>: stop with a message naming the fix
+# when the dataset config, the trainer config or the data root is missing.
+require_inputs() {
+    require_dataset_config "$1"
+    require_trainer_config "$2" "$3"
+    require_data_root
+}
+
 # dataset_name <dataset config>: the registered DATASET.NAME written in configs/datasets/<name>.yaml.
 dataset_name() {
     sed -n 's/^[[:space:]]*NAME:[[:space:]]*["'\'']\{0,1\}\([^"'\'']*\)["'\'']\{0,1\}[[:space:]]*$/\1/p' \
@@ -58,7 +66,46 @@ max_epoch() {
     sed -n 's/^[[:space:]]*MAX_EPOCH:[[:space:]]*\([0-9]*\).*$/\1/p' "configs/trainers/$1/$2.yaml" | head -n 1
 }
 
+# set_load_epoch <trainer folder> <config name> <epoch, 'best' or ''>: sets LOAD_EPOCH to the
+# train.py arguments choosing the checkpoint an evaluation loads ('' = the config's last epoch,
+# 'best' = model-best.pth.tar, which train.py loads when no epoch is given).
+set_load_epoch() {
+    local epoch=$3
+    [ -n "$epoch" ] || epoch=$(max_epoch "$1" "$2")
+    LOAD_EPOCH=()
+    [ "$epoch" = best ] || LOAD_EPOCH=(--load-epoch "$epoch")
+}
+
 # run_finished <output dir>: true when a log in that folder already holds a test result.
 run_finished() {
     "$PYTHON" tools/parse_test_res.py --finished "$1" >/dev/null 2>&1
+}
+
+# train_unless_finished <output dir> <seed, or '' for none> <trainer> <dataset> <config file>
+#                       [train.py args ...]
+# Runs train.py for one output folder, or says it is skipped when that folder already holds a test
+# result (so an interrupted sweep can be re-run). Runs given --eval-only are worded as evaluations.
+train_unless_finished() {
+    local dir=$1 seed=$2 trainer=$3 dataset=$4 config_file=$5 arg
+    shift 5
+    if run_finished "$dir"; then
+        local note="a finished run (delete the folder to run it again)"
+        for arg in "$@"; do
+            if [ "$arg" = --eval-only ]; then
+                note="a test result (delete the folder to evaluate again)"
+            fi
+        done
+        echo "Skipping $dir: it already holds $note."
+        return 0
+    fi
+    local seed_args=()
+    [ -z "$seed" ] || seed_args=(--seed "$seed")
+    "$PYTHON" train.py \
+        --root "$DATA" \
+        "${seed_args[@]}" \
+        --trainer "$trainer" \
+        --dataset-config-file "configs/datasets/$dataset.yaml" \
+        --config-file "$config_file" \
+        --output-dir "$dir" \
+        "$@"
 }

@@ -21,24 +21,13 @@ SHOTS=$3
 RATIO=${4:-0.2}
 shift $(( $# < 4 ? $# : 4 ))
 
-require_dataset_config "$DATASET"
-require_trainer_config CLIP_Adapter "$CFG"
-require_data_root
+require_inputs "$DATASET" CLIP_Adapter "$CFG"
 OUTPUT_ROOT="${OUTPUT_ROOT:-output}"
 
 for SEED in $SEEDS; do
     DIR="$OUTPUT_ROOT/$DATASET/CLIP_Adapter/${CFG}_${SHOTS}shots/ratio${RATIO}/seed$SEED"
-    if run_finished "$DIR"; then
-        echo "Skipping $DIR: it already holds a finished run (delete the folder to run it again)."
-        continue
-    fi
-    "$PYTHON" train.py \
-        --root "$DATA" \
-        --seed "$SEED" \
-        --trainer CLIP_Adapter \
-        --dataset-config-file "configs/datasets/$DATASET.yaml" \
-        --config-file "configs/trainers/CLIP_Adapter/$CFG.yaml" \
-        --output-dir "$DIR" \
+    train_unless_finished "$DIR" "$SEED" CLIP_Adapter "$DATASET" \
+        "configs/trainers/CLIP_Adapter/$CFG.yaml" \
         DATASET.NUM_SHOTS "$SHOTS" \
         TRAINER.CLIP_ADAPTER.RATIO "$RATIO" \
         "$@"

@@ -25,28 +25,14 @@ MODEL_ROOT=${3:-$OUTPUT_ROOT/imagenet/CoOp/$SETTING}
 EPOCH=${4:-}
 shift $(( $# < 4 ? $# : 4 ))
 
-require_dataset_config "$DATASET"
-require_trainer_config CoOp "$CFG"
-require_data_root
-[ -n "$EPOCH" ] || EPOCH=$(max_epoch CoOp "$CFG")
-LOAD_EPOCH=()
-[ "$EPOCH" = best ] || LOAD_EPOCH=(--load-epoch "$EPOCH")
+require_inputs "$DATASET" CoOp "$CFG"
+set_load_epoch CoOp "$CFG" "$EPOCH"
 
 for SEED in $SEEDS; do
     [ -d "$MODEL_ROOT/seed$SEED" ] || die "no trained model at $MODEL_ROOT/seed$SEED" \
         "(train it with: bash scripts/coop/main.sh imagenet $CFG end 16 16 False)."
     DIR="$OUTPUT_ROOT/evaluation/CoOp/$SETTING/$DATASET/seed$SEED"
-    if run_finished "$DIR"; then
-        echo "Skipping $DIR: it already holds a test result (delete the folder to evaluate again)."
-        continue
-    fi
-    "$PYTHON" train.py \
-        --root "$DATA" \
-        --seed "$SEED" \
-        --trainer CoOp \
-        --dataset-config-file "configs/datasets/$DATASET.yaml" \
-        --config-file "configs/trainers/CoOp/$CFG.yaml" \
-        --output-dir "$DIR" \
+    train_unless_finished "$DIR" "$SEED" CoOp "$DATASET" "configs/trainers/CoOp/$CFG.yaml" \
         --model-dir "$MODEL_ROOT/seed$SEED" \
         "${LOAD_EPOCH[@]}" \
         --eval-only \

@@ -25,24 +25,12 @@ SHOTS=$5
 CSC=$6
 shift 6
 
-require_dataset_config "$DATASET"
-require_trainer_config CoOp "$CFG"
-require_data_root
+require_inputs "$DATASET" CoOp "$CFG"
 OUTPUT_ROOT="${OUTPUT_ROOT:-output}"
 
 for SEED in $SEEDS; do
     DIR="$OUTPUT_ROOT/$DATASET/CoOp/${CFG}_${SHOTS}shots/nctx${NCTX}_csc${CSC}_ctp${CTP}/seed$SEED"
-    if run_finished "$DIR"; then
-        echo "Skipping $DIR: it already holds a finished run (delete the folder to run it again)."
-        continue
-    fi
-    "$PYTHON" train.py \
-        --root "$DATA" \
-        --seed "$SEED" \
-        --trainer CoOp \
-        --dataset-config-file "configs/datasets/$DATASET.yaml" \
-        --config-file "configs/trainers/CoOp/$CFG.yaml" \
-        --output-dir "$DIR" \
+    train_unless_finished "$DIR" "$SEED" CoOp "$DATASET" "configs/trainers/CoOp/$CFG.yaml" \
         TRAINER.COOP.N_CTX "$NCTX" \
         TRAINER.COOP.CSC "$CSC" \
         TRAINER.COOP.CLASS_TOKEN_POSITION "$CTP" \

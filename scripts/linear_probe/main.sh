@@ -21,24 +21,13 @@ CFG=$2
 SHOTS=$3
 shift 3
 
-require_dataset_config "$DATASET"
-require_trainer_config CoOp "$CFG"
-require_data_root
+require_inputs "$DATASET" CoOp "$CFG"
 OUTPUT_ROOT="${OUTPUT_ROOT:-output}"
 
 for SEED in $SEEDS; do
     DIR="$OUTPUT_ROOT/$DATASET/LinearProbeCLIP/${CFG}_${SHOTS}shots/seed$SEED"
-    if run_finished "$DIR"; then
-        echo "Skipping $DIR: it already holds a finished run (delete the folder to run it again)."
-        continue
-    fi
-    "$PYTHON" train.py \
-        --root "$DATA" \
-        --seed "$SEED" \
-        --trainer LinearProbeCLIP \
-        --dataset-config-file "configs/datasets/$DATASET.yaml" \
-        --config-file "configs/trainers/CoOp/$CFG.yaml" \
-        --output-dir "$DIR" \
+    train_unless_finished "$DIR" "$SEED" LinearProbeCLIP "$DATASET" \
+        "configs/trainers/CoOp/$CFG.yaml" \
         DATASET.NUM_SHOTS "$SHOTS" \
         "$@"
 done

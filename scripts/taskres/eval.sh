@@ -24,28 +24,14 @@ SCALE=${5:-0.5}
 EPOCH=${6:-}
 shift $(( $# < 6 ? $# : 6 ))
 
-require_dataset_config "$DATASET"
-require_trainer_config TaskRes "$CFG"
-require_data_root
-[ -n "$EPOCH" ] || EPOCH=$(max_epoch TaskRes "$CFG")
-LOAD_EPOCH=()
-[ "$EPOCH" = best ] || LOAD_EPOCH=(--load-epoch "$EPOCH")
+require_inputs "$DATASET" TaskRes "$CFG"
+set_load_epoch TaskRes "$CFG" "$EPOCH"
 
 for SEED in $SEEDS; do
     [ -d "$MODELDIR/seed$SEED" ] || die "no trained model at $MODELDIR/seed$SEED" \
         "(train one first with scripts/taskres/main.sh, or set SEEDS to the seeds you have)."
-    DIR="$OUTDIR/seed$SEED"
-    if run_finished "$DIR"; then
-        echo "Skipping $DIR: it already holds a test result (delete the folder to evaluate again)."
-        continue
-    fi
-    "$PYTHON" train.py \
-        --root "$DATA" \
-        --seed "$SEED" \
-        --trainer TaskRes \
-        --dataset-config-file "configs/datasets/$DATASET.yaml" \
-        --config-file "configs/trainers/TaskRes/$CFG.yaml" \
-        --output-dir "$DIR" \
+    train_unless_finished "$OUTDIR/seed$SEED" "$SEED" TaskRes "$DATASET" \
+        "configs/trainers/TaskRes/$CFG.yaml" \
         --model-dir "$MODELDIR/seed$SEED" \
         "${LOAD_EPOCH[@]}" \
         --eval-only \

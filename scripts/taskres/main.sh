@@ -24,9 +24,7 @@ SHOTS=$4
 SCALE=$5
 shift 5
 
-require_dataset_config "$DATASET"
-require_trainer_config TaskRes "$CFG"
-require_data_root
+require_inputs "$DATASET" TaskRes "$CFG"
 OUTPUT_ROOT="${OUTPUT_ROOT:-output}"
 BASE_KIND=debug
 if [ "$ENHANCE" != none ]; then
@@ -37,17 +35,7 @@ fi
 
 for SEED in $SEEDS; do
     DIR="$OUTPUT_ROOT/FINAL/$BASE_KIND/$DATASET/${CFG}_${SHOTS}shots/seed$SEED"
-    if run_finished "$DIR"; then
-        echo "Skipping $DIR: it already holds a finished run (delete the folder to run it again)."
-        continue
-    fi
-    "$PYTHON" train.py \
-        --root "$DATA" \
-        --seed "$SEED" \
-        --trainer TaskRes \
-        --dataset-config-file "configs/datasets/$DATASET.yaml" \
-        --config-file "configs/trainers/TaskRes/$CFG.yaml" \
-        --output-dir "$DIR" \
+    train_unless_finished "$DIR" "$SEED" TaskRes "$DATASET" "configs/trainers/TaskRes/$CFG.yaml" \
         --enhanced-base "$ENHANCE" \
         DATASET.NUM_SHOTS "$SHOTS" \
         TRAINER.TaskRes.RESIDUAL_SCALE "$SCALE" \

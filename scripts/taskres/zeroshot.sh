@@ -19,20 +19,8 @@ CFG=$2
 TRAINER=${3:-ZeroshotCLIP2}
 shift $(( $# < 3 ? $# : 3 ))
 
-require_dataset_config "$DATASET"
-require_trainer_config CoOp "$CFG"
-require_data_root
+require_inputs "$DATASET" CoOp "$CFG"
 
-DIR="${OUTPUT_ROOT:-output}/$TRAINER/$CFG/$DATASET"
-if run_finished "$DIR"; then
-    echo "Skipping $DIR: it already holds a test result (delete the folder to evaluate again)."
-    exit 0
-fi
-"$PYTHON" train.py \
-    --root "$DATA" \
-    --trainer "$TRAINER" \
-    --dataset-config-file "configs/datasets/$DATASET.yaml" \
-    --config-file "configs/trainers/CoOp/$CFG.yaml" \
-    --output-dir "$DIR" \
-    --eval-only \
-    "$@"
+# One run: zero-shot CLIP has no training randomness, so no seed is passed.
+train_unless_finished "${OUTPUT_ROOT:-output}/$TRAINER/$CFG/$DATASET" "" "$TRAINER" "$DATASET" \
+    "configs/trainers/CoOp/$CFG.yaml" --eval-only "$@"

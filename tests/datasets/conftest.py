@@ -1,4 +1,5 @@
-"""Helpers for the dataset tests: tiny JPEGs, split files and configs.
+"""Helpers for the dataset tests: tiny JPEGs, split files, configs and the checks every dataset
+shares (few-shot caching, generated split files, layout errors).
 
 Import the plain functions with ``from tests.datasets.conftest import write_image, ...``. Images
 are 8x8 so that writing a miniature copy of a dataset layout takes milliseconds.
@@ -7,15 +8,17 @@ are 8x8 so that writing a miniature copy of a dataset layout takes milliseconds.
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+import pytest
 from PIL import Image
 from yacs.config import CfgNode
 
 import datasets  # noqa: F401  (registers the datasets and the DATASET.SUBSAMPLE_CLASSES key)
 from dassl.config import extend_cfg, get_cfg_default
-from dassl.data.datasets import Datum
+from dassl.data.datasets import DatasetBase, Datum
+from datasets.benchmark import DatasetLayoutError
 
 IMAGE_SIZE = 8
 
@@ -48,6 +51,31 @@ def write_split_file(
     return path
 
 
+def write_split_dataset(
+    image_dir: str | os.PathLike,
+    split_path: str | os.PathLike,
+    sizes: dict[str, tuple[int, int, int]],
+    names: Sequence[str] | None = None,
+    relpath: Callable[[str, str, int], str] = lambda folder, key, i: f"{folder}/{key}_{i}.jpg",
+) -> dict[str, list]:
+    """Images plus a CoOp split file listing them, for datasets read from their split file.
+
+    ``sizes`` maps each class folder (in label order) to its (train, val, test) image counts;
+    ``names`` gives the class names stored in the file (default: the folder names) and
+    ``relpath(folder, split, i)`` the image path under ``image_dir``. Returns the split as written.
+    """
+    split = {"train": [], "val": [], "test": []}
+    for label, (folder, counts) in enumerate(sizes.items()):
+        name = folder if names is None else names[label]
+        for key, n in zip(split, counts):
+            for i in range(n):
+                rel = relpath(folder, key, i)
+                write_image(Path(image_dir, rel), shade=i)
+                split[key].append([rel, label, name])
+    write_split_file(split_path, split["train"], split["val"], split["test"])
+    return split
+
+
 def make_cfg(
     root: str | os.PathLike,
     name: str,
@@ -73,3 +101,101 @@ def per_class(items: Iterable[Datum] | None) -> Counter:
 
 def impaths(items: Iterable[Datum] | None) -> list[str]:
     return [item.impath for item in items or []]
+
+
+def split_counts(
+    counts: Iterable[int], p_trn: float = 0.5, p_val: float = 0.2
+) -> tuple[dict[int, int], dict[int, int], dict[int, int]]:
+    """Label -> expected train, val and test sizes of a per-class split of ``counts`` images."""
+    counts = list(counts)
+    train = {y: round(n * p_trn) for y, n in enumerate(counts)}
+    val = {y: round(n * p_val) for y, n in enumerate(counts)}
+    test = {y: n - train[y] - val[y] for y, n in enumerate(counts)}
+    return train, val, test
+
+
+def trainval_counts(
+    counts: Iterable[int], p_val: float = 0.2
+) -> tuple[dict[int, int], dict[int, int]]:
+    """Label -> expected train and val sizes when p_val of an official train list becomes val."""
+    counts = list(counts)
+    val = {y: round(n * p_val) for y, n in enumerate(counts)}
+    return {y: n - val[y] for y, n in enumerate(counts)}, val
+
+
+def per_split(ds: DatasetBase) -> tuple[Counter, Counter, Counter]:
+    """Label -> number of items in train_x, val and test."""
+    return per_class(ds.train_x), per_class(ds.val), per_class(ds.test)
+
+
+def build(cls: type[DatasetBase], root: str | os.PathLike, **cfg_args) -> DatasetBase:
+    """``cls`` built from ``root`` under its own registered name (= its class name)."""
+    return cls(make_cfg(root, cls.__name__, **cfg_args))
+
+
+def check_fewshot_cache(
+    cls: type[DatasetBase],
+    ds_dir: Path,
+    num_shots: int,
+    seed: int,
+    train: dict[int, int],
+    val: dict[int, int],
+) -> tuple[DatasetBase, DatasetBase]:
+    """Few-shot build of the dataset in ``ds_dir`` (its folder under the root): expected per-class
+    train and val counts, the cache file, and a second build that reads that cache instead of
+    sampling again. Returns both builds."""
+    first = build(cls, ds_dir.parent, num_shots=num_shots, seed=seed)
+    assert per_class(first.train_x) == train
+    assert per_class(first.val) == val
+    assert (ds_dir / "split_fewshot" / f"shot_{num_shots}-seed_{seed}.pkl").is_file()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cls, "generate_fewshot_dataset", lambda *a, **k: pytest.fail("cache not read"))
+        again = build(cls, ds_dir.parent, num_shots=num_shots, seed=seed)
+    assert impaths(again.train_x) == impaths(first.train_x)
+    assert impaths(again.val) == impaths(first.val)
+    return first, again
+
+
+def check_split_file_is_deterministic(
+    cls: type[DatasetBase],
+    write: Callable[[Path], Path],
+    root: Path,
+    split_name: str,
+    seeds: tuple[int, int],
+) -> Path:
+    """Two copies of a raw layout (``write(root)`` returns the dataset folder), built under
+    different seeds, get identical generated split files. Returns the first copy's folder (whose
+    root is ``root / "a"``)."""
+    a, b = write(root / "a"), write(root / "b")
+    build(cls, root / "a", seed=seeds[0])
+    build(cls, root / "b", seed=seeds[1])
+    assert (a / split_name).read_text() == (b / split_name).read_text()
+    return a
+
+
+def build_from_split_file(cls: type[DatasetBase], root: str | os.PathLike) -> DatasetBase:
+    """Build with ``build_split`` made to fail, proving the split file on disk was read."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cls, "build_split", lambda self: pytest.fail("split not read"))
+        return build(cls, root)
+
+
+def check_layout_error(
+    cls: type[DatasetBase], root: str | os.PathLike, path: str | os.PathLike, section: str
+) -> DatasetLayoutError:
+    """Building ``cls`` fails with a layout error naming ``path`` and its DATASETS.md section."""
+    with pytest.raises(DatasetLayoutError) as err:
+        build(cls, root)
+    assert str(path) in str(err.value)
+    assert f"DATASETS.md#{section}" in str(err.value)
+    return err.value
+
+
+def remove(path: Path) -> None:
+    """Delete a file, or a folder of files."""
+    if path.is_dir():
+        for f in path.iterdir():
+            f.unlink()
+        path.rmdir()
+    else:
+        path.unlink()

@@ -20,11 +20,13 @@ from datasets.splits import (
     subsample_classes,
 )
 from tests.datasets.conftest import (
+    build_from_split_file,
+    check_fewshot_cache,
     impaths,
     make_cfg,
     per_class,
     write_class_folders,
-    write_image,
+    write_split_dataset,
     write_split_file,
 )
 
@@ -46,17 +48,8 @@ class ToyBuilt(Toy):
 
 
 def write_toy(root):
-    """Images plus a split file listing them; returns the split as written."""
-    image_dir = root / "toy" / "images"
-    split = {"train": [], "val": [], "test": []}
-    for label, (c, sizes) in enumerate(SIZES.items()):
-        for key, n in zip(split, sizes):
-            for i in range(n):
-                rel = f"{c}/{key}_{i}.jpg"
-                write_image(image_dir / rel, shade=i)
-                split[key].append([rel, label, c])
-    write_split_file(root / "toy" / Toy.split_file, split["train"], split["val"], split["test"])
-    return split
+    """Images (``<class>/<split>_<i>.jpg``) plus a split file listing them; returns the split."""
+    return write_split_dataset(root / "toy" / "images", root / "toy" / Toy.split_file, SIZES)
 
 
 def cache_path(root, k=5, seed=1):
@@ -91,17 +84,10 @@ def test_fewshot_takes_k_train_and_min_k_4_val_per_class_and_warns_for_small_cla
     assert impaths(data["val"]) == impaths(ds.val)
 
 
-def test_second_build_reads_the_fewshot_cache(tmp_path, monkeypatch):
+def test_second_build_reads_the_fewshot_cache(tmp_path):
     write_toy(tmp_path)
-    first = Toy(make_cfg(tmp_path, "Toy", num_shots=2))
-
-    def no_sampling(*args, **kwargs):
-        raise AssertionError("the cached few-shot subset should have been read")
-
-    monkeypatch.setattr(Toy, "generate_fewshot_dataset", no_sampling)
-    second = Toy(make_cfg(tmp_path, "Toy", num_shots=2))
-    assert impaths(second.train_x) == impaths(first.train_x)
-    assert impaths(second.val) == impaths(first.val)
+    # c2 has one train and one val image; the others give K = 2 train and min(2, 4) val
+    check_fewshot_cache(Toy, tmp_path / "toy", 2, 1, {0: 2, 1: 2, 2: 1}, {0: 2, 1: 2, 2: 1})
 
 
 def test_fewshot_subset_depends_on_seed_only(tmp_path):
@@ -227,7 +213,7 @@ def test_persist_false_writes_nothing(tmp_path):
     assert sorted(p for p in tmp_path.rglob("*")) == before
 
 
-def test_generated_split_is_written_relative_and_read_back(tmp_path, monkeypatch):
+def test_generated_split_is_written_relative_and_read_back(tmp_path):
     write_class_folders(tmp_path / "toy" / "images", {"a": 10, "b": 10})
     first = ToyBuilt(make_cfg(tmp_path, "ToyBuilt"))
     split = json.loads((tmp_path / "toy" / Toy.split_file).read_text())
@@ -236,8 +222,7 @@ def test_generated_split_is_written_relative_and_read_back(tmp_path, monkeypatch
         not rel.startswith("/") and rel.split("/")[0] in "ab" for rel, _, _ in split["train"]
     )
 
-    monkeypatch.setattr(ToyBuilt, "build_split", lambda self: pytest.fail("split not read"))
-    second = ToyBuilt(make_cfg(tmp_path, "ToyBuilt"))
+    second = build_from_split_file(ToyBuilt, tmp_path)
     assert impaths(second.test) == impaths(first.test)
 
 

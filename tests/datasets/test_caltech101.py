@@ -2,11 +2,17 @@
 
 import json
 
-import pytest
-
-from datasets.benchmark import DatasetLayoutError
 from datasets.caltech101 import Caltech101
-from tests.datasets.conftest import impaths, make_cfg, per_class, write_class_folders
+from tests.datasets.conftest import (
+    build_from_split_file,
+    check_fewshot_cache,
+    check_layout_error,
+    check_split_file_is_deterministic,
+    impaths,
+    make_cfg,
+    per_class,
+    write_class_folders,
+)
 
 IMAGES_PER_CLASS = 10  # -> 5 train, 2 val, 3 test
 FOLDERS = ["BACKGROUND_Google", "Faces_easy", "Faces", "accordion", "airplanes"]
@@ -32,32 +38,20 @@ def test_generated_split_ignores_background_and_renames_classes(tmp_path):
     assert all(rel.startswith(("Faces/", "accordion/", "airplanes/")) for rel, _, _ in split["val"])
 
 
-def test_generated_split_is_deterministic_and_read_back(tmp_path, monkeypatch):
-    a, b = write_caltech(tmp_path / "a"), write_caltech(tmp_path / "b")
-    Caltech101(make_cfg(tmp_path / "a", "Caltech101", seed=1))
-    Caltech101(make_cfg(tmp_path / "b", "Caltech101", seed=3))
-    name = "split_zhou_Caltech101.json"
-    assert (a / name).read_text() == (b / name).read_text()
-
-    monkeypatch.setattr(Caltech101, "build_split", lambda self: pytest.fail("split not read"))
-    ds = Caltech101(make_cfg(tmp_path / "a", "Caltech101"))
-    assert len(ds.test) == 9
+def test_generated_split_is_deterministic_and_read_back(tmp_path):
+    check_split_file_is_deterministic(
+        Caltech101, write_caltech, tmp_path, "split_zhou_Caltech101.json", (1, 3)
+    )
+    assert len(build_from_split_file(Caltech101, tmp_path / "a").test) == 9
 
 
-def test_fewshot_k_train_min_k_4_val_and_cache(tmp_path, monkeypatch):
-    write_caltech(tmp_path)
-    ds = Caltech101(make_cfg(tmp_path, "Caltech101", num_shots=2, seed=2))
-    assert per_class(ds.train_x) == {k: 2 for k in range(3)}
-    assert per_class(ds.val) == {k: 2 for k in range(3)}
-    monkeypatch.setattr(Caltech101, "generate_fewshot_dataset", lambda *a, **k: pytest.fail())
-    again = Caltech101(make_cfg(tmp_path, "Caltech101", num_shots=2, seed=2))
-    assert impaths(again.val) == impaths(ds.val)
+def test_fewshot_k_train_min_k_4_val_and_cache(tmp_path):
+    ds_dir = write_caltech(tmp_path)
+    two_each = {k: 2 for k in range(3)}
+    check_fewshot_cache(Caltech101, ds_dir, 2, 2, train=two_each, val=two_each)
 
 
 def test_missing_image_folder_gives_the_promised_error(tmp_path):
     (tmp_path / "caltech-101").mkdir()
-    with pytest.raises(DatasetLayoutError) as err:
-        Caltech101(make_cfg(tmp_path, "Caltech101"))
-    msg = str(err.value)
-    assert str(tmp_path / "caltech-101" / "101_ObjectCategories") in msg
-    assert "DATASETS.md#caltech101" in msg
+    folder = tmp_path / "caltech-101" / "101_ObjectCategories"
+    check_layout_error(Caltech101, tmp_path, folder, "caltech101")

@@ -7,12 +7,17 @@ import pytest
 from datasets.benchmark import DatasetLayoutError
 from datasets.dtd import DescribableTextures
 from tests.datasets.conftest import (
+    build_from_split_file,
+    check_fewshot_cache,
+    check_layout_error,
+    check_split_file_is_deterministic,
     impaths,
     make_cfg,
     per_class,
+    per_split,
+    split_counts,
     write_class_folders,
-    write_image,
-    write_split_file,
+    write_split_dataset,
 )
 
 COUNTS = {"banded": 12, "blotchy": 10, "braided": 7}
@@ -27,20 +32,12 @@ def write_dtd(root, counts=COUNTS):
     return ds_dir
 
 
-def expected(p):
-    return {y: round(n * p) for y, n in enumerate(COUNTS.values())}
-
-
 def test_builds_split_from_class_folders_and_writes_it(tmp_path):
     ds_dir = write_dtd(tmp_path)
     ds = DescribableTextures(make_cfg(tmp_path, "DescribableTextures"))
     assert ds.classnames == list(COUNTS)
     assert ds.num_classes == len(COUNTS)
-    assert per_class(ds.train_x) == expected(0.5)
-    assert per_class(ds.val) == expected(0.2)
-    assert per_class(ds.test) == {
-        y: n - expected(0.5)[y] - expected(0.2)[y] for y, n in enumerate(COUNTS.values())
-    }
+    assert per_split(ds) == split_counts(COUNTS.values())
     everything = impaths(ds.train_x + ds.val + ds.test)
     assert len(set(everything)) == sum(COUNTS.values())
 
@@ -50,46 +47,24 @@ def test_builds_split_from_class_folders_and_writes_it(tmp_path):
     )
 
 
-def test_generated_split_is_deterministic_and_read_back(tmp_path, monkeypatch):
-    a, b = write_dtd(tmp_path / "a"), write_dtd(tmp_path / "b")
-    DescribableTextures(make_cfg(tmp_path / "a", "DescribableTextures", seed=1))
-    DescribableTextures(make_cfg(tmp_path / "b", "DescribableTextures", seed=9))
-    assert (a / SPLIT_NAME).read_text() == (b / SPLIT_NAME).read_text()
-
-    monkeypatch.setattr(DescribableTextures, "build_split", lambda self: pytest.fail("not read"))
-    ds = DescribableTextures(make_cfg(tmp_path / "a", "DescribableTextures"))
-    assert per_class(ds.val) == expected(0.2)
+def test_generated_split_is_deterministic_and_read_back(tmp_path):
+    check_split_file_is_deterministic(DescribableTextures, write_dtd, tmp_path, SPLIT_NAME, (1, 9))
+    ds = build_from_split_file(DescribableTextures, tmp_path / "a")
+    assert per_class(ds.val) == split_counts(COUNTS.values())[1]
 
 
-def test_split_file_fewshot_and_cache(tmp_path, monkeypatch):
+def test_split_file_fewshot_and_cache(tmp_path):
     ds_dir = tmp_path / "dtd"
-    split = {"train": [], "val": [], "test": []}
-    for label, name in enumerate(COUNTS):
-        for key, count in zip(split, (3, 5, 2)):
-            for i in range(count):
-                rel = f"{name}/{name}_{key}{i}.jpg"
-                write_image(ds_dir / "images" / rel, shade=i)
-                split[key].append([rel, label, name])
-    write_split_file(ds_dir / SPLIT_NAME, split["train"], split["val"], split["test"])
-
-    ds = DescribableTextures(make_cfg(tmp_path, "DescribableTextures", num_shots=2, seed=4))
-    assert per_class(ds.train_x) == {0: 2, 1: 2, 2: 2}
-    assert per_class(ds.val) == {0: 2, 1: 2, 2: 2}  # min(2, 4)
-    assert (ds_dir / "split_fewshot" / "shot_2-seed_4.pkl").is_file()
-
-    monkeypatch.setattr(
-        DescribableTextures, "generate_fewshot_dataset", lambda *a, **k: pytest.fail()
-    )
-    again = DescribableTextures(make_cfg(tmp_path, "DescribableTextures", num_shots=2, seed=4))
-    assert impaths(again.train_x) == impaths(ds.train_x)
+    write_split_dataset(ds_dir / "images", ds_dir / SPLIT_NAME, dict.fromkeys(COUNTS, (3, 5, 2)))
+    # K = 2 train and min(2, 4) val per class
+    check_fewshot_cache(DescribableTextures, ds_dir, 2, 4, {0: 2, 1: 2, 2: 2}, {0: 2, 1: 2, 2: 2})
 
 
 def test_missing_image_folder_names_path_and_section(tmp_path):
     (tmp_path / "dtd" / "labels").mkdir(parents=True)
-    with pytest.raises(DatasetLayoutError) as err:
-        DescribableTextures(make_cfg(tmp_path, "DescribableTextures"))
-    assert str(tmp_path / "dtd" / "images") in str(err.value)
-    assert "DATASETS.md#describabletextures" in str(err.value)
+    check_layout_error(
+        DescribableTextures, tmp_path, tmp_path / "dtd" / "images", "describabletextures"
+    )
 
 
 def test_class_too_small_to_split_is_named_and_nothing_is_written(tmp_path):
@@ -112,7 +87,7 @@ def test_empty_image_folder_writes_no_split_file_and_recovers(tmp_path):
 
     write_class_folders(image_dir, COUNTS)
     ds = DescribableTextures(make_cfg(tmp_path, "DescribableTextures"))
-    assert per_class(ds.train_x) == expected(0.5)
+    assert per_class(ds.train_x) == split_counts(COUNTS.values())[0]
     assert (tmp_path / "dtd" / SPLIT_NAME).is_file()
 
 

@@ -2,17 +2,18 @@
 
 import json
 
-import pytest
-
-from datasets.benchmark import DatasetLayoutError
 from datasets.eurosat import EuroSAT
 from tests.datasets.conftest import (
-    impaths,
+    build_from_split_file,
+    check_fewshot_cache,
+    check_layout_error,
+    check_split_file_is_deterministic,
     make_cfg,
     per_class,
+    per_split,
+    split_counts,
     write_class_folders,
-    write_image,
-    write_split_file,
+    write_split_dataset,
 )
 
 COUNTS = {"AnnualCrop": 10, "Highway": 7, "SeaLake": 12}  # sorted folder order = label order
@@ -26,19 +27,11 @@ def write_eurosat(root):
     return ds_dir
 
 
-def expected(p):
-    return {y: round(n * p) for y, n in enumerate(COUNTS.values())}
-
-
 def test_builds_split_with_renamed_classes_and_writes_it(tmp_path):
     ds_dir = write_eurosat(tmp_path)
     ds = EuroSAT(make_cfg(tmp_path, "EuroSAT"))
     assert ds.classnames == RENAMED
-    assert per_class(ds.train_x) == expected(0.5)
-    assert per_class(ds.val) == expected(0.2)
-    assert per_class(ds.test) == {
-        y: n - expected(0.5)[y] - expected(0.2)[y] for y, n in enumerate(COUNTS.values())
-    }
+    assert per_split(ds) == split_counts(COUNTS.values())
     folders = list(COUNTS)
     for item in ds.train_x + ds.val + ds.test:
         assert item.impath.startswith(str(ds_dir / "2750" / folders[item.label]) + "/")
@@ -50,46 +43,24 @@ def test_builds_split_with_renamed_classes_and_writes_it(tmp_path):
     )
 
 
-def test_generated_split_is_deterministic_and_read_back(tmp_path, monkeypatch):
-    a, b = write_eurosat(tmp_path / "a"), write_eurosat(tmp_path / "b")
-    EuroSAT(make_cfg(tmp_path / "a", "EuroSAT", seed=1))
-    EuroSAT(make_cfg(tmp_path / "b", "EuroSAT", seed=2))
-    assert (a / SPLIT_NAME).read_text() == (b / SPLIT_NAME).read_text()
-
-    monkeypatch.setattr(EuroSAT, "build_split", lambda self: pytest.fail("split not read"))
-    ds = EuroSAT(make_cfg(tmp_path / "a", "EuroSAT"))
-    assert ds.classnames == RENAMED
+def test_generated_split_is_deterministic_and_read_back(tmp_path):
+    check_split_file_is_deterministic(EuroSAT, write_eurosat, tmp_path, SPLIT_NAME, (1, 2))
+    assert build_from_split_file(EuroSAT, tmp_path / "a").classnames == RENAMED
 
 
-def test_split_file_fewshot_and_cache(tmp_path, monkeypatch):
+def test_split_file_fewshot_and_cache(tmp_path):
     ds_dir = tmp_path / "eurosat"
-    split = {"train": [], "val": [], "test": []}
-    for label, (folder, name) in enumerate(zip(COUNTS, RENAMED)):
-        for key, count in zip(split, (8, 6, 1)):
-            for i in range(count):
-                rel = f"{folder}/{folder}_{key}{i}.jpg"
-                write_image(ds_dir / "2750" / rel, shade=i)
-                split[key].append([rel, label, name])
-    write_split_file(ds_dir / SPLIT_NAME, split["train"], split["val"], split["test"])
-
-    ds = EuroSAT(make_cfg(tmp_path, "EuroSAT", num_shots=8, seed=1))
+    sizes = dict.fromkeys(COUNTS, (8, 6, 1))
+    write_split_dataset(ds_dir / "2750", ds_dir / SPLIT_NAME, sizes, names=RENAMED)
+    # K = 8 train and min(8, 4) val per class
+    ds, _ = check_fewshot_cache(EuroSAT, ds_dir, 8, 1, {0: 8, 1: 8, 2: 8}, {0: 4, 1: 4, 2: 4})
     assert ds.classnames == RENAMED
-    assert per_class(ds.train_x) == {0: 8, 1: 8, 2: 8}
-    assert per_class(ds.val) == {0: 4, 1: 4, 2: 4}  # min(8, 4)
     assert len(ds.test) == 3
-    assert (ds_dir / "split_fewshot" / "shot_8-seed_1.pkl").is_file()
-
-    monkeypatch.setattr(EuroSAT, "generate_fewshot_dataset", lambda *a, **k: pytest.fail())
-    again = EuroSAT(make_cfg(tmp_path, "EuroSAT", num_shots=8, seed=1))
-    assert impaths(again.val) == impaths(ds.val)
 
 
 def test_missing_image_folder_names_path_and_section(tmp_path):
     write_class_folders(tmp_path / "eurosat" / "EuroSAT_RGB", COUNTS)  # a mirror's folder name
-    with pytest.raises(DatasetLayoutError) as err:
-        EuroSAT(make_cfg(tmp_path, "EuroSAT"))
-    assert str(tmp_path / "eurosat" / "2750") in str(err.value)
-    assert "DATASETS.md#eurosat" in str(err.value)
+    check_layout_error(EuroSAT, tmp_path, tmp_path / "eurosat" / "2750", "eurosat")
 
 
 def test_base_and_new_halves_keep_the_renamed_class_names(tmp_path):
@@ -98,4 +69,5 @@ def test_base_and_new_halves_keep_the_renamed_class_names(tmp_path):
     new = EuroSAT(make_cfg(tmp_path, "EuroSAT", subsample="new"))
     assert base.classnames == RENAMED[:2]  # ceil(3 / 2) base classes
     assert new.classnames == RENAMED[2:]
-    assert per_class(new.test) == {0: COUNTS["SeaLake"] - expected(0.5)[2] - expected(0.2)[2]}
+    _, _, test = split_counts(COUNTS.values())
+    assert per_class(new.test) == {0: test[2]}  # SeaLake, label 2 before relabelling

@@ -2,9 +2,16 @@
 
 import pytest
 
-from datasets.benchmark import DatasetLayoutError
 from datasets.fgvc_aircraft import FGVCAircraft
-from tests.datasets.conftest import impaths, make_cfg, per_class, write_image
+from tests.datasets.conftest import (
+    check_fewshot_cache,
+    check_layout_error,
+    impaths,
+    make_cfg,
+    per_class,
+    remove,
+    write_image,
+)
 
 # variants.txt order is the label order; names hold spaces, a slash and digits
 VARIANTS = ["Cessna 172", "707-320", "F/A-18"]
@@ -44,33 +51,18 @@ def test_reads_the_official_lists_and_writes_no_split_file(tmp_path):
     assert sorted(p.name for p in ds_dir.iterdir()) == before
 
 
-def test_fewshot_and_cache(tmp_path, monkeypatch):
+def test_fewshot_and_cache(tmp_path):
     ds_dir = write_aircraft(tmp_path)
-    ds = FGVCAircraft(make_cfg(tmp_path, "FGVCAircraft", num_shots=4, seed=2))
-    assert per_class(ds.train_x) == {0: 4, 1: 4, 2: 4}
-    assert per_class(ds.val) == {0: 4, 1: 4, 2: 4}  # min(4, 4)
+    # K = 4 train and min(4, 4) val per class
+    ds, _ = check_fewshot_cache(FGVCAircraft, ds_dir, 4, 2, {0: 4, 1: 4, 2: 4}, {0: 4, 1: 4, 2: 4})
     assert len(ds.test) == sum(s[2] for s in SIZES.values())
-    assert (ds_dir / "split_fewshot" / "shot_4-seed_2.pkl").is_file()
-
-    monkeypatch.setattr(FGVCAircraft, "generate_fewshot_dataset", lambda *a, **k: pytest.fail())
-    again = FGVCAircraft(make_cfg(tmp_path, "FGVCAircraft", num_shots=4, seed=2))
-    assert impaths(again.train_x) == impaths(ds.train_x)
 
 
 @pytest.mark.parametrize("missing", ["variants.txt", "images_variant_test.txt", "images"])
 def test_missing_piece_names_path_and_section(tmp_path, missing):
     ds_dir = write_aircraft(tmp_path)
-    target = ds_dir / missing
-    if target.is_dir():
-        for f in target.iterdir():
-            f.unlink()
-        target.rmdir()
-    else:
-        target.unlink()
-    with pytest.raises(DatasetLayoutError) as err:
-        FGVCAircraft(make_cfg(tmp_path, "FGVCAircraft"))
-    assert str(target) in str(err.value)
-    assert "DATASETS.md#fgvcaircraft" in str(err.value)
+    remove(ds_dir / missing)
+    check_layout_error(FGVCAircraft, tmp_path, ds_dir / missing, "fgvcaircraft")
 
 
 def test_variant_missing_from_variants_txt_is_named(tmp_path):

@@ -6,9 +6,21 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from datasets.benchmark import DatasetLayoutError
 from datasets.oxford_flowers import OxfordFlowers
-from tests.datasets.conftest import impaths, make_cfg, per_class, write_image, write_split_file
+from tests.datasets.conftest import (
+    build_from_split_file,
+    check_fewshot_cache,
+    check_layout_error,
+    check_split_file_is_deterministic,
+    impaths,
+    make_cfg,
+    per_class,
+    per_split,
+    remove,
+    split_counts,
+    write_image,
+    write_split_file,
+)
 
 NAMES = {"1": "pink primrose", "2": "hard-leaved pocket orchid", "3": "canterbury bells"}
 # the .mat label of image_00001.jpg, image_00002.jpg, ...: interleaved, 10 / 7 / 12 per class
@@ -27,20 +39,15 @@ def write_flowers(root, names=NAMES):
     return ds_dir
 
 
-def expected_counts(p):
-    """Per-label count for fraction p, computed from the fixture (labels 0..2)."""
-    return {y - 1: round(LABELS.count(y) * p) for y in (1, 2, 3)}
+# images per label (0-based), computed from the fixture
+COUNTS = [LABELS.count(y) for y in (1, 2, 3)]
 
 
 def test_builds_split_from_mat_and_names_and_writes_it(tmp_path):
     ds_dir = write_flowers(tmp_path)
     ds = OxfordFlowers(make_cfg(tmp_path, "OxfordFlowers"))
     assert ds.classnames == list(NAMES.values())
-    assert per_class(ds.train_x) == expected_counts(0.5)
-    assert per_class(ds.val) == expected_counts(0.2)
-    n_total = expected_counts(1.0)
-    n_test = {y: n_total[y] - expected_counts(0.5)[y] - expected_counts(0.2)[y] for y in n_total}
-    assert per_class(ds.test) == n_test
+    assert per_split(ds) == split_counts(COUNTS)
     # every image lands in exactly one split, with the label the .mat gives it (0-based)
     all_items = ds.train_x + ds.val + ds.test
     assert sorted(impaths(all_items)) == sorted(
@@ -57,15 +64,12 @@ def test_builds_split_from_mat_and_names_and_writes_it(tmp_path):
     )
 
 
-def test_generated_split_is_deterministic_and_read_back(tmp_path, monkeypatch):
-    a, b = write_flowers(tmp_path / "a"), write_flowers(tmp_path / "b")
-    OxfordFlowers(make_cfg(tmp_path / "a", "OxfordFlowers", seed=1))
-    OxfordFlowers(make_cfg(tmp_path / "b", "OxfordFlowers", seed=5))
-    assert (a / SPLIT_NAME).read_text() == (b / SPLIT_NAME).read_text()
-
-    monkeypatch.setattr(OxfordFlowers, "build_split", lambda self: pytest.fail("split not read"))
+def test_generated_split_is_deterministic_and_read_back(tmp_path):
+    a = check_split_file_is_deterministic(
+        OxfordFlowers, write_flowers, tmp_path, SPLIT_NAME, (1, 5)
+    )
     (a / "imagelabels.mat").unlink()  # not needed once the split file exists
-    ds = OxfordFlowers(make_cfg(tmp_path / "a", "OxfordFlowers"))
+    ds = build_from_split_file(OxfordFlowers, tmp_path / "a")
     assert len(ds.train_x) + len(ds.val) + len(ds.test) == len(LABELS)
 
 
@@ -93,32 +97,17 @@ def test_reads_published_split_file_without_raw_annotations(tmp_path):
     assert (ds_dir / "split_fewshot" / "shot_5-seed_1.pkl").is_file()
 
 
-def test_second_fewshot_build_reads_the_cache(tmp_path, monkeypatch):
-    write_flowers(tmp_path)
-    first = OxfordFlowers(make_cfg(tmp_path, "OxfordFlowers", num_shots=2, seed=3))
-    assert per_class(first.train_x) == {0: 2, 1: 2, 2: 2}
+def test_second_fewshot_build_reads_the_cache(tmp_path):
+    ds_dir = write_flowers(tmp_path)
     # label 1 (7 images) has round(7 * 0.2) = 1 val image, fewer than min(2, 4): it keeps it
-    assert per_class(first.val) == {0: 2, 1: 1, 2: 2}
-    monkeypatch.setattr(OxfordFlowers, "generate_fewshot_dataset", lambda *a, **k: pytest.fail())
-    again = OxfordFlowers(make_cfg(tmp_path, "OxfordFlowers", num_shots=2, seed=3))
-    assert impaths(again.train_x) == impaths(first.train_x)
-    assert impaths(again.val) == impaths(first.val)
+    check_fewshot_cache(OxfordFlowers, ds_dir, 2, 3, {0: 2, 1: 2, 2: 2}, {0: 2, 1: 1, 2: 2})
 
 
 @pytest.mark.parametrize("missing", ["imagelabels.mat", "cat_to_name.json", "jpg"])
 def test_missing_piece_names_path_and_section(tmp_path, missing):
     ds_dir = write_flowers(tmp_path)
-    target = ds_dir / missing
-    if target.is_dir():
-        for f in target.iterdir():
-            f.unlink()
-        target.rmdir()
-    else:
-        target.unlink()
-    with pytest.raises(DatasetLayoutError) as err:
-        OxfordFlowers(make_cfg(tmp_path, "OxfordFlowers"))
-    assert str(target) in str(err.value)
-    assert "DATASETS.md#oxfordflowers" in str(err.value)
+    remove(ds_dir / missing)
+    check_layout_error(OxfordFlowers, tmp_path, ds_dir / missing, "oxfordflowers")
     assert not (ds_dir / SPLIT_NAME).exists()
 
 

@@ -4,9 +4,19 @@ import json
 
 import pytest
 
-from datasets.benchmark import DatasetLayoutError
 from datasets.oxford_pets import OxfordPets
-from tests.datasets.conftest import impaths, make_cfg, per_class, write_image, write_split_file
+from tests.datasets.conftest import (
+    build_from_split_file,
+    check_fewshot_cache,
+    check_layout_error,
+    check_split_file_is_deterministic,
+    impaths,
+    make_cfg,
+    per_split,
+    trainval_counts,
+    write_image,
+    write_split_file,
+)
 
 # image-name prefix, class id (1-based), species (1 cat, 2 dog); names sort unlike the ids
 BREEDS = [("Abyssinian", 1, 1), ("american_bulldog", 2, 2), ("Bengal", 3, 1)]
@@ -33,10 +43,8 @@ def test_builds_split_from_official_lists_and_writes_it(tmp_path):
     ds_dir = write_pets(tmp_path)
     ds = OxfordPets(make_cfg(tmp_path, "OxfordPets"))
     assert ds.classnames == ["abyssinian", "american_bulldog", "bengal"]
-    n_val = round(TRAINVAL_PER_CLASS * 0.2)
-    assert per_class(ds.train_x) == {k: TRAINVAL_PER_CLASS - n_val for k in range(3)}
-    assert per_class(ds.val) == {k: n_val for k in range(3)}
-    assert per_class(ds.test) == {k: TEST_PER_CLASS for k in range(3)}
+    train, val = trainval_counts([TRAINVAL_PER_CLASS] * 3)
+    assert per_split(ds) == (train, val, {k: TEST_PER_CLASS for k in range(3)})
     assert str(ds_dir / "images" / "Bengal_11.jpg") in impaths(ds.test)
 
     split = json.loads((ds_dir / "split_zhou_OxfordPets.json").read_text())
@@ -45,43 +53,32 @@ def test_builds_split_from_official_lists_and_writes_it(tmp_path):
 
 
 def test_generated_split_is_deterministic(tmp_path):
-    a, b = write_pets(tmp_path / "a"), write_pets(tmp_path / "b")
-    OxfordPets(make_cfg(tmp_path / "a", "OxfordPets", seed=1))
-    OxfordPets(make_cfg(tmp_path / "b", "OxfordPets", seed=7))
-    name = "split_zhou_OxfordPets.json"
-    assert (a / name).read_text() == (b / name).read_text()
+    check_split_file_is_deterministic(
+        OxfordPets, write_pets, tmp_path, "split_zhou_OxfordPets.json", (1, 7)
+    )
 
 
-def test_reads_existing_split_file_instead_of_annotations(tmp_path, monkeypatch):
+def test_reads_existing_split_file_instead_of_annotations(tmp_path):
     ds_dir = write_pets(tmp_path)
     train = [["Abyssinian_1.jpg", 0, "abyssinian"], ["Bengal_1.jpg", 2, "bengal"]]
     write_split_file(ds_dir / "split_zhou_OxfordPets.json", train, train[:1], train)
-    monkeypatch.setattr(OxfordPets, "build_split", lambda self: pytest.fail("split not read"))
-    ds = OxfordPets(make_cfg(tmp_path, "OxfordPets"))
+    ds = build_from_split_file(OxfordPets, tmp_path)
     assert impaths(ds.train_x) == [str(ds_dir / "images" / rel) for rel, _, _ in train]
     assert ds.num_classes == 3 and len(ds.val) == 1
 
 
-def test_fewshot_and_cache_reuse(tmp_path, monkeypatch):
-    write_pets(tmp_path)
-    ds = OxfordPets(make_cfg(tmp_path, "OxfordPets", num_shots=4))
-    assert per_class(ds.train_x) == {k: 4 for k in range(3)}
+def test_fewshot_and_cache_reuse(tmp_path):
+    ds_dir = write_pets(tmp_path)
     # val holds round(10 * 0.2) = 2 per class, fewer than min(4, 4): all are kept
-    assert per_class(ds.val) == {k: 2 for k in range(3)}
-    assert (tmp_path / "oxford_pets" / "split_fewshot" / "shot_4-seed_1.pkl").is_file()
-
-    monkeypatch.setattr(OxfordPets, "generate_fewshot_dataset", lambda *a, **k: pytest.fail())
-    again = OxfordPets(make_cfg(tmp_path, "OxfordPets", num_shots=4))
-    assert impaths(again.train_x) == impaths(ds.train_x)
+    check_fewshot_cache(
+        OxfordPets, ds_dir, 4, 1, {k: 4 for k in range(3)}, {k: 2 for k in range(3)}
+    )
 
 
 def test_missing_annotation_file_names_it(tmp_path):
     ds_dir = write_pets(tmp_path)
     (ds_dir / "annotations" / "test.txt").unlink()
-    with pytest.raises(DatasetLayoutError) as err:
-        OxfordPets(make_cfg(tmp_path, "OxfordPets"))
-    assert str(ds_dir / "annotations" / "test.txt") in str(err.value)
-    assert "DATASETS.md#oxfordpets" in str(err.value)
+    check_layout_error(OxfordPets, tmp_path, ds_dir / "annotations" / "test.txt", "oxfordpets")
 
 
 def test_missing_image_folder_names_it(tmp_path):

@@ -6,9 +6,19 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from datasets.benchmark import DatasetLayoutError
 from datasets.stanford_cars import StanfordCars
-from tests.datasets.conftest import impaths, make_cfg, per_class, write_image, write_split_file
+from tests.datasets.conftest import (
+    build_from_split_file,
+    check_fewshot_cache,
+    check_layout_error,
+    check_split_file_is_deterministic,
+    impaths,
+    make_cfg,
+    per_split,
+    trainval_counts,
+    write_image,
+    write_split_file,
+)
 
 MODELS = ["AM General Hummer SUV 2000", "Acura RL Sedan 2012", "Audi TTS Coupe 2012"]
 EXPECTED_NAMES = ["2000 AM General Hummer SUV", "2012 Acura RL Sedan", "2012 Audi TTS Coupe"]
@@ -49,10 +59,8 @@ def test_builds_split_from_mat_files_with_year_first_names(tmp_path):
     ds_dir = write_cars(tmp_path)
     ds = StanfordCars(make_cfg(tmp_path, "StanfordCars"))
     assert ds.classnames == EXPECTED_NAMES
-    n_val = round(TRAIN_PER_CLASS * 0.2)
-    assert per_class(ds.train_x) == {k: TRAIN_PER_CLASS - n_val for k in range(3)}
-    assert per_class(ds.val) == {k: n_val for k in range(3)}
-    assert per_class(ds.test) == {k: TEST_PER_CLASS for k in range(3)}
+    train, val = trainval_counts([TRAIN_PER_CLASS] * 3)
+    assert per_split(ds) == (train, val, {k: TEST_PER_CLASS for k in range(3)})
     # test image 00003.jpg is the first of class 2 (0-based label 1)
     assert [d.label for d in ds.test if d.impath.endswith("cars_test/00003.jpg")] == [1]
 
@@ -61,39 +69,30 @@ def test_builds_split_from_mat_files_with_year_first_names(tmp_path):
 
 
 def test_generated_split_is_deterministic(tmp_path):
-    a, b = write_cars(tmp_path / "a"), write_cars(tmp_path / "b")
-    StanfordCars(make_cfg(tmp_path / "a", "StanfordCars", seed=1))
-    StanfordCars(make_cfg(tmp_path / "b", "StanfordCars", seed=5))
-    name = "split_zhou_StanfordCars.json"
-    assert (a / name).read_text() == (b / name).read_text()
+    check_split_file_is_deterministic(
+        StanfordCars, write_cars, tmp_path, "split_zhou_StanfordCars.json", (1, 5)
+    )
 
 
-def test_reads_split_file_relative_to_dataset_folder(tmp_path, monkeypatch):
+def test_reads_split_file_relative_to_dataset_folder(tmp_path):
     ds_dir = write_cars(tmp_path)
     entries = [["cars_train/00001.jpg", 0, EXPECTED_NAMES[0]], ["cars_test/00001.jpg", 0, "x"]]
     write_split_file(ds_dir / "split_zhou_StanfordCars.json", entries[:1], entries[:1], entries)
-    monkeypatch.setattr(StanfordCars, "build_split", lambda self: pytest.fail("split not read"))
-    ds = StanfordCars(make_cfg(tmp_path, "StanfordCars"))
+    ds = build_from_split_file(StanfordCars, tmp_path)
     assert impaths(ds.test) == [str(ds_dir / rel) for rel, _, _ in entries]
 
 
-def test_fewshot_and_cache_reuse(tmp_path, monkeypatch):
-    write_cars(tmp_path)
-    ds = StanfordCars(make_cfg(tmp_path, "StanfordCars", num_shots=1))
-    assert per_class(ds.train_x) == {k: 1 for k in range(3)}
-    assert per_class(ds.val) == {k: 1 for k in range(3)}
-    monkeypatch.setattr(StanfordCars, "generate_fewshot_dataset", lambda *a, **k: pytest.fail())
-    again = StanfordCars(make_cfg(tmp_path, "StanfordCars", num_shots=1))
-    assert impaths(again.train_x) == impaths(ds.train_x)
+def test_fewshot_and_cache_reuse(tmp_path):
+    ds_dir = write_cars(tmp_path)
+    # val holds round(5 * 0.2) = 1 per class
+    one_each = {k: 1 for k in range(3)}
+    check_fewshot_cache(StanfordCars, ds_dir, 1, 1, train=one_each, val=one_each)
 
 
 def test_missing_meta_file_names_it(tmp_path):
     ds_dir = write_cars(tmp_path)
     (ds_dir / "devkit" / "cars_meta.mat").unlink()
-    with pytest.raises(DatasetLayoutError) as err:
-        StanfordCars(make_cfg(tmp_path, "StanfordCars"))
-    assert str(ds_dir / "devkit" / "cars_meta.mat") in str(err.value)
-    assert "DATASETS.md#stanfordcars" in str(err.value)
+    check_layout_error(StanfordCars, tmp_path, ds_dir / "devkit" / "cars_meta.mat", "stanfordcars")
 
 
 def test_missing_test_images_folder_names_it_even_with_split_file(tmp_path):

@@ -6,7 +6,19 @@ import pytest
 
 from datasets.benchmark import DatasetLayoutError
 from datasets.sun397 import SUN397
-from tests.datasets.conftest import impaths, make_cfg, per_class, write_image, write_split_file
+from tests.datasets.conftest import (
+    build_from_split_file,
+    check_fewshot_cache,
+    check_layout_error,
+    check_split_file_is_deterministic,
+    impaths,
+    make_cfg,
+    per_split,
+    trainval_counts,
+    write_image,
+    write_split_dataset,
+    write_split_file,
+)
 
 # ClassName.txt entries (label order), the class names CoOp derives, partition sizes per class
 FOLDERS = ["/a/abbey", "/a/apartment_building/outdoor", "/b/bakery/shop"]
@@ -38,10 +50,7 @@ def test_builds_split_from_first_partition_and_writes_it(tmp_path):
     ds_dir = write_sun(tmp_path)
     ds = SUN397(make_cfg(tmp_path, "SUN397"))
     assert ds.classnames == NAMES
-    n_val = [round(n * 0.2) for n in TRAINING]
-    assert per_class(ds.train_x) == {y: n - n_val[y] for y, n in enumerate(TRAINING)}
-    assert per_class(ds.val) == dict(enumerate(n_val))
-    assert per_class(ds.test) == dict(enumerate(TESTING))
+    assert per_split(ds) == (*trainval_counts(TRAINING), dict(enumerate(TESTING)))
     # the image path keeps the full folder; unlisted images are not used
     shop = ds_dir / "SUN397" / "b" / "bakery" / "shop"
     assert str(shop / f"sun_{TRAINING[2]:04d}.jpg") in impaths(ds.test)
@@ -52,48 +61,25 @@ def test_builds_split_from_first_partition_and_writes_it(tmp_path):
     assert [f"b/bakery/shop/sun_{TRAINING[2]:04d}.jpg", 2, "shop bakery"] in split["test"]
 
 
-def test_generated_split_is_deterministic_and_read_back(tmp_path, monkeypatch):
-    a, b = write_sun(tmp_path / "a"), write_sun(tmp_path / "b")
-    SUN397(make_cfg(tmp_path / "a", "SUN397", seed=1))
-    SUN397(make_cfg(tmp_path / "b", "SUN397", seed=4))
-    assert (a / SPLIT_NAME).read_text() == (b / SPLIT_NAME).read_text()
-
+def test_generated_split_is_deterministic_and_read_back(tmp_path):
+    a = check_split_file_is_deterministic(SUN397, write_sun, tmp_path, SPLIT_NAME, (1, 4))
     (a / "ClassName.txt").unlink()  # not needed once the split file exists
-    monkeypatch.setattr(SUN397, "build_split", lambda self: pytest.fail("split not read"))
-    ds = SUN397(make_cfg(tmp_path / "a", "SUN397"))
-    assert ds.classnames == NAMES
+    assert build_from_split_file(SUN397, tmp_path / "a").classnames == NAMES
 
 
-def test_split_file_fewshot_and_cache(tmp_path, monkeypatch):
+def test_split_file_fewshot_and_cache(tmp_path):
     ds_dir = tmp_path / "sun397"
-    split = {"train": [], "val": [], "test": []}
-    for label, (folder, name) in enumerate(zip(FOLDERS, NAMES)):
-        for key, count in zip(split, (3, 2, 1)):
-            for i in range(count):
-                rel = f"{folder.lstrip('/')}/sun_{key}{i}.jpg"
-                write_image(ds_dir / "SUN397" / rel, shade=i)
-                split[key].append([rel, label, name])
-    write_split_file(ds_dir / SPLIT_NAME, split["train"], split["val"], split["test"])
-
-    ds = SUN397(make_cfg(tmp_path, "SUN397", num_shots=1, seed=1))
-    assert per_class(ds.train_x) == {0: 1, 1: 1, 2: 1}
-    assert per_class(ds.val) == {0: 1, 1: 1, 2: 1}  # min(1, 4)
-    assert (ds_dir / "split_fewshot" / "shot_1-seed_1.pkl").is_file()
-
-    monkeypatch.setattr(SUN397, "generate_fewshot_dataset", lambda *a, **k: pytest.fail())
-    again = SUN397(make_cfg(tmp_path, "SUN397", num_shots=1, seed=1))
-    assert impaths(again.train_x) == impaths(ds.train_x)
-    assert impaths(again.val) == impaths(ds.val)
+    sizes = {folder.lstrip("/"): (3, 2, 1) for folder in FOLDERS}
+    write_split_dataset(ds_dir / "SUN397", ds_dir / SPLIT_NAME, sizes, names=NAMES)
+    # K = 1 train and min(1, 4) val per class
+    check_fewshot_cache(SUN397, ds_dir, 1, 1, {0: 1, 1: 1, 2: 1}, {0: 1, 1: 1, 2: 1})
 
 
 @pytest.mark.parametrize("missing", ["ClassName.txt", "Testing_01.txt"])
 def test_missing_partition_file_names_path_and_section(tmp_path, missing):
     ds_dir = write_sun(tmp_path)
     (ds_dir / missing).unlink()
-    with pytest.raises(DatasetLayoutError) as err:
-        SUN397(make_cfg(tmp_path, "SUN397"))
-    assert str(ds_dir / missing) in str(err.value)
-    assert "DATASETS.md#sun397" in str(err.value)
+    check_layout_error(SUN397, tmp_path, ds_dir / missing, "sun397")
     assert not (ds_dir / SPLIT_NAME).exists()
 
 

@@ -4,9 +4,20 @@ import json
 
 import pytest
 
-from datasets.benchmark import DatasetLayoutError
 from datasets.ucf101 import UCF101, action_folder
-from tests.datasets.conftest import impaths, make_cfg, per_class, write_image, write_split_file
+from tests.datasets.conftest import (
+    build_from_split_file,
+    check_fewshot_cache,
+    check_layout_error,
+    check_split_file_is_deterministic,
+    impaths,
+    make_cfg,
+    per_class,
+    per_split,
+    trainval_counts,
+    write_image,
+    write_split_dataset,
+)
 
 # classInd.txt order; midframe folder (= class name); clips in trainlist01 and testlist01
 ACTIONS = ["ApplyEyeMakeup", "BalanceBeam", "YoYo"]
@@ -53,10 +64,7 @@ def test_builds_split_from_official_lists_and_writes_it(tmp_path):
     ds_dir = write_ucf(tmp_path)
     ds = UCF101(make_cfg(tmp_path, "UCF101"))
     assert ds.classnames == FOLDERS
-    n_val = [round(n * 0.2) for n in TRAIN]
-    assert per_class(ds.train_x) == {y: n - n_val[y] for y, n in enumerate(TRAIN)}
-    assert per_class(ds.val) == dict(enumerate(n_val))
-    assert per_class(ds.test) == dict(enumerate(TEST))
+    assert per_split(ds) == (*trainval_counts(TRAIN), dict(enumerate(TEST)))
     frame = ds_dir / "UCF-101-midframes" / "Yo_Yo" / f"{clip('YoYo', 1, 0)}.jpg"
     assert str(frame) in impaths(ds.test)
 
@@ -65,38 +73,26 @@ def test_builds_split_from_official_lists_and_writes_it(tmp_path):
     assert len(split["train"]) + len(split["val"]) == sum(TRAIN)
 
 
-def test_generated_split_is_deterministic_and_read_back(tmp_path, monkeypatch):
-    a, b = write_ucf(tmp_path / "a"), write_ucf(tmp_path / "b")
-    UCF101(make_cfg(tmp_path / "a", "UCF101", seed=1))
-    UCF101(make_cfg(tmp_path / "b", "UCF101", seed=6))
-    assert (a / SPLIT_NAME).read_text() == (b / SPLIT_NAME).read_text()
-
+def test_generated_split_is_deterministic_and_read_back(tmp_path):
+    a = check_split_file_is_deterministic(UCF101, write_ucf, tmp_path, SPLIT_NAME, (1, 6))
     for f in (a / "ucfTrainTestlist").iterdir():  # not needed once the split file exists
         f.unlink()
-    monkeypatch.setattr(UCF101, "build_split", lambda self: pytest.fail("split not read"))
-    ds = UCF101(make_cfg(tmp_path / "a", "UCF101"))
+    ds = build_from_split_file(UCF101, tmp_path / "a")
     assert per_class(ds.test) == dict(enumerate(TEST))
 
 
-def test_split_file_fewshot_and_cache(tmp_path, monkeypatch):
+def test_split_file_fewshot_and_cache(tmp_path):
     ds_dir = tmp_path / "ucf101"
-    split = {"train": [], "val": [], "test": []}
-    for label, (action, folder) in enumerate(zip(ACTIONS, FOLDERS)):
-        for key, count, group in zip(split, (16, 4, 1), (8, 9, 1)):
-            for n in range(count):
-                rel = f"{folder}/{clip(action, group, n)}.jpg"
-                write_image(ds_dir / "UCF-101-midframes" / rel, shade=n)
-                split[key].append([rel, label, folder])
-    write_split_file(ds_dir / SPLIT_NAME, split["train"], split["val"], split["test"])
+    action = dict(zip(FOLDERS, ACTIONS))
+    group = {"train": 8, "val": 9, "test": 1}
 
-    ds = UCF101(make_cfg(tmp_path, "UCF101", num_shots=16, seed=1))
-    assert per_class(ds.train_x) == {0: 16, 1: 16, 2: 16}
-    assert per_class(ds.val) == {0: 4, 1: 4, 2: 4}  # min(16, 4)
-    assert (ds_dir / "split_fewshot" / "shot_16-seed_1.pkl").is_file()
+    def midframe(folder, key, n):
+        return f"{folder}/{clip(action[folder], group[key], n)}.jpg"
 
-    monkeypatch.setattr(UCF101, "generate_fewshot_dataset", lambda *a, **k: pytest.fail())
-    again = UCF101(make_cfg(tmp_path, "UCF101", num_shots=16, seed=1))
-    assert impaths(again.train_x) == impaths(ds.train_x)
+    sizes = dict.fromkeys(FOLDERS, (16, 4, 1))
+    write_split_dataset(ds_dir / "UCF-101-midframes", ds_dir / SPLIT_NAME, sizes, relpath=midframe)
+    # K = 16 train and min(16, 4) val per class
+    check_fewshot_cache(UCF101, ds_dir, 16, 1, {0: 16, 1: 16, 2: 16}, {0: 4, 1: 4, 2: 4})
 
 
 @pytest.mark.parametrize("missing", ["classInd.txt", "trainlist01.txt"])
@@ -104,10 +100,7 @@ def test_missing_list_names_path_and_section(tmp_path, missing):
     ds_dir = write_ucf(tmp_path)
     target = ds_dir / "ucfTrainTestlist" / missing
     target.unlink()
-    with pytest.raises(DatasetLayoutError) as err:
-        UCF101(make_cfg(tmp_path, "UCF101"))
-    assert str(target) in str(err.value)
-    assert "DATASETS.md#ucf101" in str(err.value)
+    check_layout_error(UCF101, tmp_path, target, "ucf101")
     assert not (ds_dir / SPLIT_NAME).exists()
 
 

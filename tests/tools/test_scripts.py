@@ -1,7 +1,8 @@
 """The experiment scripts: usage messages, the exact train.py commands, skipping finished runs.
 
 train.py is replaced by a stub interpreter (the scripts' PYTHON variable) that records each
-command and writes a finished log; every other Python call (the results tool) runs for real.
+command and writes a finished log (or, with STUB_EXIT set, exits with that status); every other
+Python call (the results tool) runs for real.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ args = sys.argv[1:]
 if args and args[0] == "train.py":
     with open(os.environ["STUB_CALLS"], "a") as f:
         f.write(json.dumps(args) + "\\n")
+    if os.environ.get("STUB_EXIT"):
+        sys.exit(int(os.environ["STUB_EXIT"]))
     out = args[args.index("--output-dir") + 1]
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "log.txt"), "a") as f:
@@ -256,3 +259,40 @@ def test_coop_clip_adapter_zeroshot_and_probe_commands(env):
     assert flag(probe, "--trainer") == "LinearProbeCLIP"
     assert flag(probe, "--config-file") == "configs/trainers/CoOp/vit_b32.yaml"
     assert flag(probe, "--output-dir").endswith("sun397/LinearProbeCLIP/vit_b32_16shots/seed1")
+
+
+def test_skip_message_says_whether_a_training_or_an_evaluation_is_done(env, tmp_path):
+    (tmp_path / "m" / "seed1").mkdir(parents=True)
+    env = {**env, "SEEDS": "1"}
+    out = env["OUTPUT_ROOT"]
+    runs = {
+        ("scripts/linear_probe/main.sh", "dtd", "rn50", "1"): (
+            f"{out}/dtd/LinearProbeCLIP/rn50_1shots/seed1",
+            "a finished run (delete the folder to run it again)",
+        ),
+        ("scripts/taskres/eval.sh", "imagenet_a", "generalization_rn50", f"{out}/ev",
+         str(tmp_path / "m")): (
+            f"{out}/ev/seed1",
+            "a test result (delete the folder to evaluate again)",
+        ),
+        ("scripts/taskres/zeroshot.sh", "dtd", "rn50"): (
+            f"{out}/ZeroshotCLIP2/rn50/dtd",
+            "a test result (delete the folder to evaluate again)",
+        ),
+    }  # fmt: skip
+    for args in runs:
+        assert run(*args, env=env).returncode == 0
+    assert len(calls(env)) == 3
+    assert "--seed" not in calls(env)[2]  # zero-shot is a single run without a seed
+    for args, (folder, note) in runs.items():
+        again = run(*args, env=env)
+        assert again.returncode == 0, again.stderr
+        assert again.stdout == f"Skipping {folder}: it already holds {note}.\n"
+    assert len(calls(env)) == 3
+
+
+def test_a_failing_run_stops_the_sweep_with_its_exit_status(env):
+    env = {**env, "STUB_EXIT": "3"}
+    result = run("scripts/coop/main.sh", "dtd", "rn50", "end", "16", "1", "False", env=env)
+    assert result.returncode == 3
+    assert [flag(c, "--seed") for c in calls(env)] == ["1"]
