@@ -13,13 +13,10 @@ on a shared machine skews both sides alike.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 import torch
 from tabulate import tabulate
@@ -28,8 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from clip import clip  # noqa: E402
-from clip.model import convert_weights  # noqa: E402
+from clip.model import convert_weights, text_length  # noqa: E402
 from clip.synthetic import RN50_DIMS, VIT_B16_DIMS, build_synthetic_model  # noqa: E402
+from tests.support.openai_clip import INSTALL_HINT, ORACLE_DIR, load_openai_clip  # noqa: E402
 
 MODELS: dict[str, tuple[str, dict]] = {
     "small-vit": (
@@ -59,24 +57,6 @@ MODELS: dict[str, tuple[str, dict]] = {
     "vit-b16": ("ViT", VIT_B16_DIMS),
 }
 PROMPTS = [f"a photo of a {name}, a type of pet." for name in ("cat", "dog", "hamster", "parrot")]
-
-
-def load_reference(oracle_dir: Path) -> ModuleType:
-    """Import OpenAI's `clip` package from `oracle_dir` under the name `openai_clip`."""
-    if not (oracle_dir / "__init__.py").is_file():
-        sys.exit(
-            f"reference openai-clip not found at {oracle_dir}: install it with "
-            "`pip install --no-deps --target .oracle openai-clip` or pass --oracle-dir"
-        )
-    spec = importlib.util.spec_from_file_location(
-        "openai_clip", oracle_dir / "__init__.py", submodule_search_locations=[str(oracle_dir)]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["openai_clip"] = module
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        spec.loader.exec_module(module)
-    return module
 
 
 def best_rate(
@@ -113,11 +93,16 @@ def main() -> None:
         default="wall",
         help="cpu: process CPU time, steadier than wall time on a busy machine with --threads 1",
     )
-    parser.add_argument("--oracle-dir", type=Path, default=REPO / ".oracle" / "clip")
+    parser.add_argument("--oracle-dir", type=Path, default=ORACLE_DIR)
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    reference_clip = load_reference(args.oracle_dir)
+    reference_clip = load_openai_clip(args.oracle_dir)
+    if reference_clip is None:
+        sys.exit(
+            f"reference openai-clip not found at {args.oracle_dir}: {INSTALL_HINT}, "
+            "or pass --oracle-dir"
+        )
     device = torch.device(args.device)
     fp16 = device.type == "cuda"
     sync = torch.cuda.synchronize if fp16 else (lambda: None)
@@ -168,7 +153,7 @@ def main() -> None:
 
     precision = "fp16" if fp16 else "fp32"
     threads = f", {args.threads} threads" if device.type == "cpu" else ""
-    length = "77 (full context)" if args.long_texts else f"{int(tokens.argmax(-1).max()) + 1}"
+    length = "77 (full context)" if args.long_texts else str(text_length(tokens))
     print(
         f"device {device} ({precision}{threads}); image batch {args.batch_size}, "
         f"text batch {len(tokens)} of {length} tokens; best of {args.batches} batches "

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from yacs.config import CfgNode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -30,11 +31,14 @@ from dassl.config import extend_cfg, get_cfg_default  # noqa: E402
 from dassl.engine import build_trainer  # noqa: E402
 from dassl.utils import set_random_seed  # noqa: E402
 from tests.support.tiny_data import write_tiny_image_dataset  # noqa: E402
+from trainers.clip_base import PRECISIONS  # noqa: E402
 
 SETTINGS = {"none": (False, False), "eval": (True, False), "train+eval": (True, True)}
 
 
-def make_cfg(args: argparse.Namespace, backbone: Path, root: Path, out: Path, setting: str):
+def make_cfg(
+    args: argparse.Namespace, backbone: Path, root: Path, out: Path, setting: str
+) -> CfgNode:
     cache_eval, cache_train = SETTINGS[setting]
     cfg = get_cfg_default()
     extend_cfg(cfg)
@@ -62,7 +66,7 @@ def make_cfg(args: argparse.Namespace, backbone: Path, root: Path, out: Path, se
     return cfg
 
 
-def time_setting(cfg) -> tuple[list[float], float]:
+def time_setting(cfg: CfgNode) -> tuple[list[float], float]:
     """Seconds of each epoch (train + per-epoch val) and of the whole train() call."""
     set_random_seed(cfg.SEED)
     with contextlib.redirect_stdout(io.StringIO()):
@@ -95,7 +99,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--prec", choices=["fp16", "fp32", "amp"], default="fp32")
+    parser.add_argument("--prec", choices=list(PRECISIONS), default="fp32")
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     args = parser.parse_args()
 

@@ -358,9 +358,7 @@ class CLIP(nn.Module):
 
     def encode_text(self, text: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_tracing():  # a trace must not bake in one batch's length
-            # Attention is causal, so positions after the last end-of-text token never reach
-            # the features taken below: drop the padding every text in the batch shares.
-            text = text[:, : int(text.argmax(dim=-1).max()) + 1]
+            text = text[:, : text_length(text)]
         x = self.token_embedding(text).type(self.dtype)  # [N, L, width]
         x = x + self.positional_embedding[: x.shape[1]].type(self.dtype)
         x = self.transformer(x.transpose(0, 1)).transpose(0, 1)  # NLD -> LND -> NLD
@@ -376,6 +374,15 @@ class CLIP(nn.Module):
         text_features = text_features / text_features.norm(dim=1, keepdim=True)
         logits_per_image = self.logit_scale.exp() * image_features @ text_features.t()
         return logits_per_image, logits_per_image.t()
+
+
+def text_length(text: torch.Tensor) -> int:
+    """Positions up to the batch's last end-of-text token in token ids `text` [N, L].
+
+    Attention is causal and the features are read at each text's end token, so the padding after
+    that position never reaches them: text encoders drop it and run on [N, text_length] only.
+    """
+    return int(text.argmax(dim=-1).max()) + 1
 
 
 def convert_weights(model: nn.Module) -> None:

@@ -32,7 +32,9 @@ def read_classnames(path: str) -> "OrderedDict[str, str]":
     return classnames
 
 
-def read_wnid_folders(image_dir: str, classnames: "OrderedDict[str, str]", source: str):
+def read_wnid_folders(
+    image_dir: str, classnames: "OrderedDict[str, str]", source: str
+) -> list[Datum]:
     """Images of ``image_dir/<wnid>/``, labelled by the sorted order of the wnid folders."""
     folders = [
         f

@@ -2,7 +2,6 @@
 class is split 50/20/30 when the split file is absent (the dataset's own setid.mat is not used)."""
 
 import os
-from collections import defaultdict
 
 import numpy as np
 from scipy.io import loadmat
@@ -26,7 +25,7 @@ class OxfordFlowers(BenchmarkDataset):
 
     def build_split(self) -> tuple[list[Datum], list[Datum], list[Datum]]:
         cat_to_name = self.read_names()
-        by_label: dict[int, list[Datum]] = defaultdict(list)
+        items = []
         for i, label in enumerate(self.read_labels(), 1):
             if str(label) not in cat_to_name:
                 raise ValueError(
@@ -35,9 +34,9 @@ class OxfordFlowers(BenchmarkDataset):
                 )
             impath = os.path.join(self.image_dir, f"image_{i:05d}.jpg")
             # the .mat labels count from 1
-            by_label[label - 1].append(Datum(impath, label - 1, classname=cat_to_name[str(label)]))
+            items.append(Datum(impath, label - 1, classname=cat_to_name[str(label)]))
         try:
-            return split_per_class(by_label, P_TRAIN, P_VAL)
+            return split_per_class(self.split_dataset_by_label(items), P_TRAIN, P_VAL)
         except ClassTooSmallError as err:
             raise ValueError(
                 f"imagelabels.mat: {err} (label {err.label + 1} in the file); use the published "

@@ -10,10 +10,9 @@ the order in which the file system lists images.
 import math
 import os
 import random
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
-from dassl.data.datasets import Datum
+from dassl.data.datasets import DatasetBase, Datum
 from dassl.utils import listdir_nohidden, read_json, write_json
 
 SPLIT_SEED = 1  # seed of generated splits; fixed so that every run writes the same file
@@ -115,12 +114,8 @@ def split_trainval(
     """
     print(f"Splitting trainval into {1 - p_val:.0%} train and {p_val:.0%} val")
     rng = random.Random(seed)
-    by_label: dict[int, list[Datum]] = defaultdict(list)
-    for item in trainval:
-        by_label[item.label].append(item)
-
     train, val = [], []
-    for label, items in by_label.items():
+    for label, items in DatasetBase.split_dataset_by_label(trainval).items():
         n_val = round(len(items) * p_val)
         if n_val == 0 and len(items) >= 2:
             n_val = 1

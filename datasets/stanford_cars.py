@@ -30,7 +30,9 @@ class StanfordCars(BenchmarkDataset):
         train, val = split_trainval(trainval)
         return train, val, test
 
-    def read_annotations(self, image_folder: str, anno_file: str, classnames: list[str]):
+    def read_annotations(
+        self, image_folder: str, anno_file: str, classnames: list[str]
+    ) -> list[Datum]:
         """Each record of the struct array "annotations" has "fname" and a 1-based "class"."""
         path = self.require(os.path.join(self.dataset_dir, anno_file), anno_file)
         items = []

@@ -14,7 +14,7 @@ from dassl.engine import TRAINER_REGISTRY
 
 from .clip_base import ClipTrainer
 from .templates import custom_template
-from .text import encode_class_prompts, normalize
+from .text import encode_class_prompts, normalize, spaced
 
 
 @register_cfg_extension
@@ -69,8 +69,7 @@ class CLIP_Adapter(ClipTrainer):
     def build_head(self, clip_model: nn.Module, classnames: list[str]) -> nn.Module:
         c = self.cfg.TRAINER.CLIP_ADAPTER
         template = custom_template(self.cfg.DATASET.NAME)
-        names = [name.replace("_", " ") for name in classnames]
-        text_features = encode_class_prompts(clip_model, names, [template])[:, 0]
+        text_features = encode_class_prompts(clip_model, spaced(classnames), [template])[:, 0]
         return AdapterHead(text_features, c.RATIO, self.logit_scale, c.REDUCTION)
 
     def learnable(self) -> nn.Module:

@@ -7,11 +7,10 @@ does the amp step, registers the model under its upstream name, loads checkpoint
 epoch; fixed buffers dropped; ImageNet rows picked for ImageNet-A/R) and caches image features.
 """
 
-import os.path as osp
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
 from yacs.config import CfgNode as CN
 
 from clip import clip
@@ -20,12 +19,13 @@ from dassl.config import register_cfg_extension
 from dassl.data.data_manager import build_data_loader
 from dassl.data.transforms import build_transform
 from dassl.engine import TrainerX
+from dassl.engine.trainer import model_file_path
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
-from dassl.utils import listdir_nohidden, load_checkpoint, load_pretrained_weights
+from dassl.utils import load_checkpoint, load_pretrained_weights
 
 from .class_subsets import NUM_IMAGENET_CLASSES, imagenet_rows
-from .features import encode_loader, feature_loader
+from .features import encode_loader, feature_loader, is_feature_loader
 
 PRECISIONS = ("fp16", "fp32", "amp")
 
@@ -54,9 +54,10 @@ def check_input_size(cfg: CN, clip_model: nn.Module) -> None:
 
 
 def resolve_precision(requested: str, device: torch.device) -> str:
-    """fp16 and amp need CUDA; elsewhere run fp32 (and say so) instead of failing or crawling."""
-    if requested not in PRECISIONS:
-        raise ValueError(f"PREC must be one of {PRECISIONS}, got {requested!r}")
+    """fp16 and amp need CUDA; elsewhere run fp32 (and say so) instead of failing or crawling.
+
+    `requested` is one of PRECISIONS (`ClipTrainer.check_cfg` refuses others).
+    """
     if requested != "fp32" and device.type != "cuda":
         print(f"Warning: PREC={requested} needs a CUDA device; running in fp32 on {device.type}")
         return "fp32"
@@ -85,6 +86,8 @@ class ClipTrainer(TrainerX):
     """Base trainer of CLIP methods. Subclasses set the class attributes and `build_head`."""
 
     CFG_NODE = ""  # the method's config node under TRAINER, holding at least PREC
+    # Keys of that node with a fixed set of values, checked before any data or model is built.
+    CFG_CHOICES: dict[str, tuple[str, ...]] = {"PREC": PRECISIONS}
     MODEL_NAME: str | None = None  # register_model name; None for methods with nothing to learn
     PER_CLASS_KEYS: tuple[str, ...] = ()  # checkpoint tensors with one row per class
     FIXED_KEYS: tuple[str, ...] = ()  # checkpoint buffers rebuilt from class names, not loaded
@@ -93,11 +96,13 @@ class ClipTrainer(TrainerX):
         return (self.cfg if cfg is None else cfg).TRAINER[self.CFG_NODE]
 
     def check_cfg(self, cfg: CN) -> None:
-        prec = self.method_cfg(cfg).PREC
-        if prec not in PRECISIONS:
-            raise ValueError(
-                f"TRAINER.{self.CFG_NODE}.PREC is {prec!r}; choose one of {', '.join(PRECISIONS)}"
-            )
+        node = self.method_cfg(cfg)
+        for key, choices in self.CFG_CHOICES.items():
+            if node[key] not in choices:
+                raise ValueError(
+                    f"TRAINER.{self.CFG_NODE}.{key} is {node[key]!r}; choose one of "
+                    f"{', '.join(choices)}"
+                )
 
     def build_head(self, clip_model: nn.Module, classnames: list[str]) -> nn.Module:
         """The method: features [N, D] -> logits [N, K]. CLIP is on self.device, frozen."""
@@ -134,7 +139,6 @@ class ClipTrainer(TrainerX):
             self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
             self.register_model(self.MODEL_NAME, learner, self.optim, self.sched)
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "amp" else None
-        self._cached_loaders: set[str] = set()
 
     # ---- image -> features (cached where the transform is deterministic) -------------------
 
@@ -154,27 +158,20 @@ class ClipTrainer(TrainerX):
     def _encode_to_device(self, images: torch.Tensor) -> torch.Tensor:
         return self.model.encode_images(images.to(self.device))
 
-    def _cache_loader(self, attr: str, split: str) -> None:
-        if attr in self._cached_loaders:
-            return
-        loader = getattr(self, attr)
-        print(f"Encoding the *{split}* images once; later evaluations reuse the features")
-        features, labels = encode_loader(loader, self._encode_to_device)
-        setattr(self, attr, feature_loader(features, labels, loader.batch_size, shuffle=False))
-        self._cached_loaders.add(attr)
-
-    def test(self, split: str | None = None) -> float:
-        if self.cfg.TRAINER.FEATURE_CACHE.EVAL:
-            split = split or self.cfg.TEST.SPLIT
-            if split == "val" and self.val_loader is not None:
-                self._cache_loader("val_loader", "val")
-            else:
-                self._cache_loader("test_loader", "test")
-        return super().test(split)
+    def eval_loader(self, split: str | None = None) -> tuple[str, DataLoader]:
+        """The engine's choice of split, served from cached features (TRAINER.FEATURE_CACHE.EVAL):
+        the loader attribute is replaced by a feature loader on first use."""
+        split, loader = super().eval_loader(split)
+        if self.cfg.TRAINER.FEATURE_CACHE.EVAL and not is_feature_loader(loader):
+            print(f"Encoding the *{split}* images once; later evaluations reuse the features")
+            features, labels = encode_loader(loader, self._encode_to_device)
+            loader = feature_loader(features, labels, loader.batch_size, shuffle=False)
+            setattr(self, f"{split}_loader", loader)
+        return split, loader
 
     def before_train(self) -> None:
         super().before_train()
-        if self.cfg.TRAINER.FEATURE_CACHE.TRAIN and "train_loader_x" not in self._cached_loaders:
+        if self.cfg.TRAINER.FEATURE_CACHE.TRAIN and not is_feature_loader(self.train_loader_x):
             print("Encoding un-augmented train images once (TRAINER.FEATURE_CACHE.TRAIN=True)")
             features, labels = self.encode_data_source(self.dm.dataset.train_x)
             batch_size = self.cfg.DATALOADER.TRAIN_X.BATCH_SIZE
@@ -182,7 +179,6 @@ class ClipTrainer(TrainerX):
             self.train_loader_x = feature_loader(
                 features, labels, batch_size, shuffle=True, drop_last=len(labels) >= batch_size
             )
-            self._cached_loaders.add("train_loader_x")
 
     # ---- features -> logits, the training step -------------------------------------------
 
@@ -216,20 +212,12 @@ class ClipTrainer(TrainerX):
     # ---- checkpoints ---------------------------------------------------------------------
 
     def load_model(self, directory: str, epoch: int | None = None) -> None:
+        """Upstream CoOp's loading: fixed buffers and ImageNet-A/R rows adapted, keys checked."""
         if not directory:
             print("Note that load_model() is skipped as no pretrained model is given")
             return
-        model_file = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
         for name in self.get_model_names():
-            model_path = osp.join(directory, name, model_file)
-            if not osp.exists(model_path):
-                folder = osp.dirname(model_path)
-                found = listdir_nohidden(folder, sort=True) if osp.isdir(folder) else []
-                raise FileNotFoundError(
-                    f'Model not found at "{model_path}" (files there: {found or "none"}). Fix: '
-                    "point --model-dir at the run's output folder, and pass --load-epoch only "
-                    "for an epoch that was saved (model.pth.tar-<epoch>)."
-                )
+            model_path = model_file_path(directory, name, epoch)
             checkpoint = load_checkpoint(model_path)
             state_dict = self.adapt_state_dict(dict(checkpoint["state_dict"]))
             print(f'Loading weights to {name} from "{model_path}" (epoch = {checkpoint["epoch"]})')

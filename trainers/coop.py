@@ -13,7 +13,7 @@ from dassl.config import register_cfg_extension
 from dassl.engine import TRAINER_REGISTRY
 
 from .clip_base import ClipTrainer
-from .text import TextEncoder, normalize, tokenize
+from .text import TextEncoder, normalize, spaced, tokenize
 
 CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
 
@@ -97,7 +97,7 @@ class PromptLearner(nn.Module):
         print(f"Number of context words (tokens): {n_ctx}")
         self.ctx = nn.Parameter(ctx_vectors)
 
-        names = [name.replace("_", " ") for name in classnames]
+        names = spaced(classnames)
         # Tokens of the bare name: all non-zero ids but SOS and EOS.
         name_lens = [int((t != 0).sum()) - 2 for t in tokenize(clip_model, names)]
         tokenized = tokenize(clip_model, [f"{prompt_prefix} {name}." for name in names])
@@ -140,17 +140,10 @@ class CoOp(ClipTrainer):
     """Context Optimization (https://arxiv.org/abs/2109.01134)."""
 
     CFG_NODE = "COOP"
+    CFG_CHOICES = {**ClipTrainer.CFG_CHOICES, "CLASS_TOKEN_POSITION": CLASS_TOKEN_POSITIONS}
     MODEL_NAME = "prompt_learner"
     PER_CLASS_KEYS = ("ctx",)
     FIXED_KEYS = ("token_prefix", "token_suffix")
-
-    def check_cfg(self, cfg: CN) -> None:
-        super().check_cfg(cfg)
-        if cfg.TRAINER.COOP.CLASS_TOKEN_POSITION not in CLASS_TOKEN_POSITIONS:
-            raise ValueError(
-                f"TRAINER.COOP.CLASS_TOKEN_POSITION is {cfg.TRAINER.COOP.CLASS_TOKEN_POSITION!r}; "
-                f"choose one of {CLASS_TOKEN_POSITIONS}"
-            )
 
     def build_head(self, clip_model: nn.Module, classnames: list[str]) -> nn.Module:
         c = self.cfg.TRAINER.COOP

@@ -57,3 +57,8 @@ def feature_loader(
         shuffle=shuffle,
         drop_last=drop_last,
     )
+
+
+def is_feature_loader(loader: DataLoader) -> bool:
+    """Whether `loader` already serves cached features (so it is never encoded twice)."""
+    return isinstance(loader.dataset, FeatureDataset)

@@ -30,13 +30,23 @@ def _linear_probe_keys(cfg: CN) -> None:
     cfg.TRAINER.LINEAR_PROBE.MAX_ITER = 1000
 
 
-def fit_logistic(features: np.ndarray, labels: np.ndarray, c: float, max_iter: int):
+Split = tuple[np.ndarray, np.ndarray]  # features [N, D] (float32), labels [N]
+
+
+def fit_logistic(
+    features: np.ndarray, labels: np.ndarray, c: float, max_iter: int
+) -> LogisticRegression:
     return LogisticRegression(solver="lbfgs", max_iter=max_iter, C=c).fit(features, labels)
 
 
+def accuracy(clf: LogisticRegression, split: Split) -> float:
+    """Fraction of `split` that `clf` classifies correctly."""
+    return float(np.mean(clf.predict(split[0]) == split[1]))
+
+
 def search_c(
-    train: tuple[np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray],
+    train: Split,
+    val: Split,
     grid: list[float],
     steps: int,
     max_iter: int,
@@ -46,11 +56,7 @@ def search_c(
     Each step fits C at both ends of the interval, keeps the better end (the left one on ties) as
     the current choice, and halves the interval towards it. Returns the last choice.
     """
-
-    def val_acc(clf: LogisticRegression) -> float:
-        return float(np.mean(clf.predict(val[0]) == val[1]))
-
-    grid_accs = [val_acc(fit_logistic(*train, c, max_iter)) for c in grid]
+    grid_accs = [accuracy(fit_logistic(*train, c, max_iter), val) for c in grid]
     print(f"Val accuracy over C grid {list(grid)}: {[round(a, 4) for a in grid_accs]}")
     peak = math.log10(grid[int(np.argmax(grid_accs))])
     left, right = peak - 1, peak + 1
@@ -58,7 +64,7 @@ def search_c(
     for step in range(steps):
         clf_left = fit_logistic(*train, 10**left, max_iter)
         clf_right = fit_logistic(*train, 10**right, max_iter)
-        acc_left, acc_right = val_acc(clf_left), val_acc(clf_right)
+        acc_left, acc_right = accuracy(clf_left, val), accuracy(clf_right, val)
         print(
             f"Search step {step + 1}/{steps}: val acc {acc_left:.4f} at C={10**left:.4g}, "
             f"{acc_right:.4f} at C={10**right:.4g}"
@@ -117,6 +123,10 @@ class LinearProbeCLIP(ClipTrainer):
         nn.init.zeros_(head.bias)
         return head
 
+    def _numpy_split(self, data_source: list) -> Split:
+        features, labels = self.encode_data_source(data_source)
+        return features.float().numpy(), labels.numpy()
+
     def train(self) -> None:
         """Fit in closed form instead of epochs, save it as epoch 1 and the best model, test."""
         self.before_train()
@@ -127,11 +137,9 @@ class LinearProbeCLIP(ClipTrainer):
                 f"{self.cfg.DATASET.NAME} has none; use a dataset config with a val split."
             )
         lp = self.cfg.TRAINER.LINEAR_PROBE
-        train = [t.numpy() for t in self.encode_data_source(dataset.train_x)]
-        val = [t.numpy() for t in self.encode_data_source(dataset.val)]
-        train[0], val[0] = train[0].astype(np.float32), val[0].astype(np.float32)
-        c, clf = search_c(tuple(train), tuple(val), list(lp.C_GRID), lp.SEARCH_STEPS, lp.MAX_ITER)
-        val_acc = float(np.mean(clf.predict(val[0]) == val[1]))
+        train, val = self._numpy_split(dataset.train_x), self._numpy_split(dataset.val)
+        c, clf = search_c(train, val, list(lp.C_GRID), lp.SEARCH_STEPS, lp.MAX_ITER)
+        val_acc = accuracy(clf, val)
         print(f"Chosen C = {c:.6g} (val accuracy {100 * val_acc:.2f}%)")
 
         weight, bias = linear_from_logistic(clf, dataset.num_classes)

@@ -121,16 +121,9 @@ class TaskRes(ClipTrainer):
     """Task Residual Tuning (https://arxiv.org/abs/2211.10277)."""
 
     CFG_NODE = "TaskRes"
+    CFG_CHOICES = {**ClipTrainer.CFG_CHOICES, "RESIDUAL_SIDE": RESIDUAL_SIDES}
     MODEL_NAME = "prompt_learner"
     PER_CLASS_KEYS = ("base_text_features", "text_feature_residuals")
-
-    def check_cfg(self, cfg: CN) -> None:
-        super().check_cfg(cfg)
-        if cfg.TRAINER.TaskRes.RESIDUAL_SIDE not in RESIDUAL_SIDES:
-            raise ValueError(
-                f"TRAINER.TaskRes.RESIDUAL_SIDE is {cfg.TRAINER.TaskRes.RESIDUAL_SIDE!r}; choose "
-                f"one of {RESIDUAL_SIDES}"
-            )
 
     def build_head(self, clip_model: nn.Module, classnames: list[str]) -> nn.Module:
         tcfg = self.cfg.TRAINER.TaskRes

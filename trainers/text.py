@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from clip import clip
+from clip.model import text_length
 
 
 class TextEncoder(nn.Module):
@@ -33,12 +34,21 @@ class TextEncoder(nn.Module):
 
     def forward(self, prompts: torch.Tensor, tokenized_prompts: torch.Tensor) -> torch.Tensor:
         """prompts: [N, L, width] embeddings; tokenized_prompts: [N, L] ids -> [N, embed_dim]."""
-        x = prompts.type(self.dtype) + self.positional_embedding.type(self.dtype)
+        # Drop the padding after the last end token (as CLIP.encode_text): [N, L] -> [N, length].
+        length = text_length(tokenized_prompts)
+        prompts, tokenized_prompts = prompts[:, :length], tokenized_prompts[:, :length]
+        x = prompts.type(self.dtype) + self.positional_embedding[:length].type(self.dtype)
         x = self.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)  # NLD -> LND -> NLD
         x = self.ln_final(x).type(self.dtype)
         # The end-of-text token has the largest id: its output summarises the prompt.
         eot = x[torch.arange(x.shape[0], device=x.device), tokenized_prompts.argmax(dim=-1)]
         return eot @ self.text_projection
+
+
+def spaced(classnames: list[str]) -> list[str]:
+    """Class names as CoOp, CLIP-Adapter and zero-shot CLIP put them in prompts ("red_panda" ->
+    "red panda"). TaskRes's base uses the names as given, as upstream does."""
+    return [name.replace("_", " ") for name in classnames]
 
 
 def tokenize(clip_model: nn.Module, texts: list[str]) -> torch.Tensor:

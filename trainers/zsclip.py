@@ -14,7 +14,7 @@ from dassl.engine import TRAINER_REGISTRY
 
 from .clip_base import ClipTrainer
 from .templates import custom_template, ensemble_templates
-from .text import encode_class_prompts, normalize
+from .text import encode_class_prompts, normalize, spaced
 
 
 @register_cfg_extension
@@ -39,8 +39,7 @@ def zeroshot_classifier(
     clip_model: nn.Module, classnames: list[str], templates: list[str]
 ) -> torch.Tensor:
     """Prompt-ensemble classifier [K, D]: normalise per template, average, normalise."""
-    names = [name.replace("_", " ") for name in classnames]
-    embeddings = encode_class_prompts(clip_model, names, templates).float()
+    embeddings = encode_class_prompts(clip_model, spaced(classnames), templates).float()
     return normalize(normalize(embeddings).mean(dim=1))  # [K, T, D] -> [K, D]
 
 

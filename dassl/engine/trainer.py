@@ -177,11 +177,8 @@ class TrainerBase:
                 "(ignore this if it's done on purpose)"
             )
             return
-        model_file = BEST_FILE if epoch is None else checkpoint_filename(epoch)
         for name in self.get_model_names():
-            model_path = os.path.join(directory, name, model_file)
-            if not os.path.exists(model_path):
-                raise FileNotFoundError(_missing_model_message(model_path, epoch))
+            model_path = model_file_path(directory, name, epoch)
             checkpoint = load_checkpoint(model_path)
             val_result = checkpoint.get("val_result")
             val_text = "None" if val_result is None else f"{val_result:.1f}"
@@ -305,6 +302,19 @@ class TrainerBase:
         self.model_zero_grad(names)
         self.model_backward(loss)
         self.model_update(names)
+
+
+def model_file_path(directory: str, name: str, epoch: int | None = None) -> str:
+    """Path of model ``name``'s ``model-best.pth.tar`` (epoch None) or ``model.pth.tar-<epoch>``.
+
+    Every ``load_model`` resolves its files here, so a missing one always fails the same way:
+    naming the file, what the folder holds, and the fix.
+    """
+    model_file = BEST_FILE if epoch is None else checkpoint_filename(epoch)
+    model_path = os.path.join(directory, name, model_file)
+    if not os.path.exists(model_path):
+        raise FileNotFoundError(_missing_model_message(model_path, epoch))
+    return model_path
 
 
 def _missing_model_message(model_path: str, epoch: int | None) -> str:
@@ -432,13 +442,7 @@ class SimpleTrainer(TrainerBase):
         self.set_model_mode("eval")
         self.evaluator.reset()
 
-        if split is None:
-            split = self.cfg.TEST.SPLIT
-        if split == "val" and self.val_loader is not None:
-            data_loader = self.val_loader
-        else:
-            split = "test"
-            data_loader = self.test_loader
+        split, data_loader = self.eval_loader(split)
         print(f"Evaluate on the *{split}* set")
 
         for batch in tqdm(data_loader):
@@ -450,6 +454,15 @@ class SimpleTrainer(TrainerBase):
         for k, v in results.items():
             self.write_scalar(f"{split}/{k}", v, self.epoch)
         return list(results.values())[0]
+
+    def eval_loader(self, split: str | None = None) -> tuple[str, Any]:
+        """The split ``test`` evaluates and its loader: ``split`` (default ``TEST.SPLIT``), with
+        val falling back to test when the dataset has no val split."""
+        if split is None:
+            split = self.cfg.TEST.SPLIT
+        if split == "val" and self.val_loader is not None:
+            return "val", self.val_loader
+        return "test", self.test_loader
 
     def model_inference(self, input: torch.Tensor) -> torch.Tensor:
         return self.model(input)

@@ -4,7 +4,7 @@ The ``=> result`` lines are a contract: results tools parse ``* accuracy: X%`` f
 """
 
 import os.path as osp
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -50,13 +50,9 @@ class Classification(EvaluatorBase):
         self.reset()
 
     def reset(self) -> None:
-        self._correct = 0
-        self._total = 0
+        # Counts and per-class results are derived from these two in evaluate().
         self._y_true: list[int] = []
         self._y_pred: list[int] = []
-        self._per_class_res: defaultdict[int, list[int]] | None = (
-            defaultdict(list) if self._per_class else None
-        )
 
     def process(self, mo: torch.Tensor, gt: torch.Tensor) -> None:
         """``mo``: (batch, num_classes) model output; ``gt``: (batch,) integer labels."""
@@ -65,16 +61,8 @@ class Classification(EvaluatorBase):
                 "Classification.process expects logits of shape (batch, num_classes) and "
                 f"labels of shape (batch,), got {tuple(mo.shape)} and {tuple(gt.shape)}"
             )
-        pred = mo.argmax(dim=1)
-        matches = pred.eq(gt).int().cpu().tolist()
-        y_true = gt.cpu().tolist()
-        self._correct += sum(matches)
-        self._total += len(matches)
-        self._y_true.extend(y_true)
-        self._y_pred.extend(pred.cpu().tolist())
-        if self._per_class_res is not None:
-            for label, match in zip(y_true, matches):
-                self._per_class_res[label].append(match)
+        self._y_true.extend(gt.cpu().tolist())
+        self._y_pred.extend(mo.argmax(dim=1).cpu().tolist())
 
     def evaluate(self) -> OrderedDict:
         """Print the ``=> result`` block (and per-class lines, confusion matrix when asked)
@@ -82,39 +70,42 @@ class Classification(EvaluatorBase):
 
         The first value is the accuracy, which ``trainer.test()`` returns.
         """
-        if self._total == 0:
+        if not self._y_true:
             raise RuntimeError(
                 "Classification.evaluate() found no predictions: call process() on at least "
                 "one batch (is the evaluated split empty?)"
             )
-        acc = 100.0 * self._correct / self._total
+        y_true, y_pred = np.asarray(self._y_true), np.asarray(self._y_pred)
+        matches = y_true == y_pred
+        total, correct = len(matches), int(matches.sum())
+        acc = 100.0 * correct / total
         err = 100.0 - acc
         # Macro-F1 over the classes present in the ground truth, as upstream.
         macro_f1 = 100.0 * float(
-            f1_score(self._y_true, self._y_pred, average="macro", labels=np.unique(self._y_true))
+            f1_score(y_true, y_pred, average="macro", labels=np.unique(y_true))
         )
         results = OrderedDict([("accuracy", acc), ("error_rate", err), ("macro_f1", macro_f1)])
         print(
             "=> result\n"
-            f"* total: {self._total:,}\n"
-            f"* correct: {self._correct:,}\n"
+            f"* total: {total:,}\n"
+            f"* correct: {correct:,}\n"
             f"* accuracy: {acc:.1f}%\n"
             f"* error: {err:.1f}%\n"
             f"* macro_f1: {macro_f1:.1f}%"
         )
 
-        if self._per_class_res is not None:
+        if self._per_class:
             print("=> per-class result")
             accs = []
-            for label in sorted(self._per_class_res):
-                res = self._per_class_res[label]
-                correct, total = sum(res), len(res)
-                class_acc = 100.0 * correct / total
+            for label in np.unique(y_true).tolist():
+                class_matches = matches[y_true == label]
+                class_correct, class_total = int(class_matches.sum()), len(class_matches)
+                class_acc = 100.0 * class_correct / class_total
                 accs.append(class_acc)
                 print(
                     f"* class: {label} ({self._lab2cname[label]})\t"
-                    f"total: {total:,}\t"
-                    f"correct: {correct:,}\t"
+                    f"total: {class_total:,}\t"
+                    f"correct: {class_correct:,}\t"
                     f"acc: {class_acc:.1f}%"
                 )
             mean_acc = float(np.mean(accs))
@@ -124,7 +115,7 @@ class Classification(EvaluatorBase):
         if self.cfg.TEST.COMPUTE_CMAT:
             # Rows: true class, normalised to sum to 1. Saved as a tensor (upstream saves a
             # numpy array) so it loads with torch.load(..., weights_only=True).
-            cmat = confusion_matrix(self._y_true, self._y_pred, normalize="true")
+            cmat = confusion_matrix(y_true, y_pred, normalize="true")
             save_path = osp.join(self.cfg.OUTPUT_DIR, "cmat.pt")
             with atomic_write(save_path) as f:
                 torch.save(torch.from_numpy(cmat), f)

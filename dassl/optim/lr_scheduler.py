@@ -35,6 +35,15 @@ class _BaseWarmupScheduler(LRScheduler):
         self.warmup_epoch = warmup_epoch
         super().__init__(optimizer, last_epoch)
 
+    def get_lr(self) -> list[float]:
+        if self.last_epoch >= self.warmup_epoch:
+            return list(self.successor.get_last_lr())
+        return self.warmup_lr()
+
+    def warmup_lr(self) -> list[float]:
+        """The learning rates of warmup epoch ``self.last_epoch`` (< ``warmup_epoch``)."""
+        raise NotImplementedError
+
     def step(self, epoch: int | None = None) -> None:
         if self.last_epoch >= self.warmup_epoch:
             self.successor.step(epoch)
@@ -73,9 +82,7 @@ class ConstantWarmupScheduler(_BaseWarmupScheduler):
         self.cons_lr = cons_lr
         super().__init__(optimizer, successor, warmup_epoch, last_epoch, verbose)
 
-    def get_lr(self) -> list[float]:
-        if self.last_epoch >= self.warmup_epoch:
-            return list(self.successor.get_last_lr())
+    def warmup_lr(self) -> list[float]:
         return [self.cons_lr for _ in self.base_lrs]
 
 
@@ -94,9 +101,7 @@ class LinearWarmupScheduler(_BaseWarmupScheduler):
         self.min_lr = min_lr
         super().__init__(optimizer, successor, warmup_epoch, last_epoch, verbose)
 
-    def get_lr(self) -> list[float]:
-        if self.last_epoch >= self.warmup_epoch:
-            return list(self.successor.get_last_lr())
+    def warmup_lr(self) -> list[float]:
         if self.last_epoch == 0:
             return [self.min_lr for _ in self.base_lrs]
         return [lr * self.last_epoch / self.warmup_epoch for lr in self.base_lrs]

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 import threading
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-ORACLE_DIR = Path(__file__).resolve().parents[2] / ".oracle" / "clip"
+from tests.support.openai_clip import INSTALL_HINT, ORACLE_DIR, load_openai_clip
 
 
 @pytest.fixture(scope="session")
@@ -25,24 +21,13 @@ def oracle() -> ModuleType:
     Missing oracle: skipped on developer machines, a failure under CI (env var CI set) so CI
     cannot silently skip the parity tests.
     """
-    if not (ORACLE_DIR / "__init__.py").is_file():
-        reason = (
-            f"reference openai-clip is not installed at {ORACLE_DIR}; install it with "
-            "`pip install --no-deps --target .oracle openai-clip` (needs setuptools<81)"
-        )
+    module = load_openai_clip()
+    if module is None:
+        reason = f"reference openai-clip is not installed at {ORACLE_DIR}; {INSTALL_HINT}"
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
-    if "openai_clip" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "openai_clip", ORACLE_DIR / "__init__.py", submodule_search_locations=[str(ORACLE_DIR)]
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["openai_clip"] = module
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # its pkg_resources import is deprecated
-            spec.loader.exec_module(module)
-    return sys.modules["openai_clip"]
+    return module
 
 
 @dataclass

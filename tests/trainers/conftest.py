@@ -11,20 +11,12 @@ from yacs.config import CfgNode
 import tests.support.tiny_data  # noqa: F401  (registers TinyImages)
 import trainers  # noqa: F401  (registers the trainers and their config keys)
 from dassl.config import extend_cfg, get_cfg_default
+from dassl.engine import TRAINER_REGISTRY
 from tests.support.tiny_clip import TINY_INPUT_SIZE, tiny_clip_checkpoint
 from tests.support.tiny_data import write_tiny_image_dataset
 
 NUM_CLASSES = 3
 PER_CLASS = (6, 3, 4)  # train, val, test images per class
-
-PREC_NODE = {
-    "TaskRes": "TaskRes",
-    "CoOp": "COOP",
-    "CLIP_Adapter": "CLIP_ADAPTER",
-    "ZeroshotCLIP": "ZSCLIP",
-    "ZeroshotCLIP2": "ZSCLIP",
-    "LinearProbeCLIP": "LINEAR_PROBE",
-}
 
 
 @pytest.fixture(autouse=True)
@@ -60,7 +52,7 @@ def build_cfg(
     cfg = get_cfg_default()
     extend_cfg(cfg)
     cfg.TRAINER.NAME = trainer
-    cfg.TRAINER[PREC_NODE[trainer]].PREC = "fp32"
+    cfg.TRAINER[TRAINER_REGISTRY.get(trainer).CFG_NODE].PREC = "fp32"
     cfg.MODEL.BACKBONE.NAME = str(backbone)
     cfg.DATASET.NAME = "TinyImages"
     cfg.DATASET.ROOT = str(data_root)

@@ -85,11 +85,16 @@ def test_check_input_size_accepts_the_backbone_resolution(make_cfg):
 
 
 @pytest.mark.parametrize(
-    "key, value", [("TRAINER.TaskRes.PREC", "fp8"), ("TRAINER.TaskRes.RESIDUAL_SIDE", "both")]
+    "trainer, key, value",
+    [
+        ("TaskRes", "TRAINER.TaskRes.PREC", "fp8"),
+        ("TaskRes", "TRAINER.TaskRes.RESIDUAL_SIDE", "both"),
+        ("CoOp", "TRAINER.COOP.CLASS_TOKEN_POSITION", "left"),
+    ],
 )
-def test_bad_method_options_are_refused(make_cfg, key, value):
+def test_bad_method_options_are_refused(make_cfg, trainer, key, value):
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
-        make_trainer(make_cfg("TaskRes", key, value))
+        make_trainer(make_cfg(trainer, key, value))
 
 
 def test_zeroshot_trainers_have_nothing_to_register_and_evaluate(make_cfg):

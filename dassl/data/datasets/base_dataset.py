@@ -107,7 +107,9 @@ class DatasetBase:
         labels = sorted(mapping)
         return mapping, [mapping[label] for label in labels]
 
-    def check_input_domains(self, source_domains: Sequence[str], target_domains: Sequence[str]):
+    def check_input_domains(
+        self, source_domains: Sequence[str], target_domains: Sequence[str]
+    ) -> None:
         for domain in [*source_domains, *target_domains]:
             if domain not in self.domains:
                 raise ValueError(

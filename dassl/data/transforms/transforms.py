@@ -9,6 +9,7 @@ import random
 from collections.abc import Sequence
 
 import torch
+from PIL import Image
 from torchvision.transforms import (
     CenterCrop,
     ColorJitter,
@@ -76,7 +77,7 @@ class Random2DTranslation:
         self.p = p
         self.interpolation = interpolation
 
-    def __call__(self, img):
+    def __call__(self, img: Image.Image) -> Image.Image:
         if random.uniform(0, 1) > self.p:
             return F.resize(img, [self.height, self.width], interpolation=self.interpolation)
         new_h, new_w = round(self.height * 1.125), round(self.width * 1.125)
