@@ -174,10 +174,14 @@ class ClipTrainer(TrainerX):
         if self.cfg.TRAINER.FEATURE_CACHE.TRAIN and not is_feature_loader(self.train_loader_x):
             print("Encoding un-augmented train images once (TRAINER.FEATURE_CACHE.TRAIN=True)")
             features, labels = self.encode_data_source(self.dm.dataset.train_x)
-            batch_size = self.cfg.DATALOADER.TRAIN_X.BATCH_SIZE
-            # drop_last as the engine's train loader: only when a full batch exists.
+            # Same batching as the image loader it replaces, so epochs have the same steps.
+            image_loader = self.train_loader_x
             self.train_loader_x = feature_loader(
-                features, labels, batch_size, shuffle=True, drop_last=len(labels) >= batch_size
+                features,
+                labels,
+                image_loader.batch_size,
+                shuffle=True,
+                drop_last=image_loader.drop_last,
             )
 
     # ---- features -> logits, the training step -------------------------------------------
