@@ -2,19 +2,77 @@
 
 The config is merged in upstream CoOp's order: defaults (+ keys the imported datasets and trainers
 declare) <- dataset config file <- method config file <- command-line flags <- trailing KEY VALUE
-pairs. Importing ``datasets`` and ``trainers`` registers every dataset and method.
+pairs. Importing ``datasets`` and ``trainers`` registers every dataset and method. An evaluation of
+a trained run (``--eval-only --model-dir D``) takes the backbone, input and method keys from
+``D/config.yaml`` right after the config files, so only the command line overrides them.
+
+A run is its frozen config (``dassl.config.run_identity``): it is written to ``OUTPUT_DIR`` before
+anything else, and a folder holding a run with another config is refused untouched.
 """
 
 import argparse
+import difflib
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
+import yaml
 from yacs.config import CfgNode
 
 import datasets  # noqa: F401  (registers the datasets and their config keys)
 import trainers  # noqa: F401  (registers the trainers and their config keys)
 from dassl.config import extend_cfg, get_cfg_default
-from dassl.engine import build_trainer
+from dassl.config.run_identity import (
+    BEST_EPOCH,
+    CONFIG_FILE,
+    DEFAULT_EPOCH,
+    LAST_EPOCH,
+    RunConflictError,
+    check_output_dir,
+    flatten,
+    read_recorded_config,
+    write_run_record,
+)
+from dassl.engine import TRAINER_REGISTRY, build_trainer
 from dassl.utils import collect_env_info, set_random_seed, setup_logger
+from tools.parse_test_res import read_run
+
+FINAL_MODEL_CHOICES = ("last_step", "best_val")
+TEST_SPLIT_CHOICES = ("val", "test")
+# Evaluating a model on another dataset than it was trained on is only meaningful for these
+# documented transfers (same classes), unless the learned weights do not depend on the classes.
+TRANSFERS = {"ImageNet": ("ImageNetV2", "ImageNetSketch", "ImageNetA", "ImageNetR")}
+# Keys an evaluation takes from the trained run besides the trainer's own TRAINER.<node>.
+TRAINED_RUN_KEYS = (
+    "MODEL.BACKBONE.NAME",
+    "INPUT.SIZE",
+    "INPUT.INTERPOLATION",
+    "INPUT.PIXEL_MEAN",
+    "INPUT.PIXEL_STD",
+)
+
+
+class ConfigError(ValueError):
+    """A config file, override or flag that cannot be used; the message names it and the fix."""
+
+
+def load_epoch_arg(value: str) -> int:
+    """--load-epoch as RUN.LOAD_EPOCH holds it: N >= 1, BEST_EPOCH, or LAST_EPOCH."""
+    named = {"best": BEST_EPOCH, "last": LAST_EPOCH}
+    if value in named:
+        return named[value]
+    try:
+        epoch = int(value)
+    except ValueError:
+        epoch = 0
+    if epoch < 1:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an epoch: give N >= 1 (model.pth.tar-N), 'best' or 'last'"
+        )
+    return epoch
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,14 +100,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--model-dir", type=str, default="", help="load the model from this directory (eval-only)"
     )
     parser.add_argument(
-        "--load-epoch", type=int, help="load the checkpoint of this epoch (default: best val)"
+        "--load-epoch",
+        type=load_epoch_arg,
+        help="checkpoint to evaluate: an epoch N (model.pth.tar-N), 'best' (model-best.pth.tar) "
+        "or 'last'; default: the model the trained run tested itself",
     )
     parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
     parser.add_argument(
+        "--skip-finished",
+        action="store_true",
+        help="do nothing when OUTPUT_DIR already holds a finished run with this config",
+    )
+    parser.add_argument(
         "--enhanced-base",
         type=str,
-        default="none",
-        help='TaskRes: path to an enhanced base classifier ("none": the CLIP text classifier)',
+        default=None,
+        help='TaskRes: path to an enhanced base classifier ("none", the default: the CLIP text '
+        "classifier)",
     )
     parser.add_argument(
         "opts", default=None, nargs=argparse.REMAINDER, help="KEY VALUE config overrides"
@@ -79,22 +146,217 @@ def reset_cfg(cfg: CfgNode, args: argparse.Namespace) -> None:
         cfg.MODEL.BACKBONE.NAME = args.backbone
     if args.head:
         cfg.MODEL.HEAD.NAME = args.head
+    if args.enhanced_base is not None and "TaskRes" in cfg.TRAINER:
+        cfg.TRAINER.TaskRes.ENHANCED_BASE = args.enhanced_base
+    cfg.RUN.EVAL_ONLY = bool(args.eval_only)
+    cfg.RUN.MODEL_DIR = args.model_dir or ""
+    if args.eval_only and args.load_epoch is not None:
+        cfg.RUN.LOAD_EPOCH = args.load_epoch
 
 
-def setup_cfg(args: argparse.Namespace) -> CfgNode:
+def explicit_keys(args: argparse.Namespace) -> set[str]:
+    """Config keys the command line sets itself (they win over a trained run's config)."""
+    keys = set((args.opts or [])[0::2])
+    if args.backbone:
+        keys.add("MODEL.BACKBONE.NAME")
+    if args.trainer:
+        keys.add("TRAINER.NAME")
+    if args.enhanced_base is not None:
+        keys.add("TRAINER.TaskRes.ENHANCED_BASE")
+    return keys
+
+
+def check_known_keys(cfg: CfgNode, keys: Sequence[str], source: str) -> None:
+    """Refuse unknown keys, naming the closest existing ones (case differences first)."""
+    known = list(flatten(cfg))
+    for key in keys:
+        if key in known:
+            continue
+        same_but_case = [k for k in known if k.lower() == str(key).lower()]
+        close = same_but_case or difflib.get_close_matches(str(key), known, n=3, cutoff=0.6)
+        hint = f" Did you mean {' or '.join(close)}?" if close else ""
+        raise ConfigError(
+            f"Unknown config key {key!r} in {source}.{hint} Keys are case-sensitive; the full "
+            "list is printed under ** Config ** at the start of every run's log."
+        )
+
+
+def check_opts(opts: list[str], parser: argparse.ArgumentParser) -> None:
+    """Trailing overrides come in KEY VALUE pairs after every flag."""
+    flags = set(parser._option_string_actions)
+    misplaced = [arg for arg in opts if arg.split("=", 1)[0] in flags]
+    if misplaced:
+        raise ConfigError(
+            f"The flag {misplaced[0]} comes after a KEY VALUE override, so it was read as part "
+            f"of the overrides {opts}. Fix: put the flags first and the KEY VALUE overrides last."
+        )
+    if len(opts) % 2:
+        raise ConfigError(
+            f"KEY VALUE overrides must come in pairs; got {len(opts)} words: {opts}. Fix: give "
+            'a value for every key (quote values with spaces, e.g. INPUT.SIZE "(224, 224)").'
+        )
+
+
+def merge_config_file(cfg: CfgNode, path: str) -> None:
+    if not os.path.isfile(path):
+        raise ConfigError(f'Config file "{path}" does not exist; check the path.')
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    check_known_keys(cfg, list(flatten(data)), f'config file "{path}"')
+    cfg.merge_from_file(path)
+
+
+def inherit_trained_config(
+    cfg: CfgNode, args: argparse.Namespace, notes: list[str]
+) -> dict[str, Any] | None:
+    """Copy the backbone, input and method keys of the run in ``--model-dir`` into ``cfg``.
+
+    Returns the trained run's flattened config, or None for runs without config.yaml (upstream's),
+    which are evaluated with the config files and the command line alone, as upstream does.
+    """
+    trained = read_recorded_config(args.model_dir)
+    if trained is None:
+        notes.append(
+            f"Note: {args.model_dir} has no {CONFIG_FILE} (an upstream run?); evaluating it "
+            "with the config files and command line as given"
+        )
+        return None
+    trainer = args.trainer or cfg.TRAINER.NAME
+    if trained.get("TRAINER.NAME") != trainer:
+        raise ConfigError(
+            f"--model-dir {args.model_dir} holds a {trained.get('TRAINER.NAME')} run, but this "
+            f"evaluation asks for --trainer {trainer}. Fix: pass --trainer "
+            f"{trained.get('TRAINER.NAME')}, or the folder of a {trainer} run."
+        )
+    node = getattr(TRAINER_REGISTRY.get(trainer), "CFG_NODE", "")
+    prefix = f"TRAINER.{node}." if node else None
+    keys = [k for k in trained if k in TRAINED_RUN_KEYS or (prefix and k.startswith(prefix))]
+    current = flatten(cfg)
+    pairs = [x for k in keys if k in current for x in (k, _as_opt(trained[k]))]
+    cfg.merge_from_list(pairs)
+    notes.append(
+        f"Evaluating the run in {args.model_dir} with its own config ({CONFIG_FILE}): "
+        + ", ".join(f"{k}={trained[k]!r}" for k in keys)
+    )
+    return trained
+
+
+def _as_opt(value: Any) -> Any:
+    """A recorded value as merge_from_list takes it (YAML lists back to the tuples yacs holds)."""
+    return repr(tuple(value)) if isinstance(value, list) else value
+
+
+def resolve_load_epoch(cfg: CfgNode, trained: dict[str, Any] | None) -> None:
+    """Without --load-epoch, load the model the trained run tested itself: model-best for
+    TEST.FINAL_MODEL best_val, the last epoch's file for last_step. Upstream runs (no config.yaml)
+    load model-best, as upstream does."""
+    epoch = cfg.RUN.LOAD_EPOCH
+    if epoch == LAST_EPOCH and trained is None:
+        raise ConfigError(
+            f"--load-epoch last needs the trained run's {CONFIG_FILE} in --model-dir "
+            f"{cfg.RUN.MODEL_DIR or '(none given)'}. Fix: pass the epoch number."
+        )
+    if epoch == DEFAULT_EPOCH:
+        last_step = trained is not None and trained.get("TEST.FINAL_MODEL") == "last_step"
+        epoch = LAST_EPOCH if last_step else BEST_EPOCH
+    if epoch == LAST_EPOCH:
+        epoch = int(trained["OPTIM.MAX_EPOCH"])
+    cfg.RUN.LOAD_EPOCH = epoch
+
+
+def absolute_paths(cfg: CfgNode) -> None:
+    """Record paths absolute, so the same run given relative and absolute paths is one run."""
+    for node, key in ((cfg.DATASET, "ROOT"), (cfg, "RESUME"), (cfg.RUN, "MODEL_DIR")):
+        if node[key]:
+            node[key] = os.path.abspath(os.path.expanduser(node[key]))
+    if os.path.isfile(cfg.MODEL.BACKBONE.NAME):
+        cfg.MODEL.BACKBONE.NAME = os.path.abspath(cfg.MODEL.BACKBONE.NAME)
+
+
+def setup_cfg(args: argparse.Namespace, notes: list[str] | None = None) -> CfgNode:
+    """The frozen config of a run. What it learns on the way (keys taken from a trained run,
+    overrides of them) goes to ``notes`` for the run's log, or is printed when none is given."""
+    log = [] if notes is None else notes
+    opts = list(args.opts or [])
+    check_opts(opts, build_parser())
     cfg = get_cfg_default()
     extend_cfg(cfg)
-    # As upstream TaskRes: the flag sets the default, so config files and opts may override it.
-    if "TaskRes" in cfg.TRAINER:
-        cfg.TRAINER.TaskRes.ENHANCED_BASE = args.enhanced_base
     if args.dataset_config_file:
-        cfg.merge_from_file(args.dataset_config_file)
+        merge_config_file(cfg, args.dataset_config_file)
     if args.config_file:
-        cfg.merge_from_file(args.config_file)
+        merge_config_file(cfg, args.config_file)
+    trained = None
+    if args.eval_only and args.model_dir:
+        trained = inherit_trained_config(cfg, args, log)
     reset_cfg(cfg, args)
-    cfg.merge_from_list(args.opts or [])
+    check_known_keys(cfg, opts[0::2], "the command line")
+    cfg.merge_from_list(opts)
+    if trained is not None:
+        report_overrides(cfg, trained, explicit_keys(args), log)
+    if args.eval_only:
+        resolve_load_epoch(cfg, trained)
+    absolute_paths(cfg)
+    check_cfg_values(cfg)
+    if trained is not None:
+        check_transfer(cfg, trained, log)
     cfg.freeze()
+    if notes is None:
+        print("\n".join(log))
     return cfg
+
+
+def report_overrides(
+    cfg: CfgNode, trained: dict[str, Any], explicit: set[str], notes: list[str]
+) -> None:
+    current = flatten(cfg)
+    for key in sorted(explicit):
+        if (
+            key in trained
+            and key in current
+            and repr(_as_opt(trained[key])) != repr(_as_opt(current[key]))
+        ):
+            notes.append(
+                f"The command line overrides the trained run's {key}: trained with "
+                f"{trained[key]!r}, evaluating with {current[key]!r}"
+            )
+
+
+def check_cfg_values(cfg: CfgNode) -> None:
+    """Values yacs cannot check by type, refused before any work (upstream falls back silently)."""
+    if cfg.TEST.FINAL_MODEL not in FINAL_MODEL_CHOICES:
+        raise ConfigError(
+            f"TEST.FINAL_MODEL is {cfg.TEST.FINAL_MODEL!r}; choose one of {FINAL_MODEL_CHOICES}."
+        )
+    if cfg.TEST.SPLIT not in TEST_SPLIT_CHOICES:
+        raise ConfigError(f"TEST.SPLIT is {cfg.TEST.SPLIT!r}; choose one of {TEST_SPLIT_CHOICES}.")
+    if not cfg.RUN.EVAL_ONLY and cfg.OPTIM.MAX_EPOCH < 1:
+        raise ConfigError(
+            f"OPTIM.MAX_EPOCH is {cfg.OPTIM.MAX_EPOCH}: a training run needs at least 1 epoch. "
+            "Fix: set OPTIM.MAX_EPOCH >= 1, or evaluate with --eval-only."
+        )
+
+
+def check_transfer(cfg: CfgNode, trained: dict[str, Any], notes: list[str]) -> None:
+    """Refuse evaluating class-specific weights on other classes than they were trained on."""
+    source = (trained.get("DATASET.NAME"), trained.get("DATASET.SUBSAMPLE_CLASSES", "all"))
+    target = (cfg.DATASET.NAME, cfg.DATASET.get("SUBSAMPLE_CLASSES", "all"))
+    if source == target or (source[1] == target[1] and target[0] in TRANSFERS.get(source[0], ())):
+        return
+    trainer_cls = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
+    learns_per_class = getattr(trainer_cls, "learns_per_class", None)
+    if learns_per_class is not None and not learns_per_class(cfg):
+        notes.append(
+            f"Transfer: evaluating class-agnostic {cfg.TRAINER.NAME} weights trained on "
+            f"{source[0]} ({source[1]} classes) on {target[0]} ({target[1]} classes)"
+        )
+        return
+    raise ConfigError(
+        f"--model-dir {cfg.RUN.MODEL_DIR} was trained on {source[0]} ({source[1]} classes) and "
+        f"its {cfg.TRAINER.NAME} weights are class-specific, so they cannot be evaluated on "
+        f"{target[0]} ({target[1]} classes). Fix: evaluate on {source[0]}"
+        + "".join(f" or {t}" for t in TRANSFERS.get(source[0], ()))
+        + ", or pass --model-dir of a run trained on the target dataset."
+    )
 
 
 def print_args(args: argparse.Namespace, cfg: CfgNode) -> None:
@@ -109,22 +371,45 @@ def print_args(args: argparse.Namespace, cfg: CfgNode) -> None:
     print(cfg)
 
 
-def main(args: argparse.Namespace) -> None:
-    cfg = setup_cfg(args)
+def main(args: argparse.Namespace, argv: Sequence[str] | None = None) -> None:
+    notes: list[str] = []
+    cfg = setup_cfg(args, notes)
+    defaults = extend_cfg(get_cfg_default())
+    status = check_output_dir(cfg, defaults)
+    if args.skip_finished and status.has_record and read_run(Path(cfg.OUTPUT_DIR)).metrics:
+        print(
+            f"Skipping {cfg.OUTPUT_DIR}: it already holds a finished run with this config "
+            "(delete the folder to run it again)."
+        )
+        return
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
     setup_logger(cfg.OUTPUT_DIR)
+    write_run_record(cfg, ["train.py", *(sys.argv[1:] if argv is None else argv)])
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True
 
     print_args(args, cfg)
+    for note in notes:
+        print(note)
     print("Collecting env info ...")
     print(f"** System info **\n{collect_env_info()}\n")
+    if not args.eval_only and cfg.DATASET.NUM_SHOTS < 1:
+        print(
+            f"Note: DATASET.NUM_SHOTS is {cfg.DATASET.NUM_SHOTS}, so the full train set is "
+            "used (few-shot runs set it to 1, 2, 4, 8 or 16)"
+        )
 
     trainer = build_trainer(cfg)
     if args.eval_only:
-        trainer.load_model(args.model_dir, epoch=args.load_epoch)
+        if not args.model_dir and trainer.get_model_names():
+            raise ConfigError(
+                f"--eval-only without --model-dir would evaluate {cfg.TRAINER.NAME}'s untrained "
+                "weights. Fix: pass --model-dir with the OUTPUT_DIR of a trained run."
+            )
+        epoch = None if cfg.RUN.LOAD_EPOCH == BEST_EPOCH else cfg.RUN.LOAD_EPOCH
+        trainer.load_model(args.model_dir, epoch=epoch)
         trainer.test()
         return
     if not args.no_train:
@@ -132,4 +417,7 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    main(build_parser().parse_args())
+    try:
+        main(build_parser().parse_args())
+    except (ConfigError, RunConflictError) as err:
+        sys.exit(f"ERROR: {err}")

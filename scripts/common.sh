@@ -60,44 +60,14 @@ dataset_name() {
         "configs/datasets/$1.yaml" | head -n 1
 }
 
-# max_epoch <trainer folder> <config name>: OPTIM.MAX_EPOCH of a trainer config (the epoch of its
-# last checkpoint, which eval scripts load by default).
-max_epoch() {
-    sed -n 's/^[[:space:]]*MAX_EPOCH:[[:space:]]*\([0-9]*\).*$/\1/p' "configs/trainers/$1/$2.yaml" | head -n 1
-}
-
-# set_load_epoch <trainer folder> <config name> <epoch, 'best' or ''>: sets LOAD_EPOCH to the
-# train.py arguments choosing the checkpoint an evaluation loads ('' = the config's last epoch,
-# 'best' = model-best.pth.tar, which train.py loads when no epoch is given).
-set_load_epoch() {
-    local epoch=$3
-    [ -n "$epoch" ] || epoch=$(max_epoch "$1" "$2")
-    LOAD_EPOCH=()
-    [ "$epoch" = best ] || LOAD_EPOCH=(--load-epoch "$epoch")
-}
-
-# run_finished <output dir>: true when a log in that folder already holds a test result.
-run_finished() {
-    "$PYTHON" tools/parse_test_res.py --finished "$1" >/dev/null 2>&1
-}
-
 # train_unless_finished <output dir> <seed, or '' for none> <trainer> <dataset> <config file>
 #                       [train.py args ...]
-# Runs train.py for one output folder, or says it is skipped when that folder already holds a test
-# result (so an interrupted sweep can be re-run). Runs given --eval-only are worded as evaluations.
+# Runs train.py for one output folder with --skip-finished: a folder that already holds a finished
+# run with the same config is skipped (so an interrupted sweep can be re-run), an unfinished one
+# resumes, and one holding a run with another config is refused with the differing keys.
 train_unless_finished() {
-    local dir=$1 seed=$2 trainer=$3 dataset=$4 config_file=$5 arg
+    local dir=$1 seed=$2 trainer=$3 dataset=$4 config_file=$5
     shift 5
-    if run_finished "$dir"; then
-        local note="a finished run (delete the folder to run it again)"
-        for arg in "$@"; do
-            if [ "$arg" = --eval-only ]; then
-                note="a test result (delete the folder to evaluate again)"
-            fi
-        done
-        echo "Skipping $dir: it already holds $note."
-        return 0
-    fi
     local seed_args=()
     [ -z "$seed" ] || seed_args=(--seed "$seed")
     "$PYTHON" train.py \
@@ -107,5 +77,29 @@ train_unless_finished() {
         --dataset-config-file "configs/datasets/$dataset.yaml" \
         --config-file "$config_file" \
         --output-dir "$dir" \
+        --skip-finished \
         "$@"
+}
+
+# Optional positional arguments before trailing KEY VALUE overrides: a config key (OPTIM.LR,
+# TRAINER.TaskRes.PREC, ...) starts the overrides, so optional positionals may be left out.
+is_config_key() {
+    [[ "$1" =~ ^[A-Z][A-Z0-9_]*(\.[A-Za-z0-9_]+)+$ ]]
+}
+
+# take_epoch <args ...>: sets EPOCH to the first argument when it names a checkpoint (an epoch
+# number, 'best' or 'last'; '' for the default) and TAKEN to 1, else leaves EPOCH empty and TAKEN 0.
+# Eval scripts used to take the residual scale here: a decimal number stops with the fix.
+take_epoch() {
+    EPOCH="" TAKEN=0
+    [ $# -gt 0 ] || return 0
+    if [[ "$1" =~ ^([0-9]+|best|last|)$ ]]; then
+        EPOCH=$1 TAKEN=1
+    elif [[ "$1" =~ ^[0-9]*\.[0-9]+$ ]]; then
+        die "'$1' looks like a residual scale, given where EPOCH is expected. Evaluations take" \
+            "alpha from the trained run's config.yaml; to override it, append" \
+            "TRAINER.TaskRes.RESIDUAL_SCALE $1."
+    elif ! is_config_key "$1"; then
+        die "'$1' is neither a checkpoint (an epoch number, 'best' or 'last') nor a config key."
+    fi
 }

@@ -108,6 +108,12 @@ class ClipTrainer(TrainerX):
         """The method: features [N, D] -> logits [N, K]. CLIP is on self.device, frozen."""
         raise NotImplementedError
 
+    @classmethod
+    def learns_per_class(cls, cfg: CN) -> bool:
+        """Whether the learned weights hold one row per class, so that they only make sense on
+        the classes they were trained on (train.py refuses evaluating them on other classes)."""
+        return bool(cls.PER_CLASS_KEYS)
+
     def learnable(self) -> nn.Module | None:
         """The part of the head that is optimised, registered and checkpointed."""
         return None if self.MODEL_NAME is None else self.head

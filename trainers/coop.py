@@ -145,6 +145,11 @@ class CoOp(ClipTrainer):
     PER_CLASS_KEYS = ("ctx",)
     FIXED_KEYS = ("token_prefix", "token_suffix")
 
+    @classmethod
+    def learns_per_class(cls, cfg: CN) -> bool:
+        """A shared context (CSC False) transfers to other classes; class-specific ones do not."""
+        return bool(cfg.TRAINER.COOP.CSC)
+
     def build_head(self, clip_model: nn.Module, classnames: list[str]) -> nn.Module:
         c = self.cfg.TRAINER.COOP
         learner = PromptLearner(

@@ -35,4 +35,6 @@ def extend_cfg(cfg: CfgNode) -> CfgNode:
     return cfg
 
 
+from . import run_identity  # noqa: E402  (registers the RUN keys every config has)
+
 __all__ = ["CfgNode", "get_cfg_default", "register_cfg_extension", "extend_cfg"]

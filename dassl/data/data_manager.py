@@ -4,6 +4,8 @@ A batch is a dict: ``img`` (plus ``img2``, ``img3``... for a list of transforms,
 with DATALOADER.RETURN_IMG0), ``label``, ``domain``, ``impath`` and ``index``.
 """
 
+import functools
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -92,6 +94,30 @@ class DatasetWrapper(TorchDataset):
         return views[0] if len(views) == 1 else views
 
 
+def usable_cpu_count() -> int:
+    """CPUs this process may run on (a Slurm or taskset allocation, not the whole machine)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+@functools.cache
+def effective_num_workers(requested: int) -> int:
+    """DATALOADER.NUM_WORKERS capped at the usable CPU count (said once per process).
+
+    More workers than CPUs only adds processes competing for the same cores, and makes torch warn
+    at every loader start; the shipped configs ask for 8.
+    """
+    cpus = usable_cpu_count()
+    if requested > cpus:
+        print(
+            f"Note: DATALOADER.NUM_WORKERS is {requested} but this process can use {cpus} "
+            f"CPUs; using {cpus} loader workers"
+        )
+        return cpus
+    return requested
+
+
 def build_data_loader(
     cfg: CfgNode,
     sampler_type: str = "SequentialSampler",
@@ -129,7 +155,7 @@ def build_data_loader(
         dataset_wrapper(cfg, data_source, transform=tfm, is_train=is_train),
         batch_size=batch_size,
         sampler=sampler,
-        num_workers=cfg.DATALOADER.NUM_WORKERS,
+        num_workers=effective_num_workers(cfg.DATALOADER.NUM_WORKERS),
         drop_last=is_train and len(data_source) >= batch_size,
         pin_memory=torch.cuda.is_available() and cfg.USE_CUDA,
     )

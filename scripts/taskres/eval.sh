@@ -3,16 +3,19 @@
 set -euo pipefail
 source "$(dirname "$0")/../common.sh"
 
-usage_if_short 4 $# "Usage: bash scripts/taskres/eval.sh DATASET CONFIG OUTPUT_DIR MODEL_DIR [SCALE] [EPOCH] [KEY VALUE ...]
+usage_if_short 4 $# "Usage: bash scripts/taskres/eval.sh DATASET CONFIG OUTPUT_DIR MODEL_DIR [EPOCH] [KEY VALUE ...]
+
+  Optional arguments may be left out: the first config key starts the KEY VALUE overrides.
 
   DATASET     a file name in configs/datasets/ without .yaml (e.g. imagenet_sketch)
-  CONFIG      a file name in configs/trainers/TaskRes/ without .yaml (e.g. generalization_rn50)
+  CONFIG      a file name in configs/trainers/TaskRes/ without .yaml (e.g. generalization_rn50);
+              it sets the data loading; the backbone, input size and TaskRes keys (alpha,
+              enhanced base, residual side) come from each trained run's config.yaml
   OUTPUT_DIR  where the evaluation logs go (OUTPUT_DIR/seedN)
-  MODEL_DIR   the training output holding seedN/prompt_learner/ checkpoints
-  SCALE       residual scale alpha (default 0.5)
-  EPOCH       checkpoint to load: an epoch number, or 'best' for model-best.pth.tar
-              (default: OPTIM.MAX_EPOCH of CONFIG, i.e. the last checkpoint)
-  KEY VALUE   extra config overrides passed to train.py
+  MODEL_DIR   the training output holding seedN/ folders
+  EPOCH       checkpoint to load: an epoch number, 'best' (model-best.pth.tar) or 'last'
+              (default: the model the training run tested itself)
+  KEY VALUE   extra config overrides passed to train.py (they win over the trained config)
 
 Data root: DATA (now: $DATA)."
 
@@ -20,12 +23,11 @@ DATASET=$1
 CFG=$2
 OUTDIR=$3
 MODELDIR=$4
-SCALE=${5:-0.5}
-EPOCH=${6:-}
-shift $(( $# < 6 ? $# : 6 ))
+shift 4
+take_epoch "$@"
+shift "$TAKEN"
 
 require_inputs "$DATASET" TaskRes "$CFG"
-set_load_epoch TaskRes "$CFG" "$EPOCH"
 
 for SEED in $SEEDS; do
     [ -d "$MODELDIR/seed$SEED" ] || die "no trained model at $MODELDIR/seed$SEED" \
@@ -33,8 +35,7 @@ for SEED in $SEEDS; do
     train_unless_finished "$OUTDIR/seed$SEED" "$SEED" TaskRes "$DATASET" \
         "configs/trainers/TaskRes/$CFG.yaml" \
         --model-dir "$MODELDIR/seed$SEED" \
-        "${LOAD_EPOCH[@]}" \
+        ${EPOCH:+--load-epoch "$EPOCH"} \
         --eval-only \
-        TRAINER.TaskRes.RESIDUAL_SCALE "$SCALE" \
         "$@"
 done

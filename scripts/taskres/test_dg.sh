@@ -4,25 +4,32 @@
 set -euo pipefail
 source "$(dirname "$0")/../common.sh"
 
-usage_if_short 1 $# "Usage: bash scripts/taskres/test_dg.sh MODEL_DIR [OUTPUT_DIR] [CONFIG] [SCALE] [EPOCH]
+usage_if_short 1 $# "Usage: bash scripts/taskres/test_dg.sh MODEL_DIR [OUTPUT_DIR] [CONFIG] [EPOCH] [KEY VALUE ...]
+
+  Optional arguments may be left out: the first config key starts the KEY VALUE overrides.
 
   MODEL_DIR    the ImageNet training output holding seedN/ folders, e.g. from
                  bash scripts/taskres/main.sh imagenet generalization_rn50 none 16 0.5
                -> output/FINAL/debug/imagenet/generalization_rn50_16shots
   OUTPUT_DIR   where the logs go, one folder per target dataset (default OUTPUT_ROOT/dg/CONFIG,
                OUTPUT_ROOT defaulting to output)
-  CONFIG       TaskRes config the model was trained with (default generalization_rn50)
-  SCALE        residual scale alpha used in training (default 0.5)
-  EPOCH        checkpoint epoch, or 'best' (default: OPTIM.MAX_EPOCH of CONFIG)
+  CONFIG       TaskRes config for data loading (default generalization_rn50); alpha and the
+               other TaskRes keys come from each trained run's config.yaml
+  EPOCH        checkpoint epoch, 'best' or 'last' (default: the model the training run tested)
+  KEY VALUE    extra config overrides passed to train.py
 
 Summarise with: python tools/parse_test_res.py OUTPUT_DIR --table"
 
+# Optional positionals stop at the first config key (the start of the KEY VALUE overrides).
 MODELDIR=$1
-CFG=${3:-generalization_rn50}
-OUTDIR=${2:-${OUTPUT_ROOT:-output}/dg/$CFG}
-SCALE=${4:-0.5}
-EPOCH=${5:-}
+shift
+OUTDIR="" CFG=generalization_rn50
+if [ $# -gt 0 ] && ! is_config_key "$1"; then OUTDIR=$1; shift; fi
+if [ $# -gt 0 ] && ! is_config_key "$1"; then CFG=$1; shift; fi
+OUTDIR=${OUTDIR:-${OUTPUT_ROOT:-output}/dg/$CFG}
+take_epoch "$@"
+shift "$TAKEN"
 
 for TARGET in imagenetv2 imagenet_sketch imagenet_a imagenet_r; do
-    bash scripts/taskres/eval.sh "$TARGET" "$CFG" "$OUTDIR/$TARGET" "$MODELDIR" "$SCALE" ${EPOCH:+"$EPOCH"}
+    bash scripts/taskres/eval.sh "$TARGET" "$CFG" "$OUTDIR/$TARGET" "$MODELDIR" "$EPOCH" "$@"
 done

@@ -84,7 +84,7 @@ def run_train_in_process(argv: list[str]) -> str:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        train.main(args)
+        train.main(args, argv)
     finally:
         torch.set_num_threads(threads)
         close_logger()

@@ -1,8 +1,9 @@
-"""The experiment scripts: usage messages, the exact train.py commands, skipping finished runs.
+"""The experiment scripts: usage messages and the exact train.py commands.
 
 train.py is replaced by a stub interpreter (the scripts' PYTHON variable) that records each
 command and writes a finished log (or, with STUB_EXIT set, exits with that status); every other
-Python call (the results tool) runs for real.
+Python call (the results tool) runs for real. Skipping finished runs and refusing changed configs
+is train.py's job (--skip-finished); tests/tools/test_scripts_real.py runs the scripts for real.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tests.tools.logs import training_log, write_log
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -90,7 +89,7 @@ def test_missing_arguments_print_usage(script, env):
     assert calls(env) == []
 
 
-def test_taskres_main_runs_three_seeds_then_skips_them(env, tmp_path):
+def test_taskres_main_runs_three_seeds_with_overrides_last(env, tmp_path):
     result = run(
         "scripts/taskres/main.sh", "caltech101", "adam_lr2e-3_B256_ep100", "none", "4", "0.5",
         "DATALOADER.NUM_WORKERS", "1", env=env, cwd=tmp_path,
@@ -110,28 +109,9 @@ def test_taskres_main_runs_three_seeds_then_skips_them(env, tmp_path):
     assert flag(call, "--enhanced-base") == "none"
     assert flag(call, "DATASET.NUM_SHOTS") == "4"
     assert flag(call, "TRAINER.TaskRes.RESIDUAL_SCALE") == "0.5"
+    assert "--skip-finished" in call
     assert call[-2:] == ["DATALOADER.NUM_WORKERS", "1"]
     assert not any("cuda" in arg.lower() for arg in call)
-
-    again = run(
-        "scripts/taskres/main.sh", "caltech101", "adam_lr2e-3_B256_ep100", "none", "4", "0.5",
-        env=env,
-    )  # fmt: skip
-    assert again.returncode == 0
-    assert len(calls(env)) == 3
-    assert again.stdout.count("Skipping") == 3
-
-
-def test_taskres_main_reruns_only_an_unfinished_seed(env):
-    root = Path(env["OUTPUT_ROOT"]) / "FINAL/debug/dtd/adam_lr2e-3_B256_ep200_8shots"
-    write_log(root / "seed1", training_log(60.0))
-    write_log(root / "seed2", training_log(None, val_accuracies=(30.0,)))  # crashed mid-training
-    write_log(root / "seed3", training_log(61.0))
-    result = run(
-        "scripts/taskres/main.sh", "dtd", "adam_lr2e-3_B256_ep200", "none", "8", "0.5", env=env
-    )
-    assert result.returncode == 0, result.stderr
-    assert [flag(c, "--seed") for c in calls(env)] == ["2"]
 
 
 def test_taskres_main_enhanced_base_goes_to_its_own_folder(env, tmp_path):
@@ -186,14 +166,23 @@ def test_grid_uses_upstream_per_dataset_choices(env):
 
 def test_enhanced_grid_points_at_released_bases(env):
     narrowed = {**env, "DRY_RUN": "1", "DATASETS": "dtd oxford_flowers", "SHOT_LIST": "16"}
-    result = run("scripts/taskres/train_enhance.sh", env=narrowed)
+    result = run("scripts/taskres/train_enhance.sh", "OPTIM.LR", "0.01", env=narrowed)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "bash scripts/taskres/main.sh dtd adam_lr2e-3_B256_ep200 "
-        "strong_base/DescribableTextures/rn50_16shots/model.pth.tar 16 0.5",
+        "strong_base/DescribableTextures/rn50_16shots/model.pth.tar 16 0.5 OPTIM.LR 0.01",
         "bash scripts/taskres/main.sh oxford_flowers adam_lr2e-3_B256_ep200 "
-        "strong_base/OxfordFlowers/rn50_16shots/model.pth.tar 16 1.0",
+        "strong_base/OxfordFlowers/rn50_16shots/model.pth.tar 16 1.0 OPTIM.LR 0.01",
     ]
+
+
+def test_regular_grid_passes_overrides_to_every_run(env):
+    narrowed = {**env, "DATASETS": "dtd", "SHOT_LIST": "1 2", "SEEDS": "1"}
+    result = run("scripts/taskres/train_regular.sh", "TRAINER.TaskRes.PREC", "fp32", env=narrowed)
+    assert result.returncode == 0, result.stderr
+    made = calls(env)
+    assert [flag(c, "DATASET.NUM_SHOTS") for c in made] == ["1", "2"]
+    assert all(c[-2:] == ["TRAINER.TaskRes.PREC", "fp32"] for c in made)
 
 
 def test_dg_evaluates_the_imagenet_model_on_four_shifts(env, tmp_path):
@@ -209,11 +198,24 @@ def test_dg_evaluates_the_imagenet_model_on_four_shifts(env, tmp_path):
     assert targets == ["imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r"]
     for call in made:
         assert "--eval-only" in call
-        assert flag(call, "--load-epoch") == "200"  # MAX_EPOCH of generalization_rn50
+        # The checkpoint and alpha come from the trained run's config.yaml, not the script.
+        assert "--load-epoch" not in call
+        assert not any(arg.startswith("TRAINER.TaskRes") for arg in call)
         assert flag(call, "--config-file").endswith("TaskRes/generalization_rn50.yaml")
         seed = flag(call, "--seed")
         assert flag(call, "--model-dir") == f"{model_dir}/seed{seed}"
     assert flag(made[0], "--output-dir") == f"{out}/imagenetv2/seed1"
+
+
+def test_eval_refuses_a_scale_where_the_epoch_goes(env, tmp_path):
+    (tmp_path / "m" / "seed1").mkdir(parents=True)
+    result = run(
+        "scripts/taskres/eval.sh", "imagenet_a", "generalization_rn50", str(tmp_path / "o"),
+        str(tmp_path / "m"), "0.5", env={**env, "SEEDS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "TRAINER.TaskRes.RESIDUAL_SCALE" in result.stderr
+    assert calls(env) == []
 
 
 def test_eval_without_trained_model_says_what_to_train(env, tmp_path):
@@ -225,16 +227,20 @@ def test_eval_without_trained_model_says_what_to_train(env, tmp_path):
     assert "no trained model" in result.stderr and "main.sh" in result.stderr
 
 
-def test_eval_best_checkpoint_passes_no_epoch(env, tmp_path):
-    (tmp_path / "m" / "seed1").mkdir(parents=True)
+def test_coop_eval_takes_its_settings_from_the_model_folder(env, tmp_path):
+    model_root = tmp_path / "m" / "rn50_ep50_16shots" / "nctx4_cscTrue_ctpfront"
+    (model_root / "seed1").mkdir(parents=True)
     env = {**env, "SEEDS": "1"}
-    result = run(
-        "scripts/coop/eval.sh", "imagenetv2", "rn50_ep50", str(tmp_path / "m"), "best", env=env
-    )
+    result = run("scripts/coop/eval.sh", "imagenetv2", "rn50_ep50", str(model_root), "best",
+                 env=env)  # fmt: skip
     assert result.returncode == 0, result.stderr
     (call,) = calls(env)
-    assert "--load-epoch" not in call
-    assert flag(call, "TRAINER.COOP.N_CTX") == "16"
+    assert flag(call, "--load-epoch") == "best"
+    assert not any(arg.startswith("TRAINER.COOP") for arg in call)
+    assert flag(call, "--output-dir") == (
+        f"{env['OUTPUT_ROOT']}/evaluation/CoOp/rn50_ep50_16shots/nctx4_cscTrue_ctpfront/"
+        "imagenetv2/seed1"
+    )
 
 
 def test_coop_clip_adapter_zeroshot_and_probe_commands(env):
@@ -261,38 +267,31 @@ def test_coop_clip_adapter_zeroshot_and_probe_commands(env):
     assert flag(probe, "--output-dir").endswith("sun397/LinearProbeCLIP/vit_b32_16shots/seed1")
 
 
-def test_skip_message_says_whether_a_training_or_an_evaluation_is_done(env, tmp_path):
-    (tmp_path / "m" / "seed1").mkdir(parents=True)
-    env = {**env, "SEEDS": "1"}
-    out = env["OUTPUT_ROOT"]
-    runs = {
-        ("scripts/linear_probe/main.sh", "dtd", "rn50", "1"): (
-            f"{out}/dtd/LinearProbeCLIP/rn50_1shots/seed1",
-            "a finished run (delete the folder to run it again)",
-        ),
-        ("scripts/taskres/eval.sh", "imagenet_a", "generalization_rn50", f"{out}/ev",
-         str(tmp_path / "m")): (
-            f"{out}/ev/seed1",
-            "a test result (delete the folder to evaluate again)",
-        ),
-        ("scripts/taskres/zeroshot.sh", "dtd", "rn50"): (
-            f"{out}/ZeroshotCLIP2/rn50/dtd",
-            "a test result (delete the folder to evaluate again)",
-        ),
-    }  # fmt: skip
-    for args in runs:
-        assert run(*args, env=env).returncode == 0
-    assert len(calls(env)) == 3
-    assert "--seed" not in calls(env)[2]  # zero-shot is a single run without a seed
-    for args, (folder, note) in runs.items():
-        again = run(*args, env=env)
-        assert again.returncode == 0, again.stderr
-        assert again.stdout == f"Skipping {folder}: it already holds {note}.\n"
-    assert len(calls(env)) == 3
-
-
 def test_a_failing_run_stops_the_sweep_with_its_exit_status(env):
     env = {**env, "STUB_EXIT": "3"}
     result = run("scripts/coop/main.sh", "dtd", "rn50", "end", "16", "1", "False", env=env)
     assert result.returncode == 3
     assert [flag(c, "--seed") for c in calls(env)] == ["1"]
+
+
+def test_optional_positionals_may_be_left_out_before_overrides(env, tmp_path):
+    model_dir = tmp_path / "m"
+    (model_dir / "seed1").mkdir(parents=True)
+    env = {**env, "SEEDS": "1"}
+    dg = run("scripts/taskres/test_dg.sh", str(model_dir), "TEST.SPLIT", "test", env=env)
+    assert dg.returncode == 0, dg.stderr
+    made = calls(env)
+    assert len(made) == 4
+    assert all(c[-2:] == ["TEST.SPLIT", "test"] and "--load-epoch" not in c for c in made)
+    assert (
+        flag(made[0], "--output-dir")
+        == f"{env['OUTPUT_ROOT']}/dg/generalization_rn50/imagenetv2/seed1"
+    )
+    ev = run("scripts/taskres/eval.sh", "dtd", "adam_lr2e-3_B256_ep100", str(tmp_path / "o"),
+             str(model_dir), "last", "OPTIM.LR", "1", env=env)  # fmt: skip
+    assert ev.returncode == 0, ev.stderr
+    assert flag(calls(env)[-1], "--load-epoch") == "last"
+    assert calls(env)[-1][-2:] == ["OPTIM.LR", "1"]
+    bad = run("scripts/taskres/eval.sh", "dtd", "adam_lr2e-3_B256_ep100", str(tmp_path / "o"),
+              str(model_dir), "lastt", env=env)  # fmt: skip
+    assert bad.returncode == 1 and "neither a checkpoint" in bad.stderr
