@@ -115,7 +115,7 @@ def test_synthetic_checkpoints_are_reproducible(tmp_path: Path) -> None:
     first = write_synthetic_checkpoint(tmp_path / "a.pt", arch="ViT", seed=3)
     second = write_synthetic_checkpoint(tmp_path / "b.pt", arch="ViT", seed=3)
     other = build_synthetic_model("ViT", seed=4).state_dict()
-    a, b = torch.load(first), torch.load(second)
+    a, b = torch.load(first, weights_only=True), torch.load(second, weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["visual.proj"], other["visual.proj"])
 
