@@ -5,6 +5,13 @@ A method subclasses `ClipTrainer` and writes only its head: an `nn.Module` mappi
 freezes CLIP, encodes images without gradients, builds the optimizer over the learnable part only,
 does the amp step, registers the model under its upstream name, loads checkpoints (best or given
 epoch; fixed buffers dropped; ImageNet rows picked for ImageNet-A/R) and caches image features.
+
+Precision (PREC): fp16 converts CLIP to upstream's fp16 layout (`convert_weights`), so the frozen
+encoders run in fp16; amp keeps CLIP in fp32 and runs each training step under fp16 autocast with
+a GradScaler (evaluation stays fp32). Heads, their optimizer state and their checkpoints are fp32
+under every PREC: a head casts the features it receives to fp32. Upstream CoOp's fp16 runs save
+fp16 `ctx`/token tensors instead; `load_state_dict` casts either way, so checkpoints load across
+precisions.
 """
 
 import torch
@@ -56,7 +63,8 @@ def check_input_size(cfg: CN, clip_model: nn.Module) -> None:
 def resolve_precision(requested: str, device: torch.device) -> str:
     """fp16 and amp need CUDA; elsewhere run fp32 (and say so) instead of failing or crawling.
 
-    `requested` is one of PRECISIONS (`ClipTrainer.check_cfg` refuses others).
+    `requested` is one of PRECISIONS (`ClipTrainer.check_cfg` refuses others). This is the only
+    CUDA-specific step of the fp16/amp paths; the CPU tests bypass it to run them.
     """
     if requested != "fp32" and device.type != "cuda":
         print(f"Warning: PREC={requested} needs a CUDA device; running in fp32 on {device.type}")
@@ -144,7 +152,8 @@ class ClipTrainer(TrainerX):
             self.optim = build_optimizer(learner, cfg.OPTIM)
             self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
             self.register_model(self.MODEL_NAME, learner, self.optim, self.sched)
-        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "amp" else None
+        # On the run's device: a "cuda" scaler on CPU disables itself and would step unscaled.
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "amp" else None
 
     # ---- image -> features (cached where the transform is deterministic) -------------------
 
@@ -200,24 +209,32 @@ class ClipTrainer(TrainerX):
 
     def forward_backward(self, batch: dict) -> dict[str, float]:
         image, label = self.parse_batch_train(batch)
-        if self.scaler is not None:
-            with torch.autocast(device_type=self.device.type, dtype=torch.float16):
-                output = self.model(image)
-                loss = F.cross_entropy(output, label)
-            self.detect_anomaly(loss)
-            self.optim.zero_grad()
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optim)
-            self.scaler.update()
-        else:
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.scaler is not None):
             output = self.model(image)
             loss = F.cross_entropy(output, label)
-            self.model_backward_and_update(loss)
+        self.model_backward_and_update(loss)
 
         summary = {"loss": loss.item(), "acc": compute_accuracy(output, label)[0].item()}
         if (self.batch_idx + 1) == self.num_batches:
             self.update_lr()
         return summary
+
+    def model_backward_and_update(
+        self, loss: torch.Tensor, names: str | list[str] | None = None
+    ) -> None:
+        """Under amp, the GradScaler step: backward through the scaled loss (so small fp16
+        gradients survive), then every registered optimizer steps on the unscaled gradients,
+        skipping the step when they overflowed, and the scale adapts."""
+        if self.scaler is None:
+            super().model_backward_and_update(loss, names)
+            return
+        self.model_zero_grad(names)
+        self.detect_anomaly(loss)
+        self.scaler.scale(loss).backward()
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                self.scaler.step(self._optims[name])
+        self.scaler.update()
 
     # ---- checkpoints ---------------------------------------------------------------------
 

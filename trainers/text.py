@@ -28,8 +28,10 @@ class TextEncoder(nn.Module):
         if text_projection is None:
             self.text_projection = clip_model.text_projection
         else:
+            # On CLIP's device and in its dtype: the enhanced-base file is read onto the CPU.
+            own = clip_model.text_projection
             self.register_buffer(
-                "text_projection", text_projection.to(self.dtype), persistent=False
+                "text_projection", text_projection.to(own.device, own.dtype), persistent=False
             )
 
     def forward(self, prompts: torch.Tensor, tokenized_prompts: torch.Tensor) -> torch.Tensor:

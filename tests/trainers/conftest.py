@@ -14,6 +14,7 @@ from dassl.config import extend_cfg, get_cfg_default
 from dassl.engine import TRAINER_REGISTRY
 from tests.support.tiny_clip import TINY_INPUT_SIZE, tiny_clip_checkpoint
 from tests.support.tiny_data import write_tiny_image_dataset
+from trainers import clip_base
 
 NUM_CLASSES = 3
 PER_CLASS = (6, 3, 4)  # train, val, test images per class
@@ -46,13 +47,18 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def build_cfg(
-    trainer: str, backbone: Path, data_root: Path, output_dir: Path, opts: list[Any] = ()
+    trainer: str,
+    backbone: Path,
+    data_root: Path,
+    output_dir: Path,
+    opts: list[Any] = (),
+    prec: str = "fp32",
 ) -> CfgNode:
-    """A small CPU run: fp32, no workers, few epochs, full-batch training."""
+    """A small CPU run: fp32 (unless `prec` says otherwise), no workers, few epochs."""
     cfg = get_cfg_default()
     extend_cfg(cfg)
     cfg.TRAINER.NAME = trainer
-    cfg.TRAINER[TRAINER_REGISTRY.get(trainer).CFG_NODE].PREC = "fp32"
+    cfg.TRAINER[TRAINER_REGISTRY.get(trainer).CFG_NODE].PREC = prec
     cfg.MODEL.BACKBONE.NAME = str(backbone)
     cfg.DATASET.NAME = "TinyImages"
     cfg.DATASET.ROOT = str(data_root)
@@ -80,9 +86,18 @@ def build_cfg(
 
 @pytest.fixture
 def make_cfg(vit_clip: Path, data_root: Path, tmp_path: Path) -> Callable[..., CfgNode]:
-    """make_cfg("TaskRes", "OPTIM.LR", 0.1, backbone=path) -> a cfg writing under tmp_path."""
+    """make_cfg("TaskRes", "OPTIM.LR", 0.1, backbone=path, prec="amp") -> a cfg writing under
+    tmp_path, with the method's PREC set to `prec` (fp32 by default)."""
 
-    def make(trainer: str, *opts: Any, backbone: Path | None = None) -> CfgNode:
-        return build_cfg(trainer, backbone or vit_clip, data_root, tmp_path / "output", opts)
+    def make(trainer: str, *opts: Any, backbone: Path | None = None, prec: str = "fp32") -> CfgNode:
+        output_dir = tmp_path / "output"
+        return build_cfg(trainer, backbone or vit_clip, data_root, output_dir, opts, prec)
 
     return make
+
+
+@pytest.fixture
+def force_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run PREC fp16/amp on the CPU as a CUDA run would: without resolve_precision's fp32
+    fallback, which is the only CUDA-specific step (torch runs fp16 and autocast on CPU too)."""
+    monkeypatch.setattr(clip_base, "resolve_precision", lambda requested, device: requested)

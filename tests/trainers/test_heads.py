@@ -1,11 +1,14 @@
 """Method heads and text plumbing, on a tiny CLIP without the engine."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
 from clip import clip
+from clip.model import convert_weights
 from tests.support.tiny_clip import backbone_cfg, tiny_clip_checkpoint
 from trainers.clip_adapter import Adapter, AdapterHead
 from trainers.coop import CoOpHead, PromptLearner, prompt_order
@@ -27,6 +30,16 @@ def test_text_encoder_matches_encode_text(clip_model):
     tokens = tokenize(clip_model, ["a photo of a cat.", "itap of a red panda."])
     ours = TextEncoder(clip_model)(clip_model.token_embedding(tokens), tokens)
     torch.testing.assert_close(ours, clip_model.encode_text(tokens))
+
+
+def test_replacement_projection_follows_clips_device_and_dtype(clip_model):
+    # An enhanced-base file is read onto the CPU; a CUDA CLIP needs it on CUDA (here: "meta").
+    fp16_elsewhere = copy.deepcopy(clip_model).to("meta")
+    convert_weights(fp16_elsewhere)
+    projection = torch.randn(clip_model.text_projection.shape)
+    encoder = TextEncoder(fp16_elsewhere, projection)
+    assert encoder.text_projection.device.type == "meta"
+    assert encoder.text_projection.dtype == torch.float16
 
 
 def test_encode_class_prompts_layout_and_batching(clip_model):

@@ -87,27 +87,3 @@ def test_train_feature_cache_encodes_train_images_once(make_cfg):
     n_train, n_test = len(trainer.dm.dataset.train_x), len(trainer.dm.dataset.test)
     assert calls[0] == n_train + n_test  # 10 epochs, yet each train image encoded once
     assert train_accuracy(trainer) > before
-
-
-def test_fp16_falls_back_to_fp32_without_cuda(make_cfg, capsys):
-    if torch.cuda.is_available():
-        pytest.skip("tests the CPU fallback")
-    trainer = make_trainer(make_cfg("TaskRes", "TRAINER.TaskRes.PREC", "fp16"))
-    assert "PREC=fp16 needs a CUDA device" in capsys.readouterr().out
-    assert trainer.precision == "fp32" and trainer.clip_model.dtype == torch.float32
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("trainer_name", ["TaskRes", "CoOp", "CLIP_Adapter"])
-@pytest.mark.parametrize("prec", ["fp16", "amp"])
-def test_gpu_precisions_train(make_cfg, trainer_name, prec):
-    node = {"TaskRes": "TaskRes", "CoOp": "COOP", "CLIP_Adapter": "CLIP_ADAPTER"}[trainer_name]
-    cfg = make_cfg(trainer_name, *FAST, "USE_CUDA", True, f"TRAINER.{node}.PREC", prec)
-    trainer = make_trainer(cfg)
-    assert trainer.device.type == "cuda" and trainer.precision == prec
-    expected = torch.float16 if prec == "fp16" else torch.float32
-    assert trainer.clip_model.dtype == expected
-    assert (trainer.scaler is not None) == (prec == "amp")
-    before = train_accuracy(trainer)
-    trainer.train()
-    assert train_accuracy(trainer) > before
