@@ -8,26 +8,33 @@ order of which follows upstream CoOp so that the same seed samples the same imag
 
 1. check the layout and fail with one error listing every missing piece and the DATASETS.md
    section to follow (``DATASETS.md#<registered name in lower case>``, e.g. ``#oxfordpets``);
-2. read the split file, or build it and write it so the next run reads it (a build with an
-   empty train or test part is refused before anything is written);
-3. ``DATASET.NUM_SHOTS >= 1``: sample K per class for train and min(K, 4) for val, cached at
+2. read the split file, or build it from the raw files; either way require the folders the split
+   lists images in (and only those);
+3. check the split's labels, class names and rows (``splits.check_split``): every dataset's items
+   pass here, split file or not, so a bad label stops the run before anything trains; a split
+   built from the raw files is written only once it passed;
+4. ``DATASET.NUM_SHOTS >= 1``: sample K per class for train and min(K, 4) for val, cached at
    ``split_fewshot/shot_<K>-seed_<S>.pkl`` (read back through the restricted unpickler, so caches
-   written by upstream Dassl load too, and their image paths are re-rooted onto this folder);
-4. ``DATASET.SUBSAMPLE_CLASSES`` all/base/new.
+   written by upstream Dassl load too, and their image paths are re-rooted onto this folder). A
+   cache that no longer matches the split is drawn again; an unseeded run (SEED < 0) draws afresh
+   and touches no cache;
+5. ``DATASET.SUBSAMPLE_CLASSES`` all/base/new.
 """
 
 import os
 import pickle
 import random
+from collections import Counter
 from collections.abc import Mapping, Sequence
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 from yacs.config import CfgNode
 
 from dassl.data.datasets import DatasetBase, Datum
-from dassl.utils import UnsafePickleError, load_pickle, mkdir_if_missing, save_pickle
+from dassl.utils import UnsafePickleError, load_pickle, save_pickle
 
-from .splits import read_split, save_split, subsample_classes
+from .splits import check_split, read_split, save_split, subsample_classes
 
 DOCS_FILE = "DATASETS.md"
 
@@ -57,6 +64,7 @@ class BenchmarkDataset(DatasetBase):
     raw_files: tuple[str, ...] = ()  # needed only to build the split when the split file is absent
     test_only = False  # evaluation-only sets: no few-shot sampling, no class subsampling
     fewshot_val = True  # sample min(K, 4) val shots (ImageNet keeps its full val, as upstream)
+    unique_classnames = True  # one class name, one label (CLIP's ImageNet names repeat some)
 
     def __init__(self, cfg: CfgNode, persist: bool = True) -> None:
         self.root = self.resolve_root(cfg.DATASET.ROOT)
@@ -67,12 +75,15 @@ class BenchmarkDataset(DatasetBase):
         self.split_fewshot_dir = os.path.join(self.dataset_dir, "split_fewshot")
         self.check_layout()
 
+        built = bool(self.split_file) and not os.path.isfile(self.split_path)
         train, val, test = self.load_split()
+        self._require_items(test if self.test_only else train, self.label_part)
+        self.split_warnings = self.check_split(train, val, test)
+        if built and self.persist:
+            save_split(train, val, test, self.split_path, self.image_dir)
         if self.test_only:
-            self._require_items(test, "test")
             super().__init__(train_x=test, test=test)
             return
-        self._require_items(train, "train")
         train, val = self.sample_few_shot(cfg, train, val)
         subsample = cfg.DATASET.get("SUBSAMPLE_CLASSES", "all")
         train, val, test = subsample_classes(train, val, test, subsample=subsample)
@@ -188,14 +199,58 @@ class BenchmarkDataset(DatasetBase):
         )
 
     def load_split(self) -> tuple[list[Datum], list[Datum], list[Datum]]:
-        """Read the split file; when it is absent, build the split and write the file."""
+        """Read the split file, or build the split when it is absent (``__init__`` writes it once
+        it passed the checks); either way require the folders it lists images in."""
         if self.split_file and os.path.isfile(self.split_path):
-            return read_split(self.split_path, self.image_dir, fix=self.split_file_fix())
-        train, val, test = self.build_split()
-        self.require_built(train=train, test=test)
-        if self.split_file and self.persist:
-            save_split(train, val, test, self.split_path, self.image_dir)
-        return train, val, test
+            split = read_split(self.split_path, self.image_dir, self.split_file_fix(), check=False)
+        else:
+            split = self.build_split()
+            self.require_built(train=split[0], test=split[2])
+        self.require_split_folders(*split)
+        return split
+
+    def require_split_folders(self, *parts: Sequence[Datum]) -> None:
+        """A layout error naming each missing folder that the split lists images in (the topmost
+        missing one under the dataset folder), so a reader needs exactly the folders its split
+        uses: StanfordCars with every path under cars_train/ does not need cars_test/."""
+        root = os.path.join(self.dataset_dir, "")
+        missing = set()
+        for folder in {os.path.dirname(item.impath) for items in parts for item in items}:
+            if os.path.isdir(folder):
+                continue
+            while os.path.dirname(folder).startswith(root) and not os.path.isdir(
+                os.path.dirname(folder)
+            ):
+                folder = os.path.dirname(folder)
+            missing.add(folder)
+        if missing:
+            what = f"folder of images listed by {self.split_file or 'the split'}"
+            raise self.layout_error([LayoutItem(folder, what) for folder in sorted(missing)])
+
+    @property
+    def label_part(self) -> str:
+        """The part whose labels define the classes: train, or test for test-only sets."""
+        return "test" if self.test_only else "train"
+
+    def check_split(
+        self, train: list[Datum], val: list[Datum], test: list[Datum]
+    ) -> list[str]:
+        """``splits.check_split`` on the items of any dataset (the one place they all pass);
+        prints and returns the warnings, which the layout checker shows too."""
+        name = type(self).__name__
+        if self.split_file and os.path.isfile(self.split_path):
+            source = f'{name}: split file "{self.split_path}"'
+            fix = f"correct the rows named above, or {self.split_file_fix()}"
+        else:
+            source = f"{name}: the split read from the files under {self.dataset_dir}"
+            fix = f"correct those files as {self.docs_section()} describes"
+        parts = {"test": test} if self.test_only else {"train": train, "val": val, "test": test}
+        warnings = check_split(
+            parts, source, fix, self.image_dir, self.label_part, self.unique_classnames
+        )
+        for warning in warnings:
+            print(f"Warning: {warning}")
+        return warnings
 
     def build_split(self) -> tuple[list[Datum], list[Datum], list[Datum]]:
         """Build (train, val, test) from the raw files. Without an override the split file is
@@ -253,27 +308,84 @@ class BenchmarkDataset(DatasetBase):
     def sample_few_shot(
         self, cfg: CfgNode, train: list[Datum], val: list[Datum]
     ) -> tuple[list[Datum], list[Datum]]:
-        """K shots per class for train and min(K, 4) for val, from the cache when it exists."""
+        """K shots per class for train and min(K, 4) for val, from the cache when it still matches
+        the split; an unseeded run (SEED < 0) draws afresh and neither reads nor writes a cache,
+        since a shared shot_K-seed_-1.pkl would make every unseeded run train on one draw."""
         num_shots, seed = cfg.DATASET.NUM_SHOTS, cfg.SEED
         if num_shots < 1:
             return train, val
-        keys = ("train", "val") if self.fewshot_val else ("train",)
+        split = {"train": train, "val": val} if self.fewshot_val else {"train": train}
+        shots = {"train": num_shots, "val": min(num_shots, 4)}
+        if seed < 0:
+            print(
+                f"SEED is {seed} (unseeded run): drawing a fresh {num_shots}-shot subset, not read "
+                f"from or written to {self.split_fewshot_dir}; set --seed to reuse a cached draw"
+            )
+            drawn = self.draw_few_shot(split, shots)
+            return drawn["train"], drawn.get("val", val)
+
         path = self.fewshot_cache_path(num_shots, seed)
         if os.path.exists(path):
             print(f"Loading preprocessed few-shot data from {path}")
-            data = self.load_cache(path, keys)
-            return data["train"], data["val"] if self.fewshot_val else val
-
-        if seed >= 0:
-            # The RNG state train.py leaves after seeding, so the same seed samples as upstream.
-            random.seed(seed)
-        train = self.generate_fewshot_dataset(train, num_shots=num_shots)
-        if self.fewshot_val:
-            val = self.generate_fewshot_dataset(val, num_shots=min(num_shots, 4))
-        if self.persist:
-            mkdir_if_missing(self.split_fewshot_dir)
-            print(f"Saving preprocessed few-shot data to {path}")
-            save_pickle(
-                {"train": train, "val": val} if self.fewshot_val else {"train": train}, path
+            cached = self.load_cache(path, tuple(split))
+            stale = self.stale_cache_reason(cached, split, shots)
+            if stale is None:
+                return cached["train"], cached.get("val", val)
+            print(
+                f'Warning: the few-shot cache "{path}" does not match the current split: {stale}. '
+                f"Sampling again with SEED {seed} and replacing the cache."
             )
-        return train, val
+        # The RNG state train.py leaves after seeding, so the same seed samples as upstream.
+        random.seed(seed)
+        drawn = self.draw_few_shot(split, shots)
+        if self.persist:
+            print(f"Saving preprocessed few-shot data to {path}")
+            save_pickle(drawn, path)
+        return drawn["train"], drawn.get("val", val)
+
+    def draw_few_shot(
+        self, split: Mapping[str, list[Datum]], shots: Mapping[str, int]
+    ) -> dict[str, list[Datum]]:
+        """Sample each part (train first, then val: the order upstream draws in)."""
+        return {
+            part: self.generate_fewshot_dataset(items, num_shots=shots[part])
+            for part, items in split.items()
+        }
+
+    def stale_cache_reason(
+        self,
+        cached: Mapping[str, list[Datum]],
+        split: Mapping[str, list[Datum]],
+        shots: Mapping[str, int],
+    ) -> str | None:
+        """Why a few-shot cache cannot be a draw from ``split``, or None when it can.
+
+        Each cached item must be in the same part of the split with the same label and class
+        name; paths compare as strings under this image folder (``load_cache`` re-rooted them),
+        i.e. by the path relative to it. Each class must hold min(K, its images) distinct items,
+        as a draw would, which also catches classes added to or grown in the split. One set and
+        one Counter per part: about a second for ImageNet's 1.3M training images.
+        """
+        prefix = os.path.join(self.image_dir, "")
+        row = attrgetter("impath", "label", "classname")
+        for part, items in split.items():
+            in_split = set(map(row, items))
+            wrong = [d for d in cached[part] if row(d) not in in_split]
+            if wrong:
+                d = wrong[0]
+                return (
+                    f"{len(wrong)} of its {len(cached[part])} {part} items are not in the split's "
+                    f'{part} part with the same label and class name, e.g. ["'
+                    f'{d.impath.removeprefix(prefix)}", {d.label}, "{d.classname}"]'
+                )
+            if len({d.impath for d in cached[part]}) != len(cached[part]):
+                return f"its {part} items repeat an image, which a draw never does"
+            have = Counter(d.label for d in cached[part])
+            for label, count in Counter(map(attrgetter("label"), items)).items():
+                want = min(shots[part], count)
+                if have[label] != want:
+                    return (
+                        f"class {label} has {have[label]} cached {part} items, but a "
+                        f"{shots[part]}-shot draw from its {count} {part} images takes {want}"
+                    )
+        return None

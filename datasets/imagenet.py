@@ -61,6 +61,7 @@ class ImageNet(BenchmarkDataset):
     dataset_dir = "imagenet"
     image_folder = "images"
     fewshot_val = False  # upstream evaluates and selects on the full val set
+    unique_classnames = False  # CLIP's names repeat some ("missile"); labels come from wnids
     cache_file = "preprocessed.pkl"
 
     @classmethod
@@ -97,6 +98,7 @@ class ImageNetVariant(BenchmarkDataset):
     as DATASETS.md says, or else the one in the ImageNet folder)."""
 
     test_only = True
+    unique_classnames = False  # ImageNet's names, as above
 
     @classmethod
     def classnames_path(cls, root: str) -> str:

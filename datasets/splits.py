@@ -10,7 +10,8 @@ the order in which the file system lists images.
 import math
 import os
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from operator import attrgetter
 
 from dassl.data.datasets import DatasetBase, Datum
 from dassl.utils import listdir_nohidden, read_json, write_json
@@ -19,15 +20,23 @@ SPLIT_SEED = 1  # seed of generated splits; fixed so that every run writes the s
 SUBSAMPLE_CHOICES = ("all", "base", "new")
 _SPLIT_KEYS = ("train", "val", "test")
 DEFAULT_SPLIT_FIX = "re-download it, or delete it if the dataset can rebuild it from the raw files"
+SHOWN_PROBLEMS = 8  # problems listed in one split error; the rest are counted
+
+
+class SplitError(ValueError):
+    """A split whose labels, class names or rows are inconsistent; the message lists them."""
 
 
 def read_split(
-    filepath: str, path_prefix: str, fix: str = DEFAULT_SPLIT_FIX
+    filepath: str, path_prefix: str, fix: str = DEFAULT_SPLIT_FIX, check: bool = True
 ) -> tuple[list[Datum], list[Datum], list[Datum]]:
     """Read a split file; image paths in it are relative to ``path_prefix``.
 
-    A truncated, corrupt or wrongly shaped file raises a ValueError naming the file and ``fix``
-    (what to do about it, which depends on whether the dataset can rebuild the file).
+    A truncated, corrupt or wrongly shaped file, or a row whose path leaves ``path_prefix``
+    (absolute, or with ``..``), raises a ValueError naming the file, the row and ``fix`` (what to
+    do about it, which depends on whether the dataset can rebuild the file). With ``check`` the
+    rows are also checked with ``check_split`` (warnings are printed); BenchmarkDataset passes
+    False because it checks every dataset's items itself, split file or not.
     """
     print(f"Reading split from {filepath}")
     try:
@@ -46,20 +55,152 @@ def read_split(
         if not isinstance(split[key], list):
             raise ValueError(f'Split file "{filepath}": "{key}" is not a list; {fix}')
         items = []
-        for entry in split[key]:
+        for row, entry in enumerate(split[key]):
             if not _is_split_row(entry):
                 raise ValueError(
                     f'Split file "{filepath}": entry {entry!r} of "{key}" is not '
                     f"[relpath, label, classname] (string, integer, string); {fix}"
                 )
             impath, label, classname = entry
+            if leaves_folder(impath):
+                raise ValueError(
+                    f'Split file "{filepath}": row {key}[{row}] {entry!r} has a path that leaves '
+                    f"the image folder {path_prefix} (absolute, or with '..'); paths must be "
+                    f"relative to that folder: fix the row, or {fix}"
+                )
             items.append(
                 Datum(impath=os.path.join(path_prefix, impath), label=label, classname=classname)
             )
         return items
 
     train, val, test = (_convert(key) for key in _SPLIT_KEYS)
+    if check:
+        parts = dict(zip(_SPLIT_KEYS, (train, val, test)))
+        for warning in check_split(parts, f'Split file "{filepath}"', fix, path_prefix):
+            print(f"Warning: {warning}")
     return train, val, test
+
+
+def leaves_folder(relpath: str) -> bool:
+    """Whether a split path is absolute or climbs out with ``..`` (either separator)."""
+    return os.path.isabs(relpath) or ".." in relpath.replace("\\", "/").split("/")
+
+
+def check_split(
+    parts: Mapping[str, Sequence[Datum]],
+    source: str,
+    fix: str,
+    image_dir: str,
+    label_part: str = "train",
+    unique_classnames: bool = True,
+) -> list[str]:
+    """Check a split's items before anything trains on them; return the warnings.
+
+    Errors (one SplitError lists them all, up to ``SHOWN_PROBLEMS``, each naming the part and
+    row, then ``fix``): the labels of ``label_part`` are not 0..K-1 with every label present;
+    another part holds a label that ``label_part`` lacks (today's symptoms: a test label scored as
+    a wrong prediction, a train label crashing mid-run); a label carries two class names, or,
+    with ``unique_classnames``, a class name two labels; an image repeated within a part.
+    Warning: images in both train and test, which inflates the test accuracy. Rows are shown as
+    ``part[index] [path relative to image_dir, label, classname]``, the split file's own row.
+    A valid split costs a few set operations per item (about a second for ImageNet's 1.3M); the
+    rows are walked one by one only to name the problems once there are some.
+    """
+    prefix = os.path.join(image_dir, "")
+
+    def row(part: str, index: int) -> str:
+        item = parts[part][index]
+        path = item.impath.removeprefix(prefix)
+        return f'{part}[{index}] ["{path}", {item.label}, "{item.classname}"]'
+
+    problems: list[str] = []
+    labels = set(map(attrgetter("label"), parts[label_part]))
+    num_classes = len(labels)
+    gaps = sorted(set(range(num_classes)) - labels)
+    if gaps:
+        extra = sorted(labels - set(range(num_classes)))
+        first = next(i for i, item in enumerate(parts[label_part]) if item.label == extra[0])
+        problems.append(
+            f'the "{label_part}" labels must run 0..{num_classes - 1} without gaps (one label per '
+            f"class, {num_classes} classes), but label(s) {_listed(gaps)} have no {label_part} "
+            f"images and label(s) {_listed(extra)} are beyond, e.g. {row(label_part, first)}"
+        )
+    paths = {part: set(map(attrgetter("impath"), items)) for part, items in parts.items()}
+    pairs = set().union(*(map(attrgetter("label", "classname"), items) for items in parts.values()))
+    named_labels = {label for label, _ in pairs}
+    if (
+        any(len(paths[part]) < len(items) for part, items in parts.items())
+        or not named_labels <= labels
+        or len(named_labels) < len(pairs)
+        or (unique_classnames and len({name for _, name in pairs}) < len(pairs))
+    ):
+        problems += _row_problems(parts, labels, label_part, unique_classnames, row)
+    if problems:
+        shown = "\n".join(f"  - {p}" for p in problems[:SHOWN_PROBLEMS])
+        more = len(problems) - SHOWN_PROBLEMS
+        more_line = f"\n  ... and {more} more" if more > 0 else ""
+        raise SplitError(
+            f"{source} is inconsistent ({len(problems)} problem(s)):\n{shown}{more_line}\n"
+            f"Fix: {fix}"
+        )
+
+    warnings = []
+    if "train" in parts and "test" in parts and not paths["train"].isdisjoint(paths["test"]):
+        test_rows = {item.impath: index for index, item in enumerate(parts["test"])}
+        both = [
+            (i, test_rows[item.impath])
+            for i, item in enumerate(parts["train"])
+            if item.impath in test_rows
+        ]
+        warnings.append(
+            f"{source}: {len(both)} image(s) are in both train and test, e.g. "
+            f"{row('train', both[0][0])} and {row('test', both[0][1])}; the test accuracy "
+            "then counts images the model trained on: remove them from one part"
+        )
+    return warnings
+
+
+def _row_problems(
+    parts: Mapping[str, Sequence[Datum]],
+    labels: set[int],
+    label_part: str,
+    unique_classnames: bool,
+    row: Callable[[str, int], str],
+) -> list[str]:
+    """The rows behind ``check_split``'s errors, each against the first row it disagrees with."""
+    problems = []
+    name_of: dict[int, tuple[str, int]] = {}
+    label_of: dict[str, tuple[int, str, int]] = {}
+    for part, items in parts.items():
+        seen: dict[str, int] = {}
+        for index, item in enumerate(items):
+            first_name = name_of.setdefault(item.label, (part, index))
+            first_label = label_of.setdefault(item.classname, (item.label, part, index))
+            if item.label not in labels:  # its class name then disagrees too: said once
+                problems.append(
+                    f"{row(part, index)}: label {item.label} has no {label_part} images, so it "
+                    f"is not a class of this split (0..{len(labels) - 1})"
+                )
+            elif parts[first_name[0]][first_name[1]].classname != item.classname:
+                problems.append(
+                    f"{row(part, index)}: label {item.label} has another class name in "
+                    f"{row(*first_name)}; one label, one class name"
+                )
+            elif unique_classnames and first_label[0] != item.label:
+                problems.append(
+                    f'{row(part, index)}: class name "{item.classname}" has another label in '
+                    f"{row(*first_label[1:])}; one class name, one label"
+                )
+            repeated = seen.setdefault(item.impath, index)
+            if repeated != index:
+                problems.append(f"{row(part, index)} repeats {row(part, repeated)}")
+    return problems
+
+
+def _listed(values: Sequence[int], shown: int = 5) -> str:
+    """ "3, 7, 9" or "3, 7, 9, 11, 12, ... (8 in all)"."""
+    head = ", ".join(str(v) for v in values[:shown])
+    return head if len(values) <= shown else f"{head}, ... ({len(values)} in all)"
 
 
 def _is_split_row(entry: object) -> bool:

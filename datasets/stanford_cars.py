@@ -19,8 +19,9 @@ META = "devkit/cars_meta.mat"
 class StanfordCars(BenchmarkDataset):
     dataset_dir = "stanford_cars"
     split_file = "split_zhou_StanfordCars.json"
-    required_paths = ("cars_train", "cars_test")
-    raw_files = (TRAIN_ANNOS, TEST_ANNOS, META)
+    # With the split file, only the folders its paths use are needed (BenchmarkDataset checks
+    # them); building the split needs both image folders.
+    raw_files = (TRAIN_ANNOS, TEST_ANNOS, META, "cars_train", "cars_test")
 
     def build_split(self) -> tuple[list[Datum], list[Datum], list[Datum]]:
         meta = self.require(os.path.join(self.dataset_dir, META), META)

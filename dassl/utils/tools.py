@@ -77,9 +77,20 @@ def listdir_nohidden(path: PathLike, sort: bool = False) -> list[str]:
 
 
 def read_image(path: PathLike) -> Image.Image:
-    """Open an image as RGB, decoding it fully so a truncated file fails here, by name."""
+    """Open an image as RGB, decoding it fully so a truncated file fails here, by name.
+
+    An image over PIL's ``Image.MAX_IMAGE_PIXELS`` (about 89 megapixels) is an error here, not
+    just PIL's unnamed DecompressionBombWarning (PIL itself refuses twice that): no benchmark
+    image comes near it, so such a file is corrupt or hostile. It is refused before decoding.
+    """
     try:
         with Image.open(path) as img:
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit and img.width * img.height > limit:
+                raise Image.DecompressionBombError(
+                    f"{img.width}x{img.height} pixels, more than PIL's Image.MAX_IMAGE_PIXELS "
+                    f"({limit})"
+                )
             img.load()
             return img.convert("RGB")
     except FileNotFoundError as err:
@@ -87,7 +98,18 @@ def read_image(path: PathLike) -> Image.Image:
             f'Image file not found: "{path}". Check DATASET.ROOT and that the dataset folder is '
             "complete (python -m datasets.check --root DATA NAME lists what is missing)."
         ) from err
+    except Image.DecompressionBombError as err:
+        raise ImageReadError(
+            f'Image "{path}" is too large to decode safely ({err}). It is corrupt or a '
+            "decompression bomb: replace it with a good copy from the original dataset archive "
+            "(or, if it is a genuine photo, save a downscaled copy in its place)."
+        ) from err
     except (OSError, SyntaxError, ValueError) as err:
+        if os.path.isfile(path) and os.path.getsize(path) == 0:
+            raise ImageReadError(
+                f'Image file "{path}" is empty (0 bytes), e.g. left by an interrupted copy or '
+                "unpacking: replace it with a good copy from the original dataset archive."
+            ) from err
         raise ImageReadError(
             f'Cannot read image "{path}" ({err}). The file is corrupt or not an image: replace it '
             "with a good copy from the original dataset archive."

@@ -12,6 +12,7 @@ from dassl.utils import UnsafePickleError, load_pickle
 from datasets.benchmark import BenchmarkDataset, DatasetLayoutError
 from datasets.splits import (
     ClassTooSmallError,
+    SplitError,
     read_and_split_data,
     read_split,
     save_split,
@@ -26,6 +27,7 @@ from tests.datasets.conftest import (
     make_cfg,
     per_class,
     write_class_folders,
+    write_image,
     write_split_dataset,
     write_split_file,
 )
@@ -127,21 +129,33 @@ def test_malicious_fewshot_cache_is_refused_before_running_anything(tmp_path):
     assert not marker.exists()
 
 
+def upstream_draw(elsewhere, k=2):
+    """A k-shot draw of the toy split as upstream writes it: Datum objects with absolute paths
+    from the machine that sampled them; class c2 has one train and one val image."""
+    def part(key, n):
+        return [
+            Datum(f"{elsewhere}/{c}/{key}_{i}.jpg", label, 0, c)
+            for label, c in enumerate(SIZES)
+            for i in range(min(n, SIZES[c][0 if key == "train" else 1]))
+        ]
+
+    return {"train": part("train", k), "val": part("val", min(k, 4))}
+
+
 @pytest.mark.parametrize("protocol", [0, 2, pickle.HIGHEST_PROTOCOL])
-def test_upstream_style_cache_loads_and_is_rerooted(tmp_path, protocol):
-    """Upstream writes Datum objects with absolute paths from the machine that sampled them."""
+def test_upstream_style_cache_loads_and_is_rerooted(tmp_path, monkeypatch, protocol):
     write_toy(tmp_path)
-    elsewhere = "/home/someone/DATA/toy/images"
-    train = [Datum(f"{elsewhere}/c0/train_{i}.jpg", 0, 0, "c0") for i in range(2)]
-    val = [Datum(f"{elsewhere}/c0/val_0.jpg", 0, 0, "c0")]
+    draw = upstream_draw("/home/someone/DATA/toy/images")
     path = cache_path(tmp_path, k=2)
     path.parent.mkdir(parents=True)
-    path.write_bytes(pickle.dumps({"train": train, "val": val}, protocol=protocol))
+    path.write_bytes(pickle.dumps(draw, protocol=protocol))
 
+    monkeypatch.setattr(Toy, "generate_fewshot_dataset", lambda *a, **k: pytest.fail("resampled"))
     ds = Toy(make_cfg(tmp_path, "Toy", num_shots=2))
     image_dir = tmp_path / "toy" / "images"
-    assert impaths(ds.train_x) == [str(image_dir / f"c0/train_{i}.jpg") for i in range(2)]
-    assert impaths(ds.val) == [str(image_dir / "c0/val_0.jpg")]
+    rel = len("/home/someone/DATA/toy/images/")
+    assert impaths(ds.train_x) == [str(image_dir / d.impath[rel:]) for d in draw["train"]]
+    assert impaths(ds.val) == [str(image_dir / d.impath[rel:]) for d in draw["val"]]
     assert all(os.path.isfile(p) for p in impaths(ds.train_x))
 
 
@@ -263,12 +277,13 @@ def test_save_and_read_split_round_trip(tmp_path):
     items = [
         Datum(str(prefix / "a" / "1.jpg"), 0, 0, "a"),
         Datum(str(prefix / "b" / "2.jpg"), 1, 0, "b"),
+        Datum(str(prefix / "b" / "3.jpg"), 1, 0, "b"),
     ]
     path = tmp_path / "split.json"
-    save_split(items[:1], items[1:], items, str(path), str(prefix))
-    assert json.loads(path.read_text())["train"] == [["a/1.jpg", 0, "a"]]
+    save_split(items[:2], items[2:], items[1:], str(path), str(prefix))
+    assert json.loads(path.read_text())["train"] == [["a/1.jpg", 0, "a"], ["b/2.jpg", 1, "b"]]
     train, val, test = read_split(str(path), str(prefix))
-    assert impaths(test) == impaths(items) and [d.label for d in val] == [1]
+    assert impaths(test) == impaths(items[1:]) and [d.label for d in val] == [1]
 
 
 def test_malformed_split_file_is_named(tmp_path):
@@ -407,3 +422,306 @@ def test_read_and_split_data_is_split_per_class_over_the_folders(tmp_path):
     got = read_and_split_data(str(tmp_path), seed=3)
     assert [impaths(s) for s in got] == [impaths(s) for s in expected]
     assert [[d.label for d in s] for s in got] == [[d.label for d in s] for s in expected]
+
+
+# ----- stale and unseeded few-shot caches ---------------------------------------------------------
+
+
+def relpaths(ds):
+    image_dir = os.path.join(ds.image_dir, "")
+    return [p.removeprefix(image_dir) for p in impaths(ds.train_x) + impaths(ds.val)]
+
+
+def rewrite_split(root, change):
+    """Apply ``change`` to the toy split file's dict and write it back."""
+    path = root / "toy" / Toy.split_file
+    split = json.loads(path.read_text())
+    change(split)
+    path.write_text(json.dumps(split))
+
+
+def test_cache_drawn_from_swapped_parts_is_drawn_again_and_replaced(tmp_path, capsys):
+    """The issue's case: train and test swapped after the cache was written."""
+    write_toy(tmp_path)
+    Toy(make_cfg(tmp_path, "Toy", num_shots=2))
+    old = cache_path(tmp_path, k=2).read_bytes()
+    rewrite_split(tmp_path, lambda s: s.update(train=s["test"], test=s["train"]))
+    capsys.readouterr()
+
+    ds = Toy(make_cfg(tmp_path, "Toy", num_shots=2))
+    out = capsys.readouterr().out
+    # the cache held 2 + 2 + 1 train images of the old train part, none in the new one
+    assert "does not match the current split: 5 of its 5 train items are not in" in out
+    assert '"c0/train_' in out and "Sampling again with SEED 1" in out
+    split = json.loads((tmp_path / "toy" / Toy.split_file).read_text())
+    assert set(relpaths(ds)[: len(ds.train_x)]) <= {rel for rel, _, _ in split["train"]}
+    assert cache_path(tmp_path, k=2).read_bytes() != old
+    assert impaths(load_pickle(cache_path(tmp_path, k=2))["train"]) == impaths(ds.train_x)
+    assert not [p for p in cache_path(tmp_path, k=2).parent.iterdir() if p.suffix == ".tmp"]
+
+    # what was drawn again is what a fresh folder draws with the same seed
+    write_toy(tmp_path / "fresh")
+    rewrite_split(tmp_path / "fresh", lambda s: s.update(train=s["test"], test=s["train"]))
+    assert relpaths(Toy(make_cfg(tmp_path / "fresh", "Toy", num_shots=2))) == relpaths(ds)
+
+
+def _swap_labels_of_c0_and_c1(split, root):
+    for rows in split.values():
+        for row in rows:
+            if row[1] in (0, 1):
+                row[1] = 1 - row[1]
+
+
+def _rename_c0(split, root):
+    for rows in split.values():
+        for row in rows:
+            if row[2] == "c0":
+                row[2] = "cat"
+
+
+def _add_class(split, root):
+    for key in ("train", "val", "test"):
+        for i in range(3):
+            write_image(root / "toy" / "images" / "c3" / f"{key}_{i}.jpg")
+            split[key].append([f"c3/{key}_{i}.jpg", 3, "c3"])
+
+
+def _grow_small_class(split, root):
+    """c2 had 1 train image (fewer than K = 2, so the draw kept it); now it has 3."""
+    for i in (1, 2):
+        write_image(root / "toy" / "images" / "c2" / f"train_{i}.jpg")
+        split["train"].append([f"c2/train_{i}.jpg", 2, "c2"])
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (_swap_labels_of_c0_and_c1, "4 of its 5 train items are not in the split's train part"),
+        (_rename_c0, 'same label and class name, e.g. ["c0/train_'),
+        (_add_class, "class 3 has 0 cached train items, but a 2-shot draw from its 3 train"),
+        (_grow_small_class, "class 2 has 1 cached train items, but a 2-shot draw from its 3"),
+    ],
+    ids=["labels-swapped", "renamed", "class-added", "class-grown"],
+)
+def test_cache_not_matching_labels_names_or_classes_is_drawn_again(
+    tmp_path, capsys, change, expected
+):
+    write_toy(tmp_path)
+    Toy(make_cfg(tmp_path, "Toy", num_shots=2))
+    rewrite_split(tmp_path, lambda split: change(split, tmp_path))
+    capsys.readouterr()
+    Toy(make_cfg(tmp_path, "Toy", num_shots=2))
+    out = capsys.readouterr().out
+    assert expected in out and "Sampling again with SEED 1" in out
+
+
+def test_cache_repeating_an_image_is_drawn_again(tmp_path, capsys):
+    """Each cached item is in the split and the class counts are right, but one image is there
+    twice: no draw does that."""
+    write_toy(tmp_path)
+    draw = upstream_draw(str(tmp_path / "toy" / "images"))
+    draw["train"][1] = draw["train"][0]
+    path = cache_path(tmp_path, k=2)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(pickle.dumps(draw))
+    ds = Toy(make_cfg(tmp_path, "Toy", num_shots=2))
+    assert "its train items repeat an image, which a draw never does" in capsys.readouterr().out
+    assert len(set(impaths(ds.train_x))) == len(ds.train_x) == 5
+
+
+def test_matching_cache_is_used_under_subsample_classes(tmp_path, monkeypatch):
+    """The cache holds the draw before class subsampling and is checked before it too, so a
+    base/new run reads the cache an all-classes run wrote (the labels differ only afterwards)."""
+    write_toy(tmp_path)
+    first = Toy(make_cfg(tmp_path, "Toy", num_shots=2))
+    monkeypatch.setattr(Toy, "generate_fewshot_dataset", lambda *a, **k: pytest.fail("resampled"))
+    new = Toy(make_cfg(tmp_path, "Toy", num_shots=2, subsample="new"))
+    assert impaths(new.train_x) == [d.impath for d in first.train_x if d.label == 2]
+    assert {d.label for d in new.train_x} == {0}
+
+
+def test_stale_cache_is_not_rewritten_without_persist(tmp_path):
+    write_toy(tmp_path)
+    Toy(make_cfg(tmp_path, "Toy", num_shots=2))
+    before = cache_path(tmp_path, k=2).read_bytes()
+    rewrite_split(tmp_path, lambda s: s.update(train=s["test"], test=s["train"]))
+    ds = Toy(make_cfg(tmp_path, "Toy", num_shots=2), persist=False)
+    assert cache_path(tmp_path, k=2).read_bytes() == before
+    assert all(rel.split("/")[1].startswith("test_") for rel in relpaths(ds)[: len(ds.train_x)])
+
+
+def test_unseeded_runs_draw_afresh_and_touch_no_cache(tmp_path, capsys):
+    write_toy(tmp_path)
+    # a shared seed_-1 cache (as older versions wrote) is neither read nor replaced
+    unseeded = cache_path(tmp_path, k=2, seed=-1)
+    unseeded.parent.mkdir(parents=True)
+    unseeded.write_bytes(b"not read")
+    draws = []
+    for state in (10, 11, 12):
+        random.seed(state)  # what an unseeded process starts from: different every time
+        draws.append(impaths(Toy(make_cfg(tmp_path, "Toy", num_shots=2, seed=-1)).train_x))
+    assert len({tuple(d) for d in draws}) > 1
+    assert unseeded.read_bytes() == b"not read"
+    assert sorted(p.name for p in unseeded.parent.iterdir()) == ["shot_2-seed_-1.pkl"]
+    out = capsys.readouterr().out
+    assert "SEED is -1 (unseeded run): drawing a fresh 2-shot subset" in out
+    assert "set --seed to reuse a cached draw" in out
+
+
+# ----- split checks -----------------------------------------------------------------------------
+
+TOY_FIX = "re-download the published split_zhou_Toy.json (see DATASETS.md#toy)"
+
+
+def build_bad_toy(root, change):
+    """Build Toy after ``change``d its split file; the SplitError's message."""
+    write_toy(root)
+    rewrite_split(root, change)
+    with pytest.raises(SplitError) as err:
+        Toy(make_cfg(root, "Toy"))
+    message = str(err.value)
+    assert f'Toy: split file "{root / "toy" / Toy.split_file}"' in message
+    assert message.endswith(TOY_FIX + "; this dataset cannot rebuild it from raw files")
+    return message
+
+
+def test_test_label_without_train_images_is_an_error_not_a_wrong_prediction(tmp_path):
+    message = build_bad_toy(tmp_path, lambda s: s["test"][3].__setitem__(1, 99))
+    assert 'test[3] ["c1/test_1.jpg", 99, "c1"]: label 99 has no train images' in message
+    assert "not a class of this split (0..2)" in message
+
+
+def test_train_label_out_of_range_is_an_error_before_anything_trains(tmp_path):
+    """Today a train label of 99 crashes mid-run with a bare IndexError."""
+    message = build_bad_toy(tmp_path, lambda s: [r.__setitem__(1, 99) for r in s["train"][12:]])
+    assert 'the "train" labels must run 0..2 without gaps' in message
+    assert "label(s) 2 have no train images and label(s) 99 are beyond" in message
+    assert 'e.g. train[12] ["c2/train_0.jpg", 99, "c2"]' in message
+
+
+def test_label_with_two_class_names_is_an_error(tmp_path):
+    message = build_bad_toy(tmp_path, lambda s: s["val"][5].__setitem__(2, "dog"))
+    assert 'val[5] ["c1/val_0.jpg", 1, "dog"]: label 1 has another class name in' in message
+    assert 'train[6] ["c1/train_0.jpg", 1, "c1"]; one label, one class name' in message
+
+
+def test_class_name_with_two_labels_is_an_error(tmp_path):
+    """Every label-2 row named "c0": each label has one name, but two labels share it."""
+
+    def rename(split):
+        for rows in split.values():
+            for row in rows:
+                if row[1] == 2:
+                    row[2] = "c0"
+
+    message = build_bad_toy(tmp_path, rename)
+    assert 'train[12] ["c2/train_0.jpg", 2, "c0"]: class name "c0" has another label in ' in message
+    assert 'train[0] ["c0/train_0.jpg", 0, "c0"]; one class name, one label' in message
+
+
+def test_repeated_row_within_a_part_is_an_error(tmp_path):
+    message = build_bad_toy(tmp_path, lambda s: s["val"].append(list(s["val"][2])))
+    assert 'val[11] ["c0/val_2.jpg", 0, "c0"] repeats val[2]' in message
+
+
+def test_many_problems_are_listed_up_to_eight_then_counted(tmp_path):
+    message = build_bad_toy(tmp_path, lambda s: s["val"].extend([list(s["val"][0])] * 10))
+    assert "(10 problem(s))" in message
+    assert "val[18] " in message and "val[19] " not in message and "... and 2 more" in message
+
+
+@pytest.mark.parametrize("bad", ["/etc/passwd", "../split_zhou_Toy.json", "c0/../../x.jpg"])
+def test_split_path_leaving_the_image_folder_is_an_error(tmp_path, bad):
+    write_toy(tmp_path)
+    rewrite_split(tmp_path, lambda s: s["test"][0].__setitem__(0, bad))
+    with pytest.raises(ValueError) as err:
+        Toy(make_cfg(tmp_path, "Toy"))
+    message = str(err.value)
+    assert str(tmp_path / "toy" / Toy.split_file) in message
+    assert f"row test[0] ['{bad}', 0, 'c0'] has a path that leaves the image folder" in message
+    assert TOY_FIX in message
+
+
+def test_train_test_overlap_is_a_warning(tmp_path, capsys):
+    write_toy(tmp_path)
+    rewrite_split(tmp_path, lambda s: s["test"].append(list(s["train"][1])))
+    ds = Toy(make_cfg(tmp_path, "Toy"))
+    out = capsys.readouterr().out
+    assert "Warning: Toy: split file" in out
+    assert '1 image(s) are in both train and test, e.g. train[1] ["c0/train_1.jpg", 0, "c0"]' in out
+    assert "and test[6]" in out and "remove them from one part" in out
+    assert len(ds.split_warnings) == 1 and len(ds.test) == 7
+
+
+def test_read_split_checks_the_rows_it_reads(tmp_path, capsys):
+    """read_split is usable on its own (custom datasets) and checks as a run does."""
+    path = write_split_file(
+        tmp_path / "split.json",
+        [["a/1.jpg", 0, "a"], ["b/1.jpg", 1, "b"]],
+        [],
+        [["a/1.jpg", 0, "a"], ["b/2.jpg", 2, "b"]],
+    )
+    with pytest.raises(SplitError, match=r'test\[1\] \["b/2.jpg", 2, "b"\]: label 2') as err:
+        read_split(str(path), str(tmp_path), fix="FIX-IT")
+    assert str(path) in str(err.value) and str(err.value).endswith("Fix: FIX-IT")
+    write_split_file(path, [["a/1.jpg", 0, "a"]], [], [["a/1.jpg", 0, "a"]])
+    read_split(str(path), str(tmp_path))
+    assert "1 image(s) are in both train and test" in capsys.readouterr().out
+
+
+def test_built_split_failing_the_checks_is_not_written(tmp_path):
+    """A split built from the raw files is checked before it is saved."""
+
+    class ToyGap(ToyBuilt):
+        def build_split(self):
+            train, val, test = super().build_split()
+            return train, val, [Datum(d.impath, d.label + 5, 0, d.classname) for d in test]
+
+    write_class_folders(tmp_path / "toy" / "images", {"a": 10, "b": 10})
+    with pytest.raises(SplitError) as err:
+        ToyGap(make_cfg(tmp_path, "ToyGap"))
+    assert f"ToyGap: the split read from the files under {tmp_path / 'toy'}" in str(err.value)
+    assert "label 5 has no train images" in str(err.value)
+    assert "DATASETS.md#toygap" in str(err.value)
+    assert not (tmp_path / "toy" / Toy.split_file).exists()
+
+
+# ----- folders the split needs ------------------------------------------------------------------
+
+
+def test_only_the_folders_the_split_lists_are_required(tmp_path):
+    write_toy(tmp_path)
+    image_dir = tmp_path / "toy" / "images"
+    for f in (image_dir / "c1").iterdir():
+        f.unlink()
+    (image_dir / "c1").rmdir()
+    with pytest.raises(DatasetLayoutError) as err:
+        Toy(make_cfg(tmp_path, "Toy"))
+    message = str(err.value)
+    assert f"folder of images listed by split_zhou_Toy.json: {image_dir / 'c1'}" in message
+    assert "DATASETS.md#toy" in message
+
+    # a split that does not list c1 needs no c1 folder
+    rewrite_split(
+        tmp_path,
+        lambda s: [s.__setitem__(k, [r for r in s[k] if r[2] != "c1"]) for k in list(s)],
+    )
+    rewrite_split(
+        tmp_path, lambda s: [r.__setitem__(1, 1) for k in s for r in s[k] if r[2] == "c2"]
+    )
+    assert Toy(make_cfg(tmp_path, "Toy")).classnames == ["c0", "c2"]
+
+
+def test_missing_folder_is_named_at_its_top(tmp_path):
+    """A missing subtree is named once, at its topmost missing folder."""
+    write_split_dataset(
+        tmp_path / "toy" / "images",
+        tmp_path / "toy" / Toy.split_file,
+        {"a": (2, 1, 1), "b": (2, 1, 1)},
+        relpath=lambda folder, key, i: f"deep/{folder}/{key}/{i}.jpg",
+    )
+    deep = tmp_path / "toy" / "images" / "deep"
+    deep.rename(tmp_path / "elsewhere")
+    with pytest.raises(DatasetLayoutError) as err:
+        Toy(make_cfg(tmp_path, "Toy"))
+    assert str(err.value).count(str(deep)) == 1

@@ -103,3 +103,10 @@ def test_empty_train_folder_writes_no_preprocessed_pickle(tmp_path):
         ImageNet(make_cfg(tmp_path, "ImageNet"))
     assert str(ds_dir / "images") in str(err.value) and "DATASETS.md#imagenet" in str(err.value)
     assert not (ds_dir / "preprocessed.pkl").exists()
+
+
+def test_repeated_class_names_load(tmp_path):
+    """CLIP's ImageNet names repeat a few; labels come from the wnid folders, not the names."""
+    ds_dir = write_imagenet(tmp_path)
+    write_classnames(ds_dir / "classnames.txt", [(wnid, "missile") for wnid, _ in CLASSNAMES])
+    assert ImageNet(make_cfg(tmp_path, "ImageNet")).classnames == ["missile"] * 3

@@ -8,6 +8,7 @@ from datasets.imagenet_a import ImageNetA
 from datasets.imagenet_r import ImageNetR
 from datasets.imagenet_sketch import ImageNetSketch
 from datasets.imagenetv2 import ImageNetV2
+from datasets.splits import SplitError
 from tests.datasets.conftest import make_cfg, per_class, write_image
 from tests.datasets.test_imagenet import CLASSNAMES, write_classnames
 
@@ -97,3 +98,30 @@ def test_missing_image_folder_names_it(tmp_path):
         ImageNetSketch(make_cfg(tmp_path, "ImageNetSketch"))
     assert str(tmp_path / "imagenet-sketch" / "images") in str(err.value)
     assert "DATASETS.md#imagenetsketch" in str(err.value)
+
+
+def test_empty_class_folder_is_an_error_not_a_shifted_class_list(tmp_path):
+    """Labels follow the folders; a folder without images would leave a gap in the labels and
+    shift every later class name onto the wrong classifier row."""
+    image_dir = tmp_path / "imagenet-rendition" / "imagenet-r"
+    write_wnid_folders(image_dir, CLASSNAMES)
+    for f in (image_dir / CLASSNAMES[1][0]).iterdir():
+        f.unlink()
+    write_classnames(tmp_path / "imagenet-rendition" / "classnames.txt")
+    with pytest.raises(SplitError) as err:
+        ImageNetR(make_cfg(tmp_path, "ImageNetR"))
+    message = str(err.value)
+    assert f"ImageNetR: the split read from the files under {tmp_path / 'imagenet-rendition'}" in (
+        message
+    )
+    assert 'the "test" labels must run 0..1 without gaps' in message
+    assert f'"{CLASSNAMES[2][0]}/0.jpg", 2, "great white shark"]' in message
+    assert "DATASETS.md#imagenetr" in message
+
+
+def test_repeated_imagenet_class_names_are_allowed(tmp_path):
+    """CLIP's ImageNet names repeat a few (two classes are both "missile")."""
+    entries = [(CLASSNAMES[0][0], "missile"), (CLASSNAMES[1][0], "missile")]
+    write_wnid_folders(tmp_path / "imagenet-sketch" / "images", entries)
+    write_classnames(tmp_path / "imagenet-sketch" / "classnames.txt", entries)
+    assert ImageNetSketch(make_cfg(tmp_path, "ImageNetSketch")).classnames == ["missile"] * 2

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from datasets.oxford_pets import OxfordPets
+from datasets.splits import SplitError
 from tests.datasets.conftest import (
     build_from_split_file,
     check_fewshot_cache,
@@ -60,11 +61,13 @@ def test_generated_split_is_deterministic(tmp_path):
 
 def test_reads_existing_split_file_instead_of_annotations(tmp_path):
     ds_dir = write_pets(tmp_path)
-    train = [["Abyssinian_1.jpg", 0, "abyssinian"], ["Bengal_1.jpg", 2, "bengal"]]
-    write_split_file(ds_dir / "split_zhou_OxfordPets.json", train, train[:1], train)
+    # a split of two classes, unlike the three-breed annotations: the file is what is read
+    train = [["Abyssinian_1.jpg", 0, "abyssinian"], ["Bengal_1.jpg", 1, "bengal"]]
+    test = [["Abyssinian_2.jpg", 0, "abyssinian"], ["Bengal_2.jpg", 1, "bengal"]]
+    write_split_file(ds_dir / "split_zhou_OxfordPets.json", train, train[:1], test)
     ds = build_from_split_file(OxfordPets, tmp_path)
     assert impaths(ds.train_x) == [str(ds_dir / "images" / rel) for rel, _, _ in train]
-    assert ds.num_classes == 3 and len(ds.val) == 1
+    assert ds.num_classes == 2 and len(ds.val) == 1
 
 
 def test_fewshot_and_cache_reuse(tmp_path):
@@ -93,3 +96,16 @@ def test_malformed_annotation_line_is_named(tmp_path):
     (ds_dir / "annotations" / "test.txt").write_text("Bengal_11 3\n")
     with pytest.raises(ValueError, match="test.txt:1"):
         OxfordPets(make_cfg(tmp_path, "OxfordPets"))
+
+
+def test_annotation_class_without_trainval_images_stops_before_writing(tmp_path):
+    """test.txt naming a class id that trainval.txt lacks: the built split is refused, unsaved."""
+    ds_dir = write_pets(tmp_path)
+    test_list = ds_dir / "annotations" / "test.txt"
+    test_list.write_text(test_list.read_text() + "Bengal_1 9 1 1\n")
+    with pytest.raises(SplitError) as err:
+        OxfordPets(make_cfg(tmp_path, "OxfordPets"))
+    assert '"Bengal_1.jpg", 8, "bengal"]: label 8 has no train images' in str(err.value)
+    assert f"the split read from the files under {ds_dir}" in str(err.value)
+    assert "DATASETS.md#oxfordpets" in str(err.value)
+    assert not (ds_dir / "split_zhou_OxfordPets.json").exists()

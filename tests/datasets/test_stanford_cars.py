@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
+from datasets.check import main as check_main
 from datasets.stanford_cars import StanfordCars
 from tests.datasets.conftest import (
     build_from_split_file,
@@ -76,10 +77,11 @@ def test_generated_split_is_deterministic(tmp_path):
 
 def test_reads_split_file_relative_to_dataset_folder(tmp_path):
     ds_dir = write_cars(tmp_path)
-    entries = [["cars_train/00001.jpg", 0, EXPECTED_NAMES[0]], ["cars_test/00001.jpg", 0, "x"]]
-    write_split_file(ds_dir / "split_zhou_StanfordCars.json", entries[:1], entries[:1], entries)
+    entries = [["cars_train/00001.jpg", 0, "x"], ["cars_test/00001.jpg", 0, "x"]]
+    write_split_file(ds_dir / "split_zhou_StanfordCars.json", entries[:1], entries[:1], entries[1:])
     ds = build_from_split_file(StanfordCars, tmp_path)
-    assert impaths(ds.test) == [str(ds_dir / rel) for rel, _, _ in entries]
+    assert impaths(ds.train_x) == [str(ds_dir / "cars_train" / "00001.jpg")]
+    assert impaths(ds.test) == [str(ds_dir / "cars_test" / "00001.jpg")]
 
 
 def test_fewshot_and_cache_reuse(tmp_path):
@@ -101,3 +103,33 @@ def test_missing_test_images_folder_names_it_even_with_split_file(tmp_path):
     (ds_dir / "cars_test").rename(ds_dir / "elsewhere")
     with pytest.raises(FileNotFoundError, match="cars_test"):
         StanfordCars(make_cfg(tmp_path, "StanfordCars"))
+
+
+def test_split_using_only_cars_train_needs_no_cars_test(tmp_path, capsys):
+    """Today StanfordCars demands cars_test/ even when every split path is under cars_train/."""
+    ds_dir = write_cars(tmp_path)
+    # cars_train/ holds 5 images of each of 3 classes; the split uses classes 0 and 1
+    entries = [[f"cars_train/{i:05d}.jpg", (i - 1) // 5, f"m{(i - 1) // 5}"] for i in range(1, 11)]
+    split = ds_dir / "split_zhou_StanfordCars.json"
+    write_split_file(split, entries[0::5] + entries[1::5], entries[2::5], entries[3::5])
+    for f in (ds_dir / "cars_test").iterdir():
+        f.unlink()
+    (ds_dir / "cars_test").rmdir()
+    ds = build_from_split_file(StanfordCars, tmp_path)
+    assert len(ds.train_x) == 4 and all("/cars_train/" in p for p in impaths(ds.test))
+    assert ds.classnames == ["m0", "m1"]
+
+    # the layout checker agrees
+    assert check_main(["--root", str(tmp_path), "StanfordCars"]) == 0
+    assert "[OK] StanfordCars (stanford_cars): 2 classes; train 4, val 2, test 2" in (
+        capsys.readouterr().out
+    )
+
+
+def test_building_the_split_needs_both_image_folders(tmp_path, capsys):
+    ds_dir = write_cars(tmp_path)
+    (ds_dir / "cars_test").rename(ds_dir / "elsewhere")
+    check_layout_error(StanfordCars, tmp_path, ds_dir / "cars_test", "stanfordcars")
+    assert check_main(["--root", str(tmp_path), "StanfordCars"]) == 1
+    what = "cars_test (to build the absent split_zhou_StanfordCars.json)"
+    assert f"{what}: {ds_dir / 'cars_test'}" in capsys.readouterr().out
