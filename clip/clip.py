@@ -13,7 +13,7 @@ import difflib
 import hashlib
 import http.client
 import os
-import tempfile
+import secrets
 import urllib.error
 import urllib.request
 import warnings
@@ -109,6 +109,16 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def create_temp_beside(target: Path) -> tuple[int, Path]:
+    """Create a new empty file with a unique hidden name in `target`'s folder; return (fd, path).
+
+    It gets the permissions a plain `open` gives (0o666 less the umask), so the file renamed over
+    `target` is readable by colleagues sharing the cache; `mkstemp` would give 0o600.
+    """
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(8)}.part")
+    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+
+
 def _fetch(url: str, target: Path, expected_sha256: str) -> str:
     """Stream `url` into a temp file beside `target`; return the SHA256 of what arrived.
 
@@ -116,8 +126,7 @@ def _fetch(url: str, target: Path, expected_sha256: str) -> str:
     so neither an interrupted nor a wrong download ever sits under the final name.
     """
     digest = hashlib.sha256()
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    tmp = Path(tmp_name)
+    fd, tmp = create_temp_beside(target)
     try:
         with (
             os.fdopen(fd, "wb") as out,

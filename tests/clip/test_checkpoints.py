@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -117,6 +119,19 @@ def test_reference_implementation_loads_our_files(
     ours = clip.load_clip_to_cpu(backbone_cfg(path)).state_dict()
     assert ours.keys() == expected.keys()
     assert all(torch.equal(ours[k], expected[k]) for k in ours)
+
+
+def test_synthetic_checkpoints_are_readable_by_others(tmp_path: Path) -> None:
+    old_umask = os.umask(0o002)
+    try:
+        written = [
+            write_synthetic_checkpoint(tmp_path / f"{jit}.pt", arch="ViT", jit=jit)
+            for jit in (False, True)
+        ]
+    finally:
+        os.umask(old_umask)
+    assert [stat.S_IMODE(p.stat().st_mode) for p in written] == [0o664, 0o664]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["False.pt", "True.pt"]
 
 
 def test_loaders_return_fp32_eval_models_on_cpu(shared_dir: Path) -> None:
