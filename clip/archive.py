@@ -279,9 +279,12 @@ def _parse_declarations(source: str) -> dict[str, dict[str, Any]]:
             continue
         declared = _DECLARATION.match(line)
         if declared and current is not None:
-            names = ast.literal_eval(declared[2])
-            if not all(isinstance(n, str) for n in names):
-                raise _Refusal(f"a class declares non-string {declared[1]}: {declared[2]}")
+            try:
+                names = ast.literal_eval(declared[2])
+            except (ValueError, SyntaxError):
+                names = None
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise _Refusal(f"a class declares {declared[1]} that are not a list of names")
             current[declared[1]] = names
     return classes
 

@@ -191,17 +191,19 @@ class _ArchivePickler(pickle.Pickler):
 @pytest.fixture
 def craft(tmp_path: Path) -> Callable[..., Path]:
     """Writes a TorchScript-layout archive around a hand-made data.pkl whose root module, of
-    class `__torch__.Crafted`, has `attributes`; returns its path."""
+    class `__torch__.Crafted`, has `attributes` and declares `parameters` (a list of names, or
+    the raw text of the declaration); returns its path."""
     module = ModuleType("__torch__")
     module.Crafted = type("Crafted", (), {"__module__": "__torch__"})
 
-    def write(storages: dict[str, bytes], parameters: list[str], **attributes: Any) -> Path:
+    def write(storages: dict[str, bytes], parameters: Any, **attributes: Any) -> Path:
         root = module.Crafted()
         root.__dict__.update(training=False, **attributes)
         data = io.BytesIO()
         with mock.patch.dict(sys.modules, {"__torch__": module}):
             _ArchivePickler(data, protocol=2).dump(root)
-        code = f"class Crafted(Module):\n  __parameters__ = {parameters!r}\n  __buffers__ = []\n"
+        declared = parameters if isinstance(parameters, str) else repr(parameters)
+        code = f"class Crafted(Module):\n  __parameters__ = {declared}\n  __buffers__ = []\n"
         path = tmp_path / "crafted.pt"
         with zipfile.ZipFile(path, "w") as archive:
             archive.writestr("crafted/data.pkl", data.getvalue())
@@ -266,4 +268,13 @@ def test_archives_from_big_endian_machines_are_refused(tmp_path: Path) -> None:
             data = src.read(info)
             dst.writestr(info, b"big" if info.filename.endswith("/byteorder") else data)
     with pytest.raises(clip.CheckpointError, match="big-endian"):
+        read_torchscript_state_dict(path)
+
+
+@pytest.mark.parametrize("declared", [[1], "['a'] + ['b']"], ids=["not-names", "not-a-literal"])
+def test_malformed_parameter_declarations_are_refused(
+    craft: Callable[..., Path], declared: Any
+) -> None:
+    path = craft({}, declared)
+    with pytest.raises(clip.CheckpointError, match="not a list of names"):
         read_torchscript_state_dict(path)
