@@ -408,8 +408,10 @@ def convert_weights(model: nn.Module) -> None:
     model.apply(_to_fp16)
 
 
-# The largest of each size among OpenAI's published models (RN50x64, ViT-L/14, ...).
-# `build_model` refuses sizes beyond _HEADROOM times these before it allocates anything.
+# The largest of each size among OpenAI's published models (RN50x64, ViT-L/14, ...), and the
+# largest state dict (RN50x64's, in elements). `build_model` refuses an architecture beyond
+# _HEADROOM times any of these before it allocates anything.
+_LARGEST_PUBLISHED_NUMEL = 623_669_128
 _LARGEST_PUBLISHED = {
     "embed_dim": 1024,
     "image_resolution": 448,
@@ -521,6 +523,12 @@ def _check_shapes(state_dict: Mapping[str, torch.Tensor], kwargs: dict[str, Any]
     with torch.device("meta"):
         expected = {k: tuple(v.shape) for k, v in CLIP(**kwargs).state_dict().items()}
     summary = ", ".join(f"{k}={v}" for k, v in kwargs.items() if v is not None)
+    numel = sum(math.prod(shape) for shape in expected.values())
+    if numel > _HEADROOM * _LARGEST_PUBLISHED_NUMEL:
+        raise ValueError(
+            f"the architecture read off the shapes ({summary}) has {numel:,} weights, over "
+            f"{_HEADROOM}x the largest published CLIP ({_LARGEST_PUBLISHED_NUMEL:,}). {_NOT_CLIP}"
+        )
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     if missing or unexpected:

@@ -85,6 +85,20 @@ def test_layer_count_beyond_any_clip_is_refused() -> None:
         clip.build_model(state_dict)
 
 
+def test_sizes_each_plausible_but_huge_together_are_refused() -> None:
+    """A ResNet stem of 512 channels (4x RN50x64's) with 64-block stages: every size is within
+    bounds, but the model would hold about 50x RN50x64's weights."""
+    shapes = build_synthetic_model("RN", vision_layers=(1, 1, 1, 1)).state_dict()
+    state_dict = {k: torch.empty(v.shape, device="meta") for k, v in shapes.items()}
+    state_dict["visual.layer1.0.conv1.weight"] = torch.empty(512, 2048, 1, 1, device="meta")
+    for stage in (1, 2, 3, 4):
+        for block in range(64):
+            state_dict[f"visual.layer{stage}.{block}.bn1.bias"] = torch.empty(1, device="meta")
+    with pytest.raises(ValueError, match=r"weights, over 4x the largest published CLIP") as info:
+        clip.build_model(state_dict)
+    assert NOT_CLIP in str(info.value)
+
+
 def test_scalar_where_a_matrix_belongs_names_the_key() -> None:
     state_dict = _shapes_only("ViT")
     state_dict["text_projection"] = torch.tensor(1.0)
