@@ -12,6 +12,10 @@ Where weights are looked for, in order (names from `clip.available_models()`):
   4. a download from OpenAI into that folder, verified against the SHA256 in the URL.
 Files found by name are checked against that SHA256 too. Without network and without the file,
 loading fails with an error naming the file, these folders and the URL.
+
+Checkpoints are read as data: no code stored in a file runs while it loads (TorchScript archives
+are unpickled by `clip.archive`; only `load(..., jit=True)` runs an archive, and only one of
+OpenAI's published files), and `build_model` checks every shape before it allocates.
 """
 
 from .clip import (

@@ -2,7 +2,9 @@
 
 Weights are looked up offline first (see `resolve_checkpoint`), so a machine without network
 works as soon as the checkpoint file is on disk. Both OpenAI's TorchScript archives and plain
-state dicts load; `build_model` reads the architecture off the tensor shapes.
+state dicts load, and neither kind can run code: archives are read as data (`clip.archive`),
+state dicts with `torch.load(weights_only=True)`. `build_model` reads the architecture off the
+tensor shapes and checks every shape before it allocates anything.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import difflib
 import hashlib
 import http.client
 import os
-import tempfile
+import secrets
 import urllib.error
 import urllib.request
 import warnings
@@ -33,6 +35,7 @@ from torchvision.transforms import (
 )
 from tqdm import tqdm
 
+from .archive import CheckpointError, is_torchscript_archive, read_torchscript_state_dict
 from .model import CLIP, build_model, convert_weights
 from .simple_tokenizer import EOT, SOT, SimpleTokenizer
 
@@ -81,10 +84,6 @@ class ChecksumMismatchError(RuntimeError):
     """A weight file's SHA256 digest differs from the one in its URL."""
 
 
-class CheckpointError(RuntimeError):
-    """A file is neither a TorchScript archive nor a CLIP state dict."""
-
-
 class ContextLengthError(RuntimeError):
     """A text encodes to more tokens than the context holds (RuntimeError, as upstream)."""
 
@@ -98,12 +97,26 @@ def _default_cache() -> Path:
     return Path(os.path.expanduser("~/.cache/clip"))
 
 
+def _url_sha256(url: str) -> str:
+    return url.split("/")[-2]
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def create_temp_beside(target: Path) -> tuple[int, Path]:
+    """Create a new empty file with a unique hidden name in `target`'s folder; return (fd, path).
+
+    It gets the permissions a plain `open` gives (0o666 less the umask), so the file renamed over
+    `target` is readable by colleagues sharing the cache; `mkstemp` would give 0o600.
+    """
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(8)}.part")
+    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
 
 
 def _fetch(url: str, target: Path, expected_sha256: str) -> str:
@@ -113,8 +126,7 @@ def _fetch(url: str, target: Path, expected_sha256: str) -> str:
     so neither an interrupted nor a wrong download ever sits under the final name.
     """
     digest = hashlib.sha256()
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    tmp = Path(tmp_name)
+    fd, tmp = create_temp_beside(target)
     try:
         with (
             os.fdopen(fd, "wb") as out,
@@ -152,7 +164,7 @@ def _download(url: str, root: str | os.PathLike) -> str:
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     target = root / os.path.basename(url)
-    expected = url.split("/")[-2]
+    expected = _url_sha256(url)
 
     if target.exists() and not target.is_file():
         raise RuntimeError(f"{target} exists and is not a regular file; move it away and retry")
@@ -209,7 +221,7 @@ def resolve_checkpoint(name: str, download_root: str | os.PathLike | None = None
     env_dir = os.environ.get(WEIGHTS_DIR_ENV)
     if env_dir and (Path(env_dir) / filename).is_file():
         candidate = Path(env_dir) / filename
-        if _sha256(candidate) != url.split("/")[-2]:
+        if _sha256(candidate) != _url_sha256(url):
             raise ChecksumMismatchError(
                 f"{candidate} is not the official {name} file (its SHA256 differs from the one in "
                 f"{url}). Replace it with a fresh copy from that URL, or pass its path instead of "
@@ -234,14 +246,10 @@ def quiet_torchscript() -> Iterator[None]:
         yield
 
 
-def _read_checkpoint(path: Path) -> tuple[torch.jit.ScriptModule | None, dict[str, Any]]:
-    """Return (TorchScript module or None, state dict) for an archive or a saved state dict."""
-    try:
-        with quiet_torchscript():
-            archive = torch.jit.load(str(path), map_location="cpu").eval()
-        return archive, archive.state_dict()
-    except RuntimeError:
-        pass
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    """The state dict of a TorchScript archive or a saved state dict, without running its code."""
+    if is_torchscript_archive(path):
+        return dict(read_torchscript_state_dict(path))
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
@@ -256,7 +264,19 @@ def _read_checkpoint(path: Path) -> tuple[torch.jit.ScriptModule | None, dict[st
             f"{path} holds a {type(state_dict).__name__}, not a state dict; save the model with "
             "torch.save(model.state_dict(), path)"
         )
-    return None, dict(state_dict)
+    return dict(state_dict)
+
+
+def _load_official_archive(path: Path) -> torch.jit.ScriptModule:
+    """`torch.jit.load` runs code stored in the archive, so only OpenAI's own files get there."""
+    if _sha256(path) not in {_url_sha256(url) for url in _MODELS.values()}:
+        raise CheckpointError(
+            f"{path} is a TorchScript archive but not one of OpenAI's published files (its "
+            "SHA256 matches none of them), and jit=True would run the code stored in it. Load "
+            "it with jit=False: the eager model has the same weights and runs no archive code"
+        )
+    with quiet_torchscript():
+        return torch.jit.load(str(path), map_location="cpu").eval()
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -332,21 +352,22 @@ def load(
 
     `name` is a name from `available_models()` or a checkpoint path (TorchScript archive or state
     dict). As upstream, the model is fp16 on GPU and fp32 on CPU; `jit=True` returns the archive
-    itself (retargeted to `device`) instead of the eager model.
+    itself (retargeted to `device`) instead of the eager model. Running an archive runs its code,
+    so `jit=True` accepts only OpenAI's published files (checked by SHA256).
     """
     device = torch.device(device)
     path = resolve_checkpoint(name, download_root)
-    archive, state_dict = _read_checkpoint(path)
-    if jit and archive is None:
-        warnings.warn(
-            f"{path} is not a TorchScript archive; loading it as a state dict", stacklevel=2
-        )
-    if jit and archive is not None:
+    if jit and is_torchscript_archive(path):
+        archive = _load_official_archive(path)
         _retarget_archive(archive, device)
         archive = archive.to(device)
         return archive, _transform(int(archive.input_resolution.item()))
+    if jit:
+        warnings.warn(
+            f"{path} is not a TorchScript archive; loading it as a state dict", stacklevel=2
+        )
 
-    model = build_model(state_dict).to(device)
+    model = build_model(_read_checkpoint(path)).to(device)
     if device.type != "cpu":
         convert_weights(model)
     return model, _transform(model.visual.input_resolution)
@@ -358,9 +379,7 @@ def load_clip_to_cpu(cfg: Any) -> CLIP:
     Upstream returns fp16 weights here; ours are fp32 and the caller applies its precision
     (`convert_weights(model)` for fp16).
     """
-    path = resolve_checkpoint(cfg.MODEL.BACKBONE.NAME)
-    _, state_dict = _read_checkpoint(path)
-    return build_model(state_dict)
+    return build_model(_read_checkpoint(resolve_checkpoint(cfg.MODEL.BACKBONE.NAME)))
 
 
 @lru_cache(maxsize=1)

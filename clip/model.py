@@ -11,8 +11,10 @@ CoOp call `clip_model.transformer(x.permute(1, 0, 2))` directly.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -406,14 +408,39 @@ def convert_weights(model: nn.Module) -> None:
     model.apply(_to_fp16)
 
 
-def _require(state_dict: Mapping[str, torch.Tensor], key: str) -> torch.Tensor:
+# The largest of each size among OpenAI's published models (RN50x64, ViT-L/14, ...), and the
+# largest state dict (RN50x64's, in elements). `build_model` refuses an architecture beyond
+# _HEADROOM times any of these before it allocates anything.
+_LARGEST_PUBLISHED_NUMEL = 623_669_128
+_LARGEST_PUBLISHED = {
+    "embed_dim": 1024,
+    "image_resolution": 448,
+    "vision_layers": 36,  # blocks of RN50x64's third stage; ViT-L/14 has 24
+    "vision_width": 1024,
+    "vision_patch_size": 32,
+    "context_length": 77,
+    "vocab_size": 49408,
+    "transformer_width": 1024,
+    "transformer_layers": 12,
+}
+_HEADROOM = 4
+_NOT_CLIP = (
+    "This is not an OpenAI-layout CLIP checkpoint, or the file is corrupt: pass an OpenAI CLIP "
+    "file (TorchScript archive or state dict) or one written by "
+    "clip.synthetic.write_synthetic_checkpoint; if it was downloaded, fetch it again"
+)
+
+
+def _size(state_dict: Mapping[str, torch.Tensor], key: str, dim: int) -> int:
+    """`state_dict[key].shape[dim]`, or an error naming the key."""
     if key not in state_dict:
-        raise KeyError(
-            f"the state dict has no entry '{key}', so it is not an OpenAI-layout CLIP checkpoint; "
-            "pass an OpenAI CLIP file (TorchScript archive or state dict) or one written by "
-            "clip.synthetic.write_synthetic_checkpoint"
-        )
-    return state_dict[key]
+        raise KeyError(f"the state dict has no entry '{key}'. {_NOT_CLIP}")
+    value = state_dict[key]
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"state dict entry '{key}' is a {type(value).__name__}. {_NOT_CLIP}")
+    if not -value.dim() <= dim < value.dim():
+        raise ValueError(f"{key} has shape {tuple(value.shape)}, with no dim {dim}. {_NOT_CLIP}")
+    return value.shape[dim]
 
 
 def _count_blocks(state_dict: Mapping[str, torch.Tensor], prefix: str) -> int:
@@ -421,47 +448,120 @@ def _count_blocks(state_dict: Mapping[str, torch.Tensor], prefix: str) -> int:
     return len({k[len(prefix) :].split(".")[0] for k in state_dict if k.startswith(prefix)})
 
 
+def _architecture(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The `CLIP(...)` arguments read off the shapes, and for each size where it was read."""
+    sources = {
+        "embed_dim": "text_projection",
+        "context_length": "positional_embedding",
+        "vocab_size": "token_embedding.weight",
+        "transformer_width": "ln_final.weight",
+        "transformer_layers": "transformer.resblocks.<N>.*",
+    }
+    transformer_width = _size(state_dict, "ln_final.weight", 0)
+    kwargs: dict[str, Any] = {
+        "embed_dim": _size(state_dict, "text_projection", 1),
+        "context_length": _size(state_dict, "positional_embedding", 0),
+        "vocab_size": _size(state_dict, "token_embedding.weight", 0),
+        "transformer_width": transformer_width,
+        "transformer_heads": transformer_width // 64,
+        "transformer_layers": _count_blocks(state_dict, "transformer.resblocks."),
+    }
+    if "visual.proj" in state_dict:
+        # conv1 is [width, 3, patch, patch]; positions are grid**2 patches plus the class token.
+        num_positions = _size(state_dict, "visual.positional_embedding", 0)
+        kwargs["vision_patch_size"] = _size(state_dict, "visual.conv1.weight", -1)
+        grid = math.isqrt(max(num_positions - 1, 0))
+        kwargs["image_resolution"] = kwargs["vision_patch_size"] * grid
+        kwargs["vision_width"] = _size(state_dict, "visual.conv1.weight", 0)
+        kwargs["vision_layers"] = _count_blocks(state_dict, "visual.transformer.resblocks.")
+        sources.update(
+            vision_patch_size="visual.conv1.weight",
+            image_resolution="visual.positional_embedding",
+            vision_width="visual.conv1.weight",
+            vision_layers="visual.transformer.resblocks.<N>.*",
+        )
+    else:
+        num_positions = _size(state_dict, "visual.attnpool.positional_embedding", 0)
+        kwargs["vision_patch_size"] = None
+        kwargs["image_resolution"] = math.isqrt(max(num_positions - 1, 0)) * 32
+        kwargs["vision_width"] = _size(state_dict, "visual.layer1.0.conv1.weight", 0)
+        kwargs["vision_layers"] = tuple(
+            _count_blocks(state_dict, f"visual.layer{i}.") for i in (1, 2, 3, 4)
+        )
+        sources.update(
+            image_resolution="visual.attnpool.positional_embedding",
+            vision_width="visual.layer1.0.conv1.weight",
+            vision_layers="visual.layer<S>.<N>.*",
+        )
+    return kwargs, sources
+
+
+def _check_sizes(
+    state_dict: Mapping[str, torch.Tensor], kwargs: dict[str, Any], sources: dict[str, str]
+) -> None:
+    """Every inferred size within 1 .. _HEADROOM x the largest published one."""
+    for name, source in sources.items():
+        values = kwargs[name] if isinstance(kwargs[name], tuple) else (kwargs[name],)
+        limit = _HEADROOM * _LARGEST_PUBLISHED[name]
+        for value in values:
+            if 1 <= value <= limit:
+                continue
+            where = (
+                f"{source} has shape {tuple(state_dict[source].shape)}"
+                if source in state_dict
+                else f"the keys {source}"
+            )
+            raise ValueError(
+                f"{where}, which makes {name} {value}; a CLIP has 1 to {limit} "
+                f"({_HEADROOM}x the largest published, {_LARGEST_PUBLISHED[name]}). {_NOT_CLIP}"
+            )
+
+
+def _check_shapes(state_dict: Mapping[str, torch.Tensor], kwargs: dict[str, Any]) -> None:
+    """Compare every key and shape with those of the architecture, built on the meta device
+    (shapes only: nothing is allocated, and the random number generators are not used)."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in CLIP(**kwargs).state_dict().items()}
+    summary = ", ".join(f"{k}={v}" for k, v in kwargs.items() if v is not None)
+    numel = sum(math.prod(shape) for shape in expected.values())
+    if numel > _HEADROOM * _LARGEST_PUBLISHED_NUMEL:
+        raise ValueError(
+            f"the architecture read off the shapes ({summary}) has {numel:,} weights, over "
+            f"{_HEADROOM}x the largest published CLIP ({_LARGEST_PUBLISHED_NUMEL:,}). {_NOT_CLIP}"
+        )
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    if missing or unexpected:
+        raise ValueError(
+            f"the state dict's keys do not fit the architecture read off its shapes ({summary}): "
+            f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}, unexpected "
+            f"{unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}. {_NOT_CLIP}"
+        )
+    for key, shape in expected.items():
+        value = state_dict[key]
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"state dict entry '{key}' is a {type(value).__name__}. {_NOT_CLIP}")
+        if tuple(value.shape) != shape:
+            raise ValueError(
+                f"{key} has shape {tuple(value.shape)}, but the architecture read off the other "
+                f"tensors ({summary}) expects {shape}. {_NOT_CLIP}"
+            )
+
+
 def build_model(state_dict: Mapping[str, torch.Tensor]) -> CLIP:
     """Build a CLIP whose architecture is read off the state dict's shapes, in eval mode.
 
-    Unlike upstream, which casts to fp16 here, the model is returned in fp32: the caller picks the
-    precision (`convert_weights(model)` gives upstream's fp16 layout), so CPU users and fp32/amp
-    training never round-trip weights through fp16. The caller's dict is not modified.
+    Every size and every tensor's shape is checked against that architecture before anything is
+    allocated, so a corrupt or crafted file fails at once with the offending key rather than
+    after (or instead of) a huge allocation. Unlike upstream, which casts to fp16 here, the model
+    is returned in fp32: the caller picks the precision (`convert_weights(model)` gives upstream's
+    fp16 layout), so CPU users and fp32/amp training never round-trip weights through fp16. The
+    caller's dict is not modified.
     """
     state_dict = {k: v for k, v in state_dict.items() if k not in _ARCHIVE_ONLY_KEYS}
-    if "visual.proj" in state_dict:
-        conv1 = _require(state_dict, "visual.conv1.weight")  # [width, 3, patch, patch]
-        vision_width, vision_patch_size = conv1.shape[0], conv1.shape[-1]
-        vision_layers: tuple[int, int, int, int] | int = _count_blocks(
-            state_dict, "visual.transformer.resblocks."
-        )
-        num_positions = _require(state_dict, "visual.positional_embedding").shape[0]
-        image_resolution = vision_patch_size * round((num_positions - 1) ** 0.5)
-    else:
-        vision_layers = tuple(_count_blocks(state_dict, f"visual.layer{i}.") for i in (1, 2, 3, 4))
-        vision_width = _require(state_dict, "visual.layer1.0.conv1.weight").shape[0]
-        vision_patch_size = None
-        num_positions = _require(state_dict, "visual.attnpool.positional_embedding").shape[0]
-        grid = round((num_positions - 1) ** 0.5)
-        if grid**2 + 1 != num_positions:
-            raise ValueError(
-                f"visual.attnpool.positional_embedding has {num_positions} rows, not a square "
-                "grid plus one: the checkpoint is damaged or not a CLIP ResNet"
-            )
-        image_resolution = grid * 32
-
-    transformer_width = _require(state_dict, "ln_final.weight").shape[0]
-    model = CLIP(
-        embed_dim=_require(state_dict, "text_projection").shape[1],
-        image_resolution=image_resolution,
-        vision_layers=vision_layers,
-        vision_width=vision_width,
-        vision_patch_size=vision_patch_size,
-        context_length=_require(state_dict, "positional_embedding").shape[0],
-        vocab_size=_require(state_dict, "token_embedding.weight").shape[0],
-        transformer_width=transformer_width,
-        transformer_heads=transformer_width // 64,
-        transformer_layers=_count_blocks(state_dict, "transformer.resblocks."),
-    )
+    kwargs, sources = _architecture(state_dict)
+    _check_sizes(state_dict, kwargs, sources)
+    _check_shapes(state_dict, kwargs)
+    model = CLIP(**kwargs)
     model.load_state_dict(state_dict)
     return model.eval()

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from clip import clip
 from tests.support.openai_clip import INSTALL_HINT, ORACLE_DIR, load_openai_clip
 
 
@@ -28,6 +31,20 @@ def oracle() -> ModuleType:
             pytest.fail(reason)
         pytest.skip(reason)
     return module
+
+
+@pytest.fixture
+def as_published(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], Path]:
+    """Registers a file as if OpenAI had published it (its SHA256 in a model URL), which
+    `clip.load(..., jit=True)` requires before it runs an archive's code."""
+
+    def register(path: Path) -> Path:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        url = f"https://openaipublic.invalid/clip/models/{digest}/{path.name}"
+        monkeypatch.setitem(clip._MODELS, f"published:{path.name}", url)
+        return path
+
+    return register
 
 
 @dataclass

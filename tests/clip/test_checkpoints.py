@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import stat
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -64,8 +68,10 @@ def test_archive_and_state_dict_give_identical_models(shared_dir: Path, arch: st
 
 
 @pytest.mark.parametrize("arch", ["ViT", "RN"])
-def test_jit_load_runs_the_archive_itself(shared_dir: Path, arch: str) -> None:
-    archive = tiny_clip_checkpoint(shared_dir, arch=arch, jit=True)
+def test_jit_load_runs_the_archive_itself(
+    shared_dir: Path, arch: str, as_published: Callable[[Path], Path]
+) -> None:
+    archive = as_published(tiny_clip_checkpoint(shared_dir, arch=arch, jit=True))
     scripted, preprocess = clip.load(str(archive), device="cpu", jit=True)
     assert isinstance(scripted, torch.jit.ScriptModule)
     eager = clip.load_clip_to_cpu(backbone_cfg(archive))
@@ -74,9 +80,12 @@ def test_jit_load_runs_the_archive_itself(shared_dir: Path, arch: str) -> None:
     assert preprocess(Image.new("RGB", (50, 40))).shape == (3, TINY_INPUT_SIZE, TINY_INPUT_SIZE)
 
 
-def test_fp16_archive_is_retargeted_to_fp32_on_cpu(tmp_path: Path) -> None:
+def test_fp16_archive_is_retargeted_to_fp32_on_cpu(
+    tmp_path: Path, as_published: Callable[[Path], Path]
+) -> None:
     """OpenAI's archives were traced in fp16; on CPU their baked-in casts must become fp32."""
     archive = write_synthetic_checkpoint(tmp_path / "half.pt", arch="ViT", jit=True, fp16=True)
+    as_published(archive)
     with clip.quiet_torchscript():
         archive_state = torch.jit.load(str(archive)).state_dict()
     assert archive_state["visual.conv1.weight"].dtype == torch.float16
@@ -85,6 +94,44 @@ def test_fp16_archive_is_retargeted_to_fp32_on_cpu(tmp_path: Path) -> None:
     image_features, text_features = _outputs(scripted)
     assert image_features.dtype == text_features.dtype == torch.float32
     torch.testing.assert_close(image_features, _outputs(eager)[0])
+
+
+def test_jit_load_refuses_archives_openai_did_not_publish(shared_dir: Path) -> None:
+    archive = tiny_clip_checkpoint(shared_dir, arch="ViT", jit=True)
+    with pytest.raises(clip.CheckpointError, match="would run the code stored in it") as info:
+        clip.load(str(archive), device="cpu", jit=True)
+    assert str(archive) in str(info.value) and "jit=False" in str(info.value)
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["state-dict", "archive"])
+def test_reference_implementation_loads_our_files(
+    tmp_path: Path, oracle: ModuleType, jit: bool
+) -> None:
+    """The files keep the format openai-clip reads. In fp16 they hold exactly the values its
+    fp16 build_model keeps, so the weights agree bit for bit."""
+    path = write_synthetic_checkpoint(tmp_path / "clip.pt", arch="ViT", jit=jit, fp16=True)
+    if jit:
+        with clip.quiet_torchscript():
+            reference = oracle.load(str(path), device="cpu", jit=False)[0]
+    else:  # its load() retries a state dict on the file handle torch.jit.load consumed
+        reference = oracle.model.build_model(torch.load(path, weights_only=True)).float()
+    expected = reference.state_dict()
+    ours = clip.load_clip_to_cpu(backbone_cfg(path)).state_dict()
+    assert ours.keys() == expected.keys()
+    assert all(torch.equal(ours[k], expected[k]) for k in ours)
+
+
+def test_synthetic_checkpoints_are_readable_by_others(tmp_path: Path) -> None:
+    old_umask = os.umask(0o002)
+    try:
+        written = [
+            write_synthetic_checkpoint(tmp_path / f"{jit}.pt", arch="ViT", jit=jit)
+            for jit in (False, True)
+        ]
+    finally:
+        os.umask(old_umask)
+    assert [stat.S_IMODE(p.stat().st_mode) for p in written] == [0o664, 0o664]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["False.pt", "True.pt"]
 
 
 def test_loaders_return_fp32_eval_models_on_cpu(shared_dir: Path) -> None:

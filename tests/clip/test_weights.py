@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import stat
 import warnings
 from pathlib import Path
 
@@ -42,6 +43,17 @@ def test_download_verifies_caches_and_skips_the_network_next_time(
         assert clip._download(url, root) == path
     assert len(file_server.requests) == 1
     assert _leftovers(root) == []
+
+
+def test_downloaded_file_is_readable_by_others(file_server: FileServer, tmp_path: Path) -> None:
+    """Colleagues share a weights cache: the file gets 0o666 less the umask, as `open` gives."""
+    file_server.files[f"{_sha(PAYLOAD)}/RN50.pt"] = PAYLOAD
+    old_umask = os.umask(0o002)
+    try:
+        path = clip._download(file_server.url(f"{_sha(PAYLOAD)}/RN50.pt"), tmp_path / "cache")
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o664
 
 
 def test_mismatching_download_is_retried_once_then_refused(
