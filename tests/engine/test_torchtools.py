@@ -58,6 +58,7 @@ def test_save_strips_data_parallel_prefix(tmp_path: Path) -> None:
 
 def test_crash_mid_write_keeps_old_checkpoint_and_pointer(tmp_path: Path, monkeypatch) -> None:
     model = nn.Linear(3, 2)
+    save_checkpoint(_state(model, 1), str(tmp_path))
     save_checkpoint(_state(model, 1), str(tmp_path), model_name="model-best.pth.tar")
     old_bytes = (tmp_path / "model-best.pth.tar").read_bytes()
     real_save = torch.save
@@ -75,8 +76,23 @@ def test_crash_mid_write_keeps_old_checkpoint_and_pointer(tmp_path: Path, monkey
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(_state(model, 2), str(tmp_path))
     assert (tmp_path / "model-best.pth.tar").read_bytes() == old_bytes
-    assert (tmp_path / "checkpoint").read_text() == "model-best.pth.tar\n"
-    assert sorted(os.listdir(tmp_path)) == ["checkpoint", "model-best.pth.tar"]  # no temp files
+    assert (tmp_path / "checkpoint").read_text() == "model.pth.tar-1\n"
+    assert sorted(os.listdir(tmp_path)) == [  # no temp files
+        "checkpoint",
+        "model-best.pth.tar",
+        "model.pth.tar-1",
+    ]
+
+
+def test_pointer_only_ever_names_epoch_files(tmp_path: Path) -> None:
+    # Upstream pointed it at model-best.pth.tar when that was saved by name; a resume from there
+    # never wrote that epoch's own file.
+    model = nn.Linear(3, 2)
+    save_checkpoint(_state(model, 1), str(tmp_path), model_name="model-best.pth.tar")
+    assert not (tmp_path / "checkpoint").exists()
+    save_checkpoint(_state(model, 1), str(tmp_path))
+    save_checkpoint(_state(model, 2), str(tmp_path), model_name="model-best.pth.tar")
+    assert (tmp_path / "checkpoint").read_text() == "model.pth.tar-1\n"
 
 
 def test_resume_restores_model_optimizer_scheduler(tmp_path: Path) -> None:

@@ -89,6 +89,32 @@ def test_train_feature_cache_encodes_train_images_once(make_cfg):
     assert train_accuracy(trainer) > before
 
 
+def _draws(fn) -> int:
+    """How many numbers `fn` takes from torch's global RNG (up to 3)."""
+    start = torch.get_rng_state()
+    fn()
+    after = torch.get_rng_state()
+    torch.set_rng_state(start)
+    for n in range(4):
+        if torch.equal(torch.get_rng_state(), after):
+            return n
+        torch.empty((), dtype=torch.int64).random_()  # what each DataLoader iterator draws
+    raise AssertionError("more than 3 draws")
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_each_val_evaluation_draws_once_like_upstream(make_cfg, cache):
+    # Caching happens at the first evaluation after each (re)start; its draws would put a resumed
+    # run's random stream off an uninterrupted one's (TEST.FINAL_MODEL best_val).
+    trainer = make_trainer(make_cfg("TaskRes", "TRAINER.FEATURE_CACHE.EVAL", cache))
+    assert [_draws(lambda: trainer.test("val")) for _ in range(2)] == [1, 1]
+
+
+def test_train_feature_cache_leaves_the_random_stream_alone(make_cfg):
+    trainer = make_trainer(make_cfg("TaskRes", "TRAINER.FEATURE_CACHE.TRAIN", True))
+    assert _draws(lambda: trainer.encode_data_source(trainer.dm.dataset.train_x)) == 0
+
+
 def test_fp16_falls_back_to_fp32_without_cuda(make_cfg, capsys):
     if torch.cuda.is_available():
         pytest.skip("tests the CPU fallback")
