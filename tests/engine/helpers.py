@@ -66,6 +66,7 @@ def start_train_subprocess(argv: list[str], env: dict[str, str] | None = None) -
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group, which a test may signal whole
     )
 
 
@@ -84,6 +85,7 @@ EXIT_STATUS = {
     "TERM": 128 + signal.SIGTERM,
     "INT": 128 + signal.SIGINT,
     "INT2": 128 + signal.SIGINT,
+    "TERM-GROUP": 128 + signal.SIGTERM,
 }
 
 

@@ -3,6 +3,9 @@ that produces a NaN loss, one with two models, one with an amp GradScaler on the
 
 import os
 import signal
+import subprocess
+import sys
+import time
 from unittest import mock
 
 import torch
@@ -22,7 +25,9 @@ from .upstream_style_trainer import UpstreamStyleTrainer
 #   best-saved:E     right after model-best.pth.tar is written for epoch E
 #   epoch-write:E    half-way through writing model.pth.tar-E (the temp file holds half of it)
 #   before-prune:E   after model.pth.tar-E and the pointer, before superseded files are deleted
-# Signals: KILL, TERM, INT, and INT2 (two SIGINTs in a row, the impatient Ctrl-C Ctrl-C).
+# Signals: KILL, TERM, INT, INT2 (two SIGINTs in a row, the impatient Ctrl-C Ctrl-C), and
+# TERM-GROUP (SIGTERM from another process to the whole process group, DataLoader workers
+# included, as Slurm does).
 KILL_ENV = "ENGINE_TEST_KILL"
 
 
@@ -35,8 +40,14 @@ class KillAtPoint:
             return
         self._fired = True
         name = spec.partition("@")[2]
+        signum = getattr(signal, "SIG" + name.removesuffix("-GROUP").rstrip("2"))
+        if name.endswith("-GROUP"):  # sent from outside the group, as by slurmstepd
+            kill = f"import os; os.killpg({os.getpgid(0)}, {signum})"
+            subprocess.run([sys.executable, "-c", kill], start_new_session=True, check=True)
+            time.sleep(1)  # a batch that takes a while: the workers' fate is known by its end
+            return
         for _ in range(2 if name == "INT2" else 1):
-            os.kill(os.getpid(), getattr(signal, "SIG" + name.rstrip("2")))
+            os.kill(os.getpid(), signum)
 
     def forward_backward(self, batch):
         self._fire_if(f"batch:{self.epoch + 1}:{self.batch_idx + 1}")

@@ -128,3 +128,18 @@ def test_last_step_run_interrupted_everywhere_equals_an_unbroken_one(tmp_path: P
     )
     accuracy = [line for line in final_result(full_log) if line.startswith("* accuracy")]
     assert accuracy[0] in eval_log.split("Evaluate on the *test* set")[1]
+
+
+@pytest.mark.slow
+def test_sigterm_to_every_process_of_the_job_with_loader_workers(tmp_path: Path) -> None:
+    # Slurm and a terminal's Ctrl-C signal the whole process group: DataLoader workers too.
+    root = tmp_path / "data"
+    write_tiny_image_dataset(root)
+    opts = {"DATALOADER__NUM_WORKERS": "1"}
+    full_dir, resumed_dir = tmp_path / "full", tmp_path / "resumed"
+    run_train_in_process(train_argv(root, full_dir, "KillableTrainer", **opts))
+    argv = train_argv(root, resumed_dir, "KillableTrainer", **opts)
+    expected = 'SIGTERM during epoch 2/4 (after batch 2/3). {resume}-1"'
+    chain = [("batch:2:2@TERM-GROUP", expected)]
+    _interrupt_then_finish(argv, resumed_dir / "linear_head", chain)
+    _assert_same_run(full_dir, resumed_dir, "linear_head")
