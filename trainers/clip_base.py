@@ -165,6 +165,8 @@ class ClipTrainer(TrainerX):
             return encode_loader(loader, self._encode_to_device)
 
     def _encode_to_device(self, images: torch.Tensor) -> torch.Tensor:
+        # Encoding a large split takes minutes: a Ctrl-C or SIGTERM must not wait for its end.
+        self.stop_if_interrupted("the encoding of images for the feature cache")
         return self.model.encode_images(images.to(self.device))
 
     def eval_loader(self, split: str | None = None) -> tuple[str, DataLoader]:

@@ -349,7 +349,7 @@ class TrainerBase:
     def stop_if_interrupted(self, where: str) -> None:
         """Called at batch boundaries: raise ``TrainingInterrupted`` if SIGINT/SIGTERM arrived.
 
-        ``where`` says what was interrupted (e.g. "epoch 3/10, batch 5/20")."""
+        ``where`` says what was interrupted (e.g. "epoch 3/10 (after batch 5/20)")."""
         signum = self.__dict__.get("_stop_signal")
         if signum is not None:
             raise TrainingInterrupted(

@@ -20,6 +20,7 @@ from dassl.utils import (
     save_checkpoint,
     torchtools,
 )
+from dassl.utils.tools import remove_stale_temp_files
 
 
 def _state(model: nn.Module, epoch: int, **extra) -> dict:
@@ -82,6 +83,15 @@ def test_crash_mid_write_keeps_old_checkpoint_and_pointer(tmp_path: Path, monkey
         "model-best.pth.tar",
         "model.pth.tar-1",
     ]
+
+
+def test_remove_stale_temp_files_takes_only_atomic_write_leftovers(tmp_path: Path) -> None:
+    left_by_kill = [".model.pth.tar-2.3f9a0c1e.tmp", ".checkpoint.k2_x9qzv.tmp"]  # new, mkstemp
+    kept = ["model.pth.tar-1", ".hidden", "notes.tmp", ".model.pth.tar-2.tmp"]
+    for name in left_by_kill + kept:
+        (tmp_path / name).write_text("x")
+    assert remove_stale_temp_files(tmp_path) == sorted(left_by_kill)
+    assert sorted(os.listdir(tmp_path)) == sorted(kept)
 
 
 def test_pointer_only_ever_names_epoch_files(tmp_path: Path) -> None:

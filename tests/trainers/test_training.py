@@ -1,7 +1,12 @@
 """Every method learns the tiny dataset; feature caches save work without changing results."""
 
+import os
+import signal
+
 import pytest
 import torch
+
+from dassl.engine import TrainingInterrupted
 
 from .helpers import make_trainer, train_accuracy, train_loss
 
@@ -113,6 +118,17 @@ def test_each_val_evaluation_draws_once_like_upstream(make_cfg, cache):
 def test_train_feature_cache_leaves_the_random_stream_alone(make_cfg):
     trainer = make_trainer(make_cfg("TaskRes", "TRAINER.FEATURE_CACHE.TRAIN", True))
     assert _draws(lambda: trainer.encode_data_source(trainer.dm.dataset.train_x)) == 0
+
+
+def test_a_stop_signal_while_encoding_a_split_is_acted_on_at_once(make_cfg):
+    # Encoding ImageNet's test split takes minutes; Slurm's SIGKILL follows SIGTERM in 30 s.
+    trainer = make_trainer(make_cfg("TaskRes"))
+    calls = _count_image_encodings(trainer)
+    with pytest.raises(TrainingInterrupted) as stop, trainer._stop_on_signals():
+        os.kill(os.getpid(), signal.SIGTERM)
+        trainer.test("test")
+    assert stop.value.code == 128 + signal.SIGTERM and calls[0] == 0
+    assert "SIGTERM during the encoding of images for the feature cache" in stop.value.message
 
 
 def test_fp16_falls_back_to_fp32_without_cuda(make_cfg, capsys):
