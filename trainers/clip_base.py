@@ -30,6 +30,7 @@ from dassl.engine.trainer import model_file_path
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_checkpoint, load_pretrained_weights
+from dassl.utils.torchtools import rng_untouched
 
 from .class_subsets import NUM_IMAGENET_CLASSES, imagenet_rows
 from .features import encode_loader, feature_loader, is_feature_loader
@@ -168,9 +169,19 @@ class ClipTrainer(TrainerX):
             tfm=build_transform(cfg, is_train=False),
             is_train=False,
         )
-        return encode_loader(loader, self._encode_to_device)
+        return self._encode_for_cache(loader)
+
+    def _encode_for_cache(self, loader: DataLoader) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode every image of `loader` without drawing from the global RNGs (iterating a
+        DataLoader draws one seed). Caches are built on first use, e.g. at the first val
+        evaluation after a resume, so such draws would put a resumed run's random stream off an
+        uninterrupted one's; this way the val path draws as upstream's does, once per evaluation."""
+        with rng_untouched():
+            return encode_loader(loader, self._encode_to_device)
 
     def _encode_to_device(self, images: torch.Tensor) -> torch.Tensor:
+        # Encoding a large split takes minutes: a Ctrl-C or SIGTERM must not wait for its end.
+        self.stop_if_interrupted("the encoding of images for the feature cache")
         return self.model.encode_images(images.to(self.device))
 
     def eval_loader(self, split: str | None = None) -> tuple[str, DataLoader]:
@@ -179,7 +190,7 @@ class ClipTrainer(TrainerX):
         split, loader = super().eval_loader(split)
         if self.cfg.TRAINER.FEATURE_CACHE.EVAL and not is_feature_loader(loader):
             print(f"Encoding the *{split}* images once; later evaluations reuse the features")
-            features, labels = encode_loader(loader, self._encode_to_device)
+            features, labels = self._encode_for_cache(loader)
             loader = feature_loader(features, labels, loader.batch_size, shuffle=False)
             setattr(self, f"{split}_loader", loader)
         return split, loader

@@ -6,6 +6,7 @@ with DATALOADER.RETURN_IMG0), ``label``, ``domain``, ``impath`` and ``index``.
 
 import functools
 import os
+import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,6 +24,14 @@ from .samplers import build_sampler
 from .transforms import build_transform, interpolation_mode
 
 Transform = Callable[[Any], Any]
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave SIGINT/SIGTERM to the main process, which stops at a batch
+    boundary and then shuts them down. Ctrl-C and Slurm signal every process of the job: a
+    worker dying of it first would make the main process fail mid-batch instead."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class DatasetWrapper(TorchDataset):
@@ -156,6 +165,7 @@ def build_data_loader(
         batch_size=batch_size,
         sampler=sampler,
         num_workers=effective_num_workers(cfg.DATALOADER.NUM_WORKERS),
+        worker_init_fn=ignore_stop_signals,
         drop_last=is_train and len(data_source) >= batch_size,
         pin_memory=torch.cuda.is_available() and cfg.USE_CUDA,
     )

@@ -2,7 +2,7 @@
 
 from .build import TRAINER_REGISTRY, build_trainer
 from .simple_net import SimpleNet
-from .trainer import SimpleTrainer, TrainerBase, TrainerX
+from .trainer import SimpleTrainer, TrainerBase, TrainerX, TrainingInterrupted
 
 __all__ = [
     "TRAINER_REGISTRY",
@@ -11,4 +11,5 @@ __all__ = [
     "SimpleTrainer",
     "TrainerBase",
     "TrainerX",
+    "TrainingInterrupted",
 ]

@@ -4,16 +4,28 @@ A method subclasses ``TrainerX``, overrides ``build_model`` and ``forward_backwa
 ``parse_batch_*``/``model_inference``/``load_model``) and inherits the loop, checkpoints, resume,
 evaluation and logging. Names and semantics follow upstream so its trainers run here unchanged.
 
-Beyond upstream: checkpoints also hold the RNG states and the best val result, so a killed run
-restarted with the same command ends with exactly the weights of an uninterrupted one; weights with
-NaN/inf are never saved; a non-finite loss stops the run naming the last good checkpoint.
+Beyond upstream, work is never lost:
+- every finished epoch is checkpointed (``model.pth.tar-<epoch>``); upstream's files
+  (CHECKPOINT_FREQ multiples, the last epoch, ``model-best.pth.tar``) keep their names and
+  meaning, and of the others only the newest is kept;
+- checkpoints also hold the RNG states, the best val result and the amp GradScaler state, so a
+  run interrupted any way (Ctrl-C, SIGTERM, kill -9) and started again with the same command ends
+  with exactly the weights of an uninterrupted one;
+- SIGINT/SIGTERM stop training at the next batch boundary with a message saying where a re-run
+  resumes from, and exit with 128 + the signal number (a second signal stops at once);
+- weights with NaN/inf are never saved; a non-finite loss stops the run naming the last good
+  checkpoint and how to resume from it with a lower OPTIM.LR.
 """
 
 import datetime
 import os
 import shutil
+import signal
+import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -36,9 +48,11 @@ from dassl.utils import (
     save_checkpoint,
     tolist_if_not,
 )
+from dassl.utils.tools import remove_stale_temp_files
 from dassl.utils.torchtools import (
     BEST_FILE,
     capture_rng_state,
+    checkpoint_epoch,
     checkpoint_filename,
     is_finite_state,
     read_checkpoint_pointer,
@@ -47,6 +61,15 @@ from dassl.utils.torchtools import (
 )
 
 from .simple_net import SimpleNet
+
+
+class TrainingInterrupted(SystemExit):
+    """SIGINT/SIGTERM stopped training; exits with status 128 + the signal number (130, 143)."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(128 + signum)
+        self.signum = signum
+        self.message = message
 
 
 class TrainerBase:
@@ -98,11 +121,13 @@ class TrainerBase:
             if not is_finite_state(self._models[name].state_dict()):
                 raise FloatingPointError(
                     f'Refusing to save "{name}" after epoch {epoch + 1}: its weights contain NaN '
-                    f"or inf. The last good checkpoint ({self._last_good_checkpoint()}) is kept; "
-                    "lower OPTIM.LR or check the inputs, then rerun to resume from it."
+                    f"or inf. {self._nan_advice()}"
                 )
         # Extra keys (ignored by upstream) that make a resumed run identical to an unbroken one.
         extras = {"rng_state": capture_rng_state(), "best_result": self._best_result_or_none()}
+        scaler = getattr(self, "scaler", None)
+        if scaler is not None:
+            extras["scaler"] = scaler.state_dict()
         for name in names:
             optim, sched = self._optims[name], self._scheds[name]
             save_checkpoint(
@@ -123,15 +148,48 @@ class TrainerBase:
         best = getattr(self, "best_result", None)
         return None if best is None else float(best)
 
-    def _last_good_checkpoint(self) -> str:
-        """The file the first model's pointer names (what a resume would load), for messages."""
+    def resume_directory(self) -> str:
+        """Where running the same command again resumes from: OUTPUT_DIR once it holds this run's
+        own checkpoints (so a run started with --resume DIR into a new folder continues from its
+        own progress after an interruption), else RESUME (--resume) when given, else OUTPUT_DIR."""
+        output_dir = getattr(self, "output_dir", "")
         names = self.get_model_names()
-        output_dir = getattr(self, "output_dir", None)
-        if names and output_dir:
-            path = read_checkpoint_pointer(os.path.join(output_dir, names[0]))
-            if path is not None:
-                return path
-        return "none: no checkpoint was written yet"
+        if names and all(read_checkpoint_pointer(os.path.join(output_dir, name)) for name in names):
+            return output_dir
+        cfg = getattr(self, "cfg", None)
+        return (cfg.RESUME if cfg is not None else "") or output_dir
+
+    def _last_good_checkpoint(self) -> str | None:
+        """The file a resume would load for the first model (None before any epoch finished)."""
+        names = self.get_model_names()
+        if not names:
+            return None
+        return read_checkpoint_pointer(os.path.join(self.resume_directory(), names[0]))
+
+    def _resume_hint(self) -> str:
+        path = self._last_good_checkpoint()
+        if path is None:
+            return "No epoch had finished, so running the same command again starts from scratch."
+        return f'Finished epochs are saved: run the same command again to resume from "{path}".'
+
+    def _nan_advice(self) -> str:
+        """How to continue after a NaN stop. A lower lr is another config, so (as run identity
+        requires) it goes into a new folder, resuming from this run's last good checkpoint."""
+        cfg = getattr(self, "cfg", None)
+        lr = f" (now {cfg.OPTIM.LR})" if cfg is not None else ""
+        path = self._last_good_checkpoint()
+        if path is None:
+            return (
+                "No epoch had finished, so nothing was saved. Check the inputs, or rerun with a "
+                f"lower OPTIM.LR{lr} and another --output-dir."
+            )
+        run_dir = os.path.dirname(os.path.dirname(path))
+        return (
+            f'The last good checkpoint is "{path}". Check the inputs, or continue from it with a '
+            f"lower learning rate{lr} in a new folder: rerun the same command with "
+            f"`--resume {run_dir} --output-dir <new folder> OPTIM.LR <lower value>` (the new "
+            "learning rate applies from the resumed epoch on)."
+        )
 
     def resume_model_if_exist(self, directory: str) -> int:
         """Restore the latest checkpoints in ``directory``; returns the epoch to start from."""
@@ -165,6 +223,10 @@ class TrainerBase:
         first = checkpoints[names[0]]
         if first.get("best_result") is not None:
             self.best_result = first["best_result"]
+        scaler = getattr(self, "scaler", None)
+        if scaler is not None and first.get("scaler"):
+            scaler.load_state_dict(first["scaler"])
+            print("Loaded amp GradScaler state")
         # Applied by train() right before the next epoch, after whatever before_train still does.
         self._resume_rng_state = first.get("rng_state")
         return start_epoch
@@ -214,9 +276,7 @@ class TrainerBase:
             )
         raise FloatingPointError(
             f"Loss is infinite or NaN{where} (loss={loss.detach().cpu().tolist()}). Training "
-            "stopped before this update, so no NaN weights were saved; the last good checkpoint "
-            f"is {self._last_good_checkpoint()}. Lower OPTIM.LR or check the inputs, then rerun "
-            "the same command to resume from it."
+            f"stopped before this update, so no NaN weights were saved. {self._nan_advice()}"
         )
 
     def init_writer(self, log_dir: str) -> None:
@@ -241,16 +301,62 @@ class TrainerBase:
         """Generic training loop; ``before_train`` may move ``start_epoch`` (resume)."""
         self.start_epoch = start_epoch
         self.max_epoch = max_epoch
-        self.before_train()
-        rng_state = self.__dict__.pop("_resume_rng_state", None)
-        if rng_state is not None:
-            restore_rng_state(rng_state)
-        for epoch in range(self.start_epoch, self.max_epoch):
-            self.epoch = epoch
-            self.before_epoch()
-            self.run_epoch()
-            self.after_epoch()
-        self.after_train()
+        with self._stop_on_signals():
+            self.before_train()
+            rng_state = self.__dict__.pop("_resume_rng_state", None)
+            if rng_state is not None:
+                restore_rng_state(rng_state)
+            for epoch in range(self.start_epoch, self.max_epoch):
+                self.epoch = epoch
+                self.stop_if_interrupted(f"the start of epoch {epoch + 1}/{self.max_epoch}")
+                self.before_epoch()
+                self.run_epoch()
+                self.after_epoch()
+            self.after_train()
+
+    @contextmanager
+    def _stop_on_signals(self) -> Iterator[None]:
+        """While training, SIGINT/SIGTERM only set a flag that ``stop_if_interrupted`` acts on at
+        the next batch boundary, so no epoch, evaluation or checkpoint is cut in half; a second
+        signal stops at once (atomic writes keep the files on disk whole either way)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signal handlers can only be set from the main thread
+            return
+        self._stop_signal: int | None = None
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in previous:
+            signal.signal(sig, self._on_stop_signal)
+        try:
+            yield
+        except TrainingInterrupted as stop:
+            print(stop.message)
+            self.close_writer()
+            raise
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            del self._stop_signal
+
+    def _on_stop_signal(self, signum: int, frame: Any) -> None:
+        # Nothing is printed here: a handler may run in the middle of another print.
+        if self._stop_signal is not None:
+            raise TrainingInterrupted(
+                signum,
+                f"Second {signal.Signals(signum).name}: stopped at once. {self._resume_hint()}",
+            )
+        self._stop_signal = signum
+
+    def stop_if_interrupted(self, where: str) -> None:
+        """Called at batch boundaries: raise ``TrainingInterrupted`` if SIGINT/SIGTERM arrived.
+
+        ``where`` says what was interrupted (e.g. "epoch 3/10 (after batch 5/20)")."""
+        signum = self.__dict__.get("_stop_signal")
+        if signum is not None:
+            raise TrainingInterrupted(
+                signum,
+                f"Interrupted by {signal.Signals(signum).name} during {where}. "
+                f"{self._resume_hint()}",
+            )
 
     def before_train(self) -> None:
         pass
@@ -385,7 +491,8 @@ class SimpleTrainer(TrainerBase):
         super().train(self.start_epoch, self.max_epoch)
 
     def before_train(self) -> None:
-        directory = self.cfg.RESUME or self.cfg.OUTPUT_DIR
+        self._remove_stale_temp_files()
+        directory = self.resume_directory()
         self.start_epoch = self.resume_model_if_exist(directory)
         if self.start_epoch > 0 and directory != self.output_dir:
             self._carry_over_best_models(directory)
@@ -394,6 +501,14 @@ class SimpleTrainer(TrainerBase):
         mkdir_if_missing(writer_dir)
         self.init_writer(writer_dir)
         self.time_start = time.time()
+
+    def _remove_stale_temp_files(self) -> None:
+        """Temp files of writes a kill -9 cut short, in the folders this run alone writes."""
+        folders = [self.output_dir]
+        folders += [os.path.join(self.output_dir, name) for name in self.get_model_names()]
+        for folder in folders:
+            for name in remove_stale_temp_files(folder):
+                print(f'Removed "{os.path.join(folder, name)}", left by an interrupted write')
 
     def _carry_over_best_models(self, directory: str) -> None:
         """Copy the resumed run's best-val models, so OUTPUT_DIR alone can deploy the best one."""
@@ -420,11 +535,10 @@ class SimpleTrainer(TrainerBase):
         self.close_writer()
 
     def after_epoch(self) -> None:
-        last_epoch = (self.epoch + 1) == self.max_epoch
+        """Val-pick the best model, then checkpoint this epoch (every epoch, so a re-run resumes
+        from the last finished one). The best file is written first: a kill between the two
+        leaves the pointer on the previous epoch, and the re-run redoes this epoch whole."""
         do_test = not self.cfg.TEST.NO_TEST
-        freq = self.cfg.TRAIN.CHECKPOINT_FREQ
-        meet_checkpoint_freq = freq > 0 and (self.epoch + 1) % freq == 0
-
         if do_test and self.cfg.TEST.FINAL_MODEL == "best_val":
             curr_result = self.test(split="val")
             if curr_result > self.best_result:
@@ -433,8 +547,27 @@ class SimpleTrainer(TrainerBase):
                     self.epoch, self.output_dir, val_result=curr_result, model_name=BEST_FILE
                 )
 
-        if meet_checkpoint_freq or last_epoch:
-            self.save_model(self.epoch, self.output_dir)
+        self.save_model(self.epoch, self.output_dir)
+        self.remove_superseded_checkpoints(self.epoch + 1)
+
+    def keeps_checkpoint(self, epoch: int) -> bool:
+        """Upstream's policy: ``model.pth.tar-<epoch>`` stays for multiples of
+        TRAIN.CHECKPOINT_FREQ and for the last epoch."""
+        freq = self.cfg.TRAIN.CHECKPOINT_FREQ
+        return epoch == self.max_epoch or (freq > 0 and epoch % freq == 0)
+
+    def remove_superseded_checkpoints(self, latest: int) -> None:
+        """Delete epoch files older than ``latest`` that upstream's policy would not have kept.
+
+        Runs after every model's ``latest`` file and pointer are on disk, so no pointer ever
+        names a deleted file, and a kill mid-way leaves only files the next call removes.
+        """
+        for name in self.get_model_names():
+            folder = os.path.join(self.output_dir, name)
+            for filename in os.listdir(folder):
+                epoch = checkpoint_epoch(filename)
+                if epoch is not None and epoch < latest and not self.keeps_checkpoint(epoch):
+                    os.remove(os.path.join(folder, filename))
 
     @torch.no_grad()
     def test(self, split: str | None = None) -> float:
@@ -445,7 +578,9 @@ class SimpleTrainer(TrainerBase):
         split, data_loader = self.eval_loader(split)
         print(f"Evaluate on the *{split}* set")
 
+        where = f"the evaluation on the {split} set"
         for batch in tqdm(data_loader):
+            self.stop_if_interrupted(where)
             input, label = self.parse_batch_test(batch)
             output = self.model_inference(input)
             self.evaluator.process(output, label)
@@ -515,6 +650,10 @@ class TrainerX(SimpleTrainer):
             for name, meter in losses.meters.items():
                 self.write_scalar("train/" + name, meter.avg, n_iter)
             self.write_scalar("train/lr", self.get_current_lr(), n_iter)
+            self.stop_if_interrupted(
+                f"epoch {self.epoch + 1}/{self.max_epoch} "
+                f"(after batch {self.batch_idx + 1}/{self.num_batches})"
+            )
             end = time.time()
 
     def parse_batch_train(

@@ -5,8 +5,9 @@ import json
 import os
 import platform
 import random
+import re
+import secrets
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,16 +37,30 @@ def check_isfile(fpath: PathLike) -> bool:
     return isfile
 
 
+# atomic_write's temp files: ".<name>.<8 random chars>.tmp" (also mkstemp's names, used before).
+_TEMP_FILE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+
 @contextmanager
 def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     """Write through a temp file in the same folder, then rename it over ``path``.
 
     A crash or an exception mid-write leaves the previous ``path`` (if any) untouched and no
     partial file behind, which is what keeps checkpoints, split files and caches trustworthy.
+    The temp file is created as ``open()`` creates files (0o666 minus the umask), so colleagues
+    can read the result as they read upstream's files. Only a kill -9 can leave the temp file
+    behind: readers never see it (a dot-file) and ``remove_stale_temp_files`` deletes it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp_name = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp_name, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -56,6 +71,24 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
         if os.path.exists(tmp_name):
             os.remove(tmp_name)
         raise
+
+
+def remove_stale_temp_files(folder: PathLike) -> list[str]:
+    """Delete the temp files ``atomic_write`` left in ``folder`` when a process was killed.
+
+    Only for folders a single run owns (its OUTPUT_DIR): in shared folders (few-shot caches)
+    another live process may be writing one, so there they are left alone (readers skip them).
+    Returns the names removed.
+    """
+    if not os.path.isdir(folder):
+        return []
+    removed = []
+    for name in sorted(os.listdir(folder)):
+        fpath = os.path.join(folder, name)
+        if _TEMP_FILE.match(name) and os.path.isfile(fpath):
+            os.remove(fpath)
+            removed.append(name)
+    return removed
 
 
 def read_json(fpath: PathLike) -> Any:

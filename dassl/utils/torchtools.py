@@ -2,7 +2,8 @@
 
 Layout (a contract with upstream): ``<save_dir>/model.pth.tar-<epoch>`` and ``model-best.pth.tar``,
 each a ``torch.save``d dict with ``state_dict``, ``epoch``, ``optimizer``, ``scheduler``,
-``val_result``, plus a text file ``checkpoint`` naming the latest file. Every file is written
+``val_result``, plus a text file ``checkpoint`` naming the latest epoch file (never the best
+file: resuming from it would skip the epoch file of that epoch). Every file is written
 atomically, so a crash never leaves a truncated checkpoint and the pointer only names complete
 files.
 Loading uses ``torch.load(weights_only=True)``; files that need more (upstream's warmup schedulers
@@ -12,12 +13,17 @@ scheduler classes and plain containers, never arbitrary code.
 
 import _compat_pickle
 import codecs
+import copy
 import importlib
 import os
 import pickle
 import random
+import re
+import warnings
 import zipfile
 from collections import Counter, OrderedDict, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
@@ -31,8 +37,17 @@ POINTER_FILE = "checkpoint"
 BEST_FILE = "model-best.pth.tar"
 
 
+_EPOCH_FILE = re.compile(r"^model\.pth\.tar-(\d+)$")
+
+
 def checkpoint_filename(epoch: int) -> str:
     return f"model.pth.tar-{epoch}"
+
+
+def checkpoint_epoch(filename: str) -> int | None:
+    """N for ``model.pth.tar-N``, None for any other file name."""
+    match = _EPOCH_FILE.match(filename)
+    return int(match.group(1)) if match else None
 
 
 def _plain(value: Any) -> Any:
@@ -70,7 +85,9 @@ def save_checkpoint(
 ) -> str:
     """Write ``state`` to ``save_dir``/``model_name`` (default ``model.pth.tar-<epoch>``).
 
-    The pointer file is updated only after the checkpoint is complete on disk; ``is_best`` also
+    The pointer file is updated only after the checkpoint is complete on disk, and only for epoch
+    files (upstream also points it at ``model-best.pth.tar`` when that is saved by name, so a
+    kill right after a best save made the re-run skip that epoch's file); ``is_best`` also
     writes ``model-best.pth.tar``. Returns the path written.
     """
     mkdir_if_missing(save_dir)
@@ -87,7 +104,8 @@ def save_checkpoint(
     fpath = os.path.join(save_dir, filename)
     _atomic_torch_save(state, fpath)
     print(f'Checkpoint saved to "{fpath}"')
-    _write_pointer(save_dir, filename)
+    if checkpoint_epoch(filename) is not None:
+        _write_pointer(save_dir, filename)
 
     if is_best:
         best_fpath = os.path.join(save_dir, BEST_FILE)
@@ -186,6 +204,17 @@ def _unreadable(fpath: str, err: Exception) -> RuntimeError:
     )
 
 
+def _permission_denied(fpath: str, err: PermissionError) -> PermissionError:
+    """Not "truncated": the file may be fine, only this user may not read it."""
+    st = os.stat(fpath)
+    return PermissionError(
+        err.errno,
+        f'Permission denied reading checkpoint "{fpath}" (mode {st.st_mode & 0o777:o}, owner uid '
+        f"{st.st_uid}). The file is not readable by this user: ask its owner to run "
+        f"`chmod a+r {fpath}`, or read a copy.",
+    )
+
+
 def load_checkpoint(fpath: str) -> dict[str, Any]:
     """Load a checkpoint onto the CPU (or keep CUDA tensors where CUDA exists), safely."""
     if fpath is None:
@@ -203,6 +232,8 @@ def load_checkpoint(fpath: str) -> dict[str, Any]:
             f'Note: "{fpath}" holds more than tensors and plain data (e.g. an upstream warmup '
             "scheduler object); loading it with a restricted unpickler"
         )
+    except PermissionError as err:
+        raise _permission_denied(fpath, err) from err
     except (RuntimeError, EOFError, OSError) as err:
         raise _unreadable(fpath, err) from err
     try:
@@ -232,18 +263,88 @@ def restore_from_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any = None,
 ) -> int:
-    """Load weights, optimizer and scheduler states; returns the finished-epoch count."""
+    """Load weights, optimizer and scheduler states; returns the finished-epoch count.
+
+    Learning-rate rule: the lr settings of the run that resumes win. ``optimizer`` and
+    ``scheduler`` come built from the current config, so before their states are replaced their
+    base learning rates are those of the current OPTIM.LR (per parameter group, STAGED_LR
+    multipliers included) and WARMUP_CONS_LR / WARMUP_MIN_LR. When the checkpoint's differ, the
+    scheduler restarts from its freshly built state and is stepped to the checkpoint's epoch, so
+    the resumed epoch runs at the lr the current config's schedule gives that epoch (this is what
+    makes "resume with a lower OPTIM.LR" after a NaN stop work). Optimizer statistics (momentum,
+    Adam moments) are kept either way. With unchanged lr settings nothing is recomputed, so a
+    plain resume is bit-exact.
+    """
     model.load_state_dict(checkpoint["state_dict"])
     print("Loaded model weights")
+    fresh = _fresh_schedule(optimizer, scheduler)
     if optimizer is not None and checkpoint.get("optimizer") is not None:
         optimizer.load_state_dict(checkpoint["optimizer"])
         print("Loaded optimizer")
     if scheduler is not None and checkpoint.get("scheduler") is not None:
         scheduler.load_state_dict(checkpoint["scheduler"])
         print("Loaded scheduler")
+    if fresh is not None and fresh["settings"] != _lr_settings(optimizer, scheduler):
+        _apply_fresh_schedule(optimizer, scheduler, fresh)
     start_epoch = checkpoint["epoch"]
     print(f"Previous epoch: {start_epoch}")
     return start_epoch
+
+
+def _lr_settings(optimizer: torch.optim.Optimizer, scheduler: Any) -> list[Any]:
+    """The base learning rates a config sets: per group, and those of every (warmup) scheduler."""
+    settings: list[Any] = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
+    while scheduler is not None:
+        settings.append(
+            (
+                list(getattr(scheduler, "base_lrs", [])),
+                getattr(scheduler, "cons_lr", None),
+                getattr(scheduler, "min_lr", None),
+            )
+        )
+        scheduler = getattr(scheduler, "successor", None)
+    return settings
+
+
+def _fresh_schedule(optimizer: torch.optim.Optimizer | None, scheduler: Any) -> dict | None:
+    """What the current config built, before a checkpoint overwrites it."""
+    if optimizer is None:
+        return None
+    return {
+        "settings": _lr_settings(optimizer, scheduler),
+        "group_lrs": [(g["lr"], g.get("initial_lr")) for g in optimizer.param_groups],
+        "scheduler": None if scheduler is None else copy.deepcopy(scheduler.state_dict()),
+    }
+
+
+def _steps_taken(state: dict[str, Any], fresh: dict[str, Any]) -> int:
+    """Scheduler steps from ``fresh`` (as built) to ``state``. A warmup scheduler stops counting
+    at its last warmup epoch and hands the later steps to its successor, so both are added."""
+    steps = state["last_epoch"] - fresh["last_epoch"]
+    if isinstance(state.get("successor"), dict):
+        steps += _steps_taken(state["successor"], fresh["successor"])
+    return steps
+
+
+def _apply_fresh_schedule(optimizer: torch.optim.Optimizer, scheduler: Any, fresh: dict) -> None:
+    old = [g["lr"] for g in optimizer.param_groups]
+    for group, (lr, initial_lr) in zip(optimizer.param_groups, fresh["group_lrs"], strict=True):
+        group["lr"] = lr
+        if initial_lr is not None:
+            group["initial_lr"] = initial_lr
+    if scheduler is not None:
+        steps = _steps_taken(scheduler.state_dict(), fresh["scheduler"])
+        scheduler.load_state_dict(copy.deepcopy(fresh["scheduler"]))
+        with warnings.catch_warnings():
+            # Stepping a schedule forward is what we mean here, not a misplaced step() call.
+            warnings.filterwarnings("ignore", message=".*lr_scheduler.step.*optimizer.step")
+            for _ in range(steps):
+                scheduler.step()
+    new = [g["lr"] for g in optimizer.param_groups]
+    print(
+        f"The learning-rate settings differ from the checkpoint's: using the current config's "
+        f"schedule, so the lr changes from {old} to {new}"
+    )
 
 
 def resume_from_checkpoint(
@@ -281,6 +382,20 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if torch.cuda.is_available() and state["cuda"]:
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextmanager
+def rng_untouched() -> Iterator[None]:
+    """Run a block without advancing the global RNGs (python, numpy, torch CPU and CUDA).
+
+    For work done at a point that depends on the run's history, such as encoding images into a
+    cache on first use: its draws would shift a resumed run's random stream off an unbroken one's.
+    """
+    state = capture_rng_state()
+    try:
+        yield
+    finally:
+        restore_rng_state(state)
 
 
 def _as_tuples(value: Any) -> Any:
@@ -364,6 +479,7 @@ __all__ = [
     "read_checkpoint_pointer",
     "capture_rng_state",
     "restore_rng_state",
+    "rng_untouched",
     "open_all_layers",
     "open_specified_layers",
     "count_num_param",

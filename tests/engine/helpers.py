@@ -1,6 +1,7 @@
 """Shared set-up for engine tests: command lines for train.py on the tiny dataset."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import tests.support.tiny_data  # noqa: F401  (registers TinyImages)
 import train
 from dassl.utils.logger import close_logger
 
-from . import special_trainers  # noqa: F401  (registers the test trainers)
+from .special_trainers import KILL_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_NAME = "linear_head"  # what UpstreamStyleTrainer registers
@@ -65,7 +66,27 @@ def start_train_subprocess(argv: list[str], env: dict[str, str] | None = None) -
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group, which a test may signal whole
     )
+
+
+def run_train_subprocess(argv: list[str], kill: str | None = None) -> tuple[int, str]:
+    """train.py in a subprocess, signalled at the point ``kill`` names (see KILL_ENV);
+    returns its exit status and output."""
+    proc = start_train_subprocess(argv, env={KILL_ENV: kill} if kill else None)
+    out, _ = proc.communicate(timeout=300)
+    return proc.returncode, out
+
+
+# What each KILL_ENV signal must end with: kill -9 as the kernel does it; SIGINT and SIGTERM
+# by the trainer's own clean exit, 128 + the signal number.
+EXIT_STATUS = {
+    "KILL": -signal.SIGKILL,
+    "TERM": 128 + signal.SIGTERM,
+    "INT": 128 + signal.SIGINT,
+    "INT2": 128 + signal.SIGINT,
+    "TERM-GROUP": 128 + signal.SIGTERM,
+}
 
 
 def load_state(path: Path) -> dict:
@@ -76,6 +97,28 @@ def assert_same_tensors(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), f"{key} differs"
+
+
+def assert_same_checkpoint(a: object, b: object, where: str = "checkpoint") -> None:
+    """Equal down to the last bit: tensors by torch.equal, everything else by ==."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and torch.equal(a, b), f"{where} differs"
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), f"{where}: keys differ"
+        for key in a:
+            assert_same_checkpoint(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, list | tuple):
+        assert type(a) is type(b) and len(a) == len(b), f"{where}: lengths differ"
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_checkpoint(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def final_result(log: str) -> list[str]:
+    """The result lines of the test after training."""
+    after = log.split("Finish training")[1]
+    return [line for line in after.splitlines() if line.startswith("* ")]
 
 
 def run_train_in_process(argv: list[str]) -> str:

@@ -16,7 +16,7 @@ from .helpers import (
     start_train_subprocess,
     train_argv,
 )
-from .special_trainers import KILL_AT_ENV
+from .special_trainers import KILL_ENV
 
 
 def _finish(proc, timeout: float = 120) -> tuple[int, str]:
@@ -29,12 +29,12 @@ def test_killed_run_resumes_to_identical_weights(tmp_path: Path) -> None:
     root = tmp_path / "data"
     write_tiny_image_dataset(root)
     full_dir, killed_dir = tmp_path / "full", tmp_path / "killed"
-    full_argv = train_argv(root, full_dir, trainer="SelfKillingTrainer")
-    killed_argv = train_argv(root, killed_dir, trainer="SelfKillingTrainer")
+    full_argv = train_argv(root, full_dir, trainer="KillableTrainer")
+    killed_argv = train_argv(root, killed_dir, trainer="KillableTrainer")
 
     # The subprocess kills itself at epoch 3, batch 2: after the epoch-2 checkpoint and one more
     # (lost) optimizer step. The reference run goes meanwhile, in this process.
-    killed = start_train_subprocess(killed_argv, env={KILL_AT_ENV: "3,2"})
+    killed = start_train_subprocess(killed_argv, env={KILL_ENV: "batch:3:2@KILL"})
     full_out = run_train_in_process(full_argv)
     code, killed_out = _finish(killed)
     assert code == -signal.SIGKILL, killed_out

@@ -20,6 +20,7 @@ from dassl.utils import (
     save_checkpoint,
     torchtools,
 )
+from dassl.utils.tools import remove_stale_temp_files
 
 
 def _state(model: nn.Module, epoch: int, **extra) -> dict:
@@ -58,6 +59,7 @@ def test_save_strips_data_parallel_prefix(tmp_path: Path) -> None:
 
 def test_crash_mid_write_keeps_old_checkpoint_and_pointer(tmp_path: Path, monkeypatch) -> None:
     model = nn.Linear(3, 2)
+    save_checkpoint(_state(model, 1), str(tmp_path))
     save_checkpoint(_state(model, 1), str(tmp_path), model_name="model-best.pth.tar")
     old_bytes = (tmp_path / "model-best.pth.tar").read_bytes()
     real_save = torch.save
@@ -75,8 +77,32 @@ def test_crash_mid_write_keeps_old_checkpoint_and_pointer(tmp_path: Path, monkey
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(_state(model, 2), str(tmp_path))
     assert (tmp_path / "model-best.pth.tar").read_bytes() == old_bytes
-    assert (tmp_path / "checkpoint").read_text() == "model-best.pth.tar\n"
-    assert sorted(os.listdir(tmp_path)) == ["checkpoint", "model-best.pth.tar"]  # no temp files
+    assert (tmp_path / "checkpoint").read_text() == "model.pth.tar-1\n"
+    assert sorted(os.listdir(tmp_path)) == [  # no temp files
+        "checkpoint",
+        "model-best.pth.tar",
+        "model.pth.tar-1",
+    ]
+
+
+def test_remove_stale_temp_files_takes_only_atomic_write_leftovers(tmp_path: Path) -> None:
+    left_by_kill = [".model.pth.tar-2.3f9a0c1e.tmp", ".checkpoint.k2_x9qzv.tmp"]  # new, mkstemp
+    kept = ["model.pth.tar-1", ".hidden", "notes.tmp", ".model.pth.tar-2.tmp"]
+    for name in left_by_kill + kept:
+        (tmp_path / name).write_text("x")
+    assert remove_stale_temp_files(tmp_path) == sorted(left_by_kill)
+    assert sorted(os.listdir(tmp_path)) == sorted(kept)
+
+
+def test_pointer_only_ever_names_epoch_files(tmp_path: Path) -> None:
+    # Upstream pointed it at model-best.pth.tar when that was saved by name; a resume from there
+    # never wrote that epoch's own file.
+    model = nn.Linear(3, 2)
+    save_checkpoint(_state(model, 1), str(tmp_path), model_name="model-best.pth.tar")
+    assert not (tmp_path / "checkpoint").exists()
+    save_checkpoint(_state(model, 1), str(tmp_path))
+    save_checkpoint(_state(model, 2), str(tmp_path), model_name="model-best.pth.tar")
+    assert (tmp_path / "checkpoint").read_text() == "model.pth.tar-1\n"
 
 
 def test_resume_restores_model_optimizer_scheduler(tmp_path: Path) -> None:

@@ -10,7 +10,14 @@ import train
 from dassl.engine import TRAINER_REGISTRY, build_trainer
 from tests.support.tiny_data import write_tiny_image_dataset
 
-from .helpers import MODEL_NAME, assert_same_tensors, load_state, run_train_in_process, train_argv
+from .helpers import (
+    MODEL_NAME,
+    assert_same_checkpoint,
+    assert_same_tensors,
+    load_state,
+    run_train_in_process,
+    train_argv,
+)
 
 RESULT_LINES = ("* total: ", "* correct: ", "* accuracy: ", "* error: ", "* macro_f1: ")
 
@@ -148,6 +155,40 @@ def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(tmp_path: Path) ->
     assert (out / "model" / "checkpoint").read_text() == "model.pth.tar-1\n"
     weights = load_state(good)["state_dict"]
     assert all(torch.isfinite(v).all() for v in weights.values())
+
+
+def test_following_the_nan_advice_gets_past_the_nan(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    write_tiny_image_dataset(root)
+    # A calm first (warmup) epoch, then an lr so large that the weights overflow in epoch 2.
+    opts = {
+        "OPTIM__WARMUP_EPOCH": "1",
+        "OPTIM__WARMUP_TYPE": "constant",
+        "OPTIM__WARMUP_CONS_LR": "0.01",
+        "TRAIN__CHECKPOINT_FREQ": "0",
+    }
+    out = tmp_path / "out"
+    with pytest.raises(FloatingPointError) as err:
+        run_train_in_process(train_argv(root, out, OPTIM__LR="1e38", **opts))
+    message = str(err.value)
+    assert "epoch 2/4" in message
+    advice = re.search(
+        r"`--resume (\S+) --output-dir <new folder> OPTIM\.LR <lower value>`", message
+    )
+    assert advice and advice.group(1) == str(out)
+
+    lower = tmp_path / "lower"
+    log = run_train_in_process(
+        ["--resume", advice.group(1), *train_argv(root, lower, OPTIM__LR="0.01", **opts)]
+    )
+    assert "Previous epoch: 1" in log and "epoch [4/4]" in log
+    # From the resumed epoch on, the schedule is that of a run at the lower lr all along.
+    fresh = tmp_path / "fresh"
+    run_train_in_process(train_argv(root, fresh, OPTIM__LR="0.01", **opts))
+    last = f"{MODEL_NAME}/model.pth.tar-4"
+    assert_same_checkpoint(
+        load_state(lower / last)["scheduler"], load_state(fresh / last)["scheduler"]
+    )
 
 
 def test_save_model_refuses_nan_weights(trained_run, tmp_path: Path) -> None:

@@ -1,7 +1,12 @@
 """Every method learns the tiny dataset; feature caches save work without changing results."""
 
+import os
+import signal
+
 import pytest
 import torch
+
+from dassl.engine import TrainingInterrupted
 
 from .helpers import make_trainer, train_accuracy, train_loss
 
@@ -87,3 +92,40 @@ def test_train_feature_cache_encodes_train_images_once(make_cfg):
     n_train, n_test = len(trainer.dm.dataset.train_x), len(trainer.dm.dataset.test)
     assert calls[0] == n_train + n_test  # 10 epochs, yet each train image encoded once
     assert train_accuracy(trainer) > before
+
+
+def _draws(fn) -> int:
+    """How many numbers `fn` takes from torch's global RNG (up to 3)."""
+    start = torch.get_rng_state()
+    fn()
+    after = torch.get_rng_state()
+    torch.set_rng_state(start)
+    for n in range(4):
+        if torch.equal(torch.get_rng_state(), after):
+            return n
+        torch.empty((), dtype=torch.int64).random_()  # what each DataLoader iterator draws
+    raise AssertionError("more than 3 draws")
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_each_val_evaluation_draws_once_like_upstream(make_cfg, cache):
+    # Caching happens at the first evaluation after each (re)start; its draws would put a resumed
+    # run's random stream off an uninterrupted one's (TEST.FINAL_MODEL best_val).
+    trainer = make_trainer(make_cfg("TaskRes", "TRAINER.FEATURE_CACHE.EVAL", cache))
+    assert [_draws(lambda: trainer.test("val")) for _ in range(2)] == [1, 1]
+
+
+def test_train_feature_cache_leaves_the_random_stream_alone(make_cfg):
+    trainer = make_trainer(make_cfg("TaskRes", "TRAINER.FEATURE_CACHE.TRAIN", True))
+    assert _draws(lambda: trainer.encode_data_source(trainer.dm.dataset.train_x)) == 0
+
+
+def test_a_stop_signal_while_encoding_a_split_is_acted_on_at_once(make_cfg):
+    # Encoding ImageNet's test split takes minutes; Slurm's SIGKILL follows SIGTERM in 30 s.
+    trainer = make_trainer(make_cfg("TaskRes"))
+    calls = _count_image_encodings(trainer)
+    with pytest.raises(TrainingInterrupted) as stop, trainer._stop_on_signals():
+        os.kill(os.getpid(), signal.SIGTERM)
+        trainer.test("test")
+    assert stop.value.code == 128 + signal.SIGTERM and calls[0] == 0
+    assert "SIGTERM during the encoding of images for the feature cache" in stop.value.message
