@@ -18,7 +18,8 @@ usage_if_short 1 $# "Usage: bash scripts/taskres/test_dg.sh MODEL_DIR [OUTPUT_DI
   EPOCH        checkpoint epoch, 'best' or 'last' (default: the model the training run tested)
   KEY VALUE    extra config overrides passed to train.py
 
-Summarise with: python tools/parse_test_res.py OUTPUT_DIR --table"
+Summarise with: python tools/parse_test_res.py output --table (a folder holding both OUTPUT_DIR
+and MODEL_DIR, so the generalisation table has its ImageNet column too)"
 
 # Optional positionals stop at the first config key (the start of the KEY VALUE overrides).
 MODELDIR=$1

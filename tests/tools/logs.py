@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import yaml
+
 
 def result_block(accuracy: float, total: int = 100) -> str:
     correct = round(total * accuracy / 100)
@@ -38,3 +40,44 @@ def write_log(run_dir: Path, text: str, name: str = "log.txt", mtime: float | No
     if mtime is not None:
         os.utime(path, (mtime, mtime))
     return path
+
+
+def write_config(run_dir: Path, **keys: object) -> Path:
+    """A run's config.yaml holding the facts the results tools read; ``keys`` are flattened keys
+    with dots written as double underscores (``DATASET__NUM_SHOTS=4``) overriding the defaults."""
+    flat: dict[str, object] = {
+        "TRAINER.NAME": "TaskRes",
+        "TRAINER.FEATURE_CACHE.TRAIN": False,
+        "TRAINER.TaskRes.RESIDUAL_SCALE": 0.5,
+        "TRAINER.TaskRes.ENHANCED_BASE": "none",
+        "MODEL.BACKBONE.NAME": "RN50",
+        "DATASET.NAME": "Caltech101",
+        "DATASET.NUM_SHOTS": 16,
+        "DATASET.SUBSAMPLE_CLASSES": "all",
+        "SEED": 1,
+        "OPTIM.LR": 0.002,
+        "OPTIM.MAX_EPOCH": 10,
+        "TEST.FINAL_MODEL": "last_step",
+        "RUN.EVAL_ONLY": False,
+        "RUN.MODEL_DIR": "",
+    }
+    flat.update({key.replace("__", "."): value for key, value in keys.items()})
+    tree: dict = {}
+    for key, value in flat.items():
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "config.yaml"
+    path.write_text(yaml.safe_dump(tree), encoding="utf-8")
+    return path
+
+
+def write_run(root: Path, where: str, accuracy: float | None, **keys: object) -> Path:
+    """A finished run folder ``root/where``: its config.yaml (see write_config) and its log."""
+    run_dir = root / where
+    write_config(run_dir, **keys)
+    write_log(run_dir, training_log(accuracy))
+    return run_dir

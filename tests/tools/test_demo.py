@@ -13,6 +13,7 @@ from PIL import Image
 from clip import clip
 from dassl.config import extend_cfg, get_cfg_default
 from datasets.caltech101 import Caltech101
+from tests.tools.logs import write_run
 from tools import demo
 
 PER_CLASS = (3, 2, 4)
@@ -107,3 +108,53 @@ def test_output_folder_is_replaced_only_when_the_demo_owns_it(tmp_path):
     with pytest.raises(demo.DemoError, match="--output"):
         demo.prepare_output(foreign)
     assert (foreign / "results.txt").read_text() == "precious"
+
+
+def accuracies(zero_shot: float, trained: list[float]) -> dict[str, float]:
+    labels = [m.label for m in demo.METHODS if m.trains]
+    zero = next(m.label for m in demo.METHODS if not m.trains)
+    return {zero: zero_shot, **dict(zip(labels, trained))}
+
+
+@pytest.mark.parametrize(
+    "zero_shot, relation",
+    [
+        (10.0, "10.00 points below chance"),
+        (26.7, "6.70 points above chance"),
+        (20.0, "exactly chance"),
+    ],
+)
+def test_note_says_where_zero_shot_landed(zero_shot, relation):
+    note = demo.demo_note(accuracies(zero_shot, [75.0, 96.7, 85.0, 81.7]), shots=8)
+    assert "Chance level is 20% (5 balanced classes)" in note
+    assert f"Zero-shot CLIP scored {zero_shot:.2f}%, {relation}" in note
+    assert "scored 75.00% to 96.70%,\nall above chance." in note
+    assert "stays near" not in note
+
+
+def test_note_names_trained_methods_at_chance():
+    note = demo.demo_note(accuracies(20.0, [20.0, 90.0, 15.0, 80.0]), shots=2)
+    assert "learn from 2 images per class, scored 15.00% to 90.00%" in note
+    assert "2 of them at or below chance (try more --epochs)" in note
+
+
+def test_summary_is_the_results_tool_table_and_figure(tmp_path):
+    scores = {"ZeroshotCLIP": 10.0, "CoOp": 85.0, "LinearProbeCLIP": 96.7,
+              "CLIP_Adapter": 75.0, "TaskRes": 81.7}  # fmt: skip
+    for trainer, accuracy in scores.items():
+        write_run(
+            tmp_path / "runs", trainer, accuracy, TRAINER__NAME=trainer, DATASET__NUM_SHOTS=8,
+            TRAINER__FEATURE_CACHE__TRAIN=True, MODEL__BACKBONE__NAME=str(tmp_path / "tiny.pt"),
+        )  # fmt: skip
+    table, figure = demo.summarise(tmp_path / "runs", tmp_path / "figures")
+    lines = table.splitlines()
+    assert lines[0] == (
+        "accuracy (%) at 8 shots: mean ± std over seeds (n = seeds); backbone tiny.pt; "
+        "protocol plain"
+    )
+    assert [line.split()[-2:] for line in lines[3:]] == [
+        [f"{scores[t]:.2f}", "(n=1)"]
+        for t in ("ZeroshotCLIP", "LinearProbeCLIP", "CoOp", "CLIP_Adapter", "TaskRes")
+    ]
+    assert [p.name for p in figure] == ["accuracy_vs_shots.png", "accuracy_vs_shots.pdf"]
+    assert all(p.is_file() for p in figure)

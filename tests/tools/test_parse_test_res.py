@@ -81,7 +81,8 @@ def test_ci95(tmp_path, capsys):
     assert f"+- {half_width:.2f}% (ci95)" in capsys.readouterr().out
 
 
-def test_table_rows_datasets_columns_shots(tmp_path, capsys):
+def test_table_of_an_upstream_taskres_grid(tmp_path, capsys):
+    """Upstream's TaskRes layout (no config.yaml): FINAL/debug/<dataset>/<config>_<N>shots/seedK."""
     grid = {
         ("caltech101", 1): [80.0, 82.0],
         ("caltech101", 16): [90.0, 91.0],
@@ -90,28 +91,28 @@ def test_table_rows_datasets_columns_shots(tmp_path, capsys):
     for (dataset, shots), accs in grid.items():
         cfg = "adam_lr2e-3_B256_ep100" if shots < 8 else "adam_lr2e-3_B256_ep200"
         for seed, acc in enumerate(accs, start=1):
-            write_log(tmp_path / dataset / f"{cfg}_{shots}shots" / f"seed{seed}", training_log(acc))
+            run = tmp_path / "FINAL" / "debug" / dataset / f"{cfg}_{shots}shots" / f"seed{seed}"
+            write_log(run, training_log(acc))
     assert ptr.main([str(tmp_path), "--table"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    lines = lines[next(i for i, line in enumerate(lines) if line.lstrip().startswith("dataset")) :]
-    header = lines[0]
-    assert header.index("1 shots") < header.index("16 shots")
-    caltech = next(line for line in lines if line.startswith("caltech101"))
-    assert "81.00 +- 1.00" in caltech and "90.50 +- 0.50" in caltech
-    pets = next(line for line in lines if line.startswith("oxford_pets"))
-    assert "72.00 +- 2.00" in pets and pets.rstrip().endswith("-")
-    average = next(line for line in lines if line.startswith("average"))
-    assert "76.50" in average  # mean of 81 and 72
-    assert "90.50*" in average  # only caltech101 has 16 shots
+    at_16 = lines.index(next(line for line in lines if line.startswith("accuracy (%) at 16 shots")))
+    assert lines[at_16 + 1].split() == ["method", "Caltech101"]  # the datasets run at 16 shots
+    assert lines[at_16 + 3].split() == ["TaskRes", "90.50", "±", "0.50", "(n=2)"]
+    by_shots = lines.index(next(line for line in lines if "by shots, averaged over 2" in line))
+    assert lines[by_shots + 1].split() == ["method", "1-shot", "16-shot"]
+    # 1 shot: per seed (80+70)/2, (82+74)/2 = 75, 78
+    assert lines[by_shots + 3].split() == ["TaskRes", "76.50", "±", "1.50", "(n=2)",
+                                           "90.50", "±", "0.50", "(n=2)*"]  # fmt: skip
 
 
 def test_table_collision_is_a_clear_error(tmp_path, capsys):
-    for cfg in ("cfg_a_1shots", "cfg_b_1shots"):
-        write_log(tmp_path / "dtd" / cfg / "seed1", training_log(50.0))
+    for cfg in ("adam_lr2e-3_B256_ep100_1shots", "adam_lr2e-4_B256_ep100_1shots"):
+        write_log(tmp_path / "FINAL" / "debug" / "dtd" / cfg / "seed1", training_log(50.0))
     assert ptr.main([str(tmp_path), "--table"]) == 1
     err = capsys.readouterr().err
-    assert "same table cell" in err and "--columns setting" in err
-    assert ptr.main([str(tmp_path), "--table", "--columns", "setting"]) == 0
+    assert "same table cell (TaskRes on DTD, 1 shot, seed 1)" in err
+    assert "point the tool at a narrower folder" in err
+    assert ptr.main([str(tmp_path / "FINAL" / "debug" / "dtd" / cfg), "--table"]) == 0
 
 
 def test_empty_folder_and_missing_folder(tmp_path, capsys):
