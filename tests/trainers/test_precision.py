@@ -202,12 +202,16 @@ def _train_and_check(trainer, prec: str, output_dir) -> None:
         _assert_fp32_checkpoint(read_checkpoint_pointer(str(output_dir / name)))
 
 
+# Settings under which each method learns the tiny dataset (as in test_training.py).
+TRAINS = {"TaskRes": (), "CoOp": ("TRAINER.COOP.N_CTX", 4, "OPTIM.LR", 0.01), "CLIP_Adapter": ()}
+
+
 @pytest.mark.parametrize("trainer_name", ["TaskRes", "CoOp", "CLIP_Adapter"])
 @pytest.mark.parametrize("prec", ["fp16", "amp"])
 def test_precisions_train_and_save_fp32_checkpoints(
     make_cfg, force_precision, tmp_path, trainer_name, prec
 ):
-    trainer = make_trainer(make_cfg(trainer_name, *FAST, prec=prec))
+    trainer = make_trainer(make_cfg(trainer_name, *FAST, *TRAINS[trainer_name], prec=prec))
     _train_and_check(trainer, prec, tmp_path / "output")
 
 
@@ -215,7 +219,8 @@ def test_precisions_train_and_save_fp32_checkpoints(
 @pytest.mark.parametrize("trainer_name", ["TaskRes", "CoOp", "CLIP_Adapter"])
 @pytest.mark.parametrize("prec", ["fp16", "amp"])
 def test_gpu_precisions_train(make_cfg, tmp_path, trainer_name, prec):
-    trainer = make_trainer(make_cfg(trainer_name, *FAST, "USE_CUDA", True, prec=prec))
+    cfg = make_cfg(trainer_name, *FAST, *TRAINS[trainer_name], "USE_CUDA", True, prec=prec)
+    trainer = make_trainer(cfg)
     assert trainer.device.type == "cuda"
     _train_and_check(trainer, prec, tmp_path / "output")
 
