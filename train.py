@@ -371,6 +371,14 @@ def print_args(args: argparse.Namespace, cfg: CfgNode) -> None:
     print(cfg)
 
 
+def untrained_error(cfg: CfgNode) -> ConfigError:
+    """An evaluation of a method that learns weights needs the trained run to load them from."""
+    return ConfigError(
+        f"--eval-only without --model-dir would evaluate {cfg.TRAINER.NAME}'s untrained "
+        "weights. Fix: pass --model-dir with the OUTPUT_DIR of a trained run."
+    )
+
+
 def main(args: argparse.Namespace, argv: Sequence[str] | None = None) -> None:
     notes: list[str] = []
     cfg = setup_cfg(args, notes)
@@ -401,13 +409,15 @@ def main(args: argparse.Namespace, argv: Sequence[str] | None = None) -> None:
             "used (few-shot runs set it to 1, 2, 4, 8 or 16)"
         )
 
+    # CLIP methods say whether they learn weights (MODEL_NAME) before any data or model is built;
+    # other trainers are asked once built.
+    unloaded = args.eval_only and not args.model_dir
+    if unloaded and getattr(TRAINER_REGISTRY.get(cfg.TRAINER.NAME), "MODEL_NAME", None):
+        raise untrained_error(cfg)
     trainer = build_trainer(cfg)
     if args.eval_only:
-        if not args.model_dir and trainer.get_model_names():
-            raise ConfigError(
-                f"--eval-only without --model-dir would evaluate {cfg.TRAINER.NAME}'s untrained "
-                "weights. Fix: pass --model-dir with the OUTPUT_DIR of a trained run."
-            )
+        if unloaded and trainer.get_model_names():
+            raise untrained_error(cfg)
         epoch = None if cfg.RUN.LOAD_EPOCH == BEST_EPOCH else cfg.RUN.LOAD_EPOCH
         trainer.load_model(args.model_dir, epoch=epoch)
         trainer.test()
