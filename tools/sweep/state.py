@@ -8,13 +8,11 @@ decides. So the dry run and the real run agree with what every cell's train.py w
 
 from __future__ import annotations
 
+import argparse
 import enum
 from dataclasses import dataclass
 from pathlib import Path
 
-import train
-from dassl.config import extend_cfg, get_cfg_default
-from dassl.config.run_identity import RunConflictError, conflict_message, inspect_output_dir
 from tools.parse_test_res import read_run
 
 from .grid import REPO, Cell, GridError
@@ -36,6 +34,12 @@ class Inspection:
 
 def inspect_cell(cell: Cell) -> Inspection:
     """Classify one cell; a config mistake (unknown key, missing file) raises GridError."""
+    # train imports torch and every trainer: only once a cell is inspected, so that mistakes in
+    # the grid or the filters are named at once.
+    import train
+    from dassl.config import extend_cfg, get_cfg_default
+    from dassl.config.run_identity import RunConflictError, conflict_message, inspect_output_dir
+
     args = train.build_parser().parse_args(list(cell.argv))
     blocked = _missing_input(args)
     if blocked:
@@ -55,7 +59,7 @@ def inspect_cell(cell: Cell) -> Inspection:
     return Inspection(cell, State.PENDING, "resumes" if status.has_record else "")
 
 
-def _missing_input(args) -> str:
+def _missing_input(args: argparse.Namespace) -> str:
     """Why the cell cannot run yet, or '' (the same checks the scripts make before train.py)."""
     if args.model_dir and not read_run(Path(args.model_dir)).metrics:
         return (
