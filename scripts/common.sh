@@ -103,3 +103,24 @@ take_epoch() {
         die "'$1' is neither a checkpoint (an epoch number, 'best' or 'last') nor a config key."
     fi
 }
+
+# run_sweep <grid file> [grid command options] [KEY VALUE ...]: run a grid (configs/grids/) through
+# python -m tools.sweep with DATA, OUTPUT_ROOT and SEEDS; DATASETS ("caltech101 dtd") and SHOT_LIST
+# ("1 16") narrow it, and DRY_RUN=1 lists its cells with their commands instead of running them.
+run_sweep() {
+    local grid=$1 seeds=() filters=()
+    shift
+    read -r -a seeds <<< "$SEEDS"
+    filters=(--root "$DATA" --seeds "${seeds[@]}")
+    [ -z "${OUTPUT_ROOT:-}" ] || filters+=(--output-root "$OUTPUT_ROOT")
+    if [ -n "${DATASETS:-}" ]; then
+        read -r -a seeds <<< "$DATASETS"
+        filters+=(--datasets "${seeds[@]}")
+    fi
+    if [ -n "${SHOT_LIST:-}" ]; then
+        read -r -a seeds <<< "$SHOT_LIST"
+        filters+=(--shots "${seeds[@]}")
+    fi
+    [ "${DRY_RUN:-0}" != 1 ] || filters+=(--dry-run --commands)
+    "$PYTHON" -m tools.sweep "$grid" "${filters[@]}" "$@"
+}

@@ -1,1 +1,1 @@
-"""Command-line tools: the results summariser and the built-in demo."""
+"""Command-line tools: the results summariser, the grid runner (sweep) and the built-in demo."""

@@ -3,13 +3,16 @@
 train.py is replaced by a stub interpreter (the scripts' PYTHON variable) that records each
 command and writes a finished log (or, with STUB_EXIT set, exits with that status); every other
 Python call (the results tool) runs for real. Skipping finished runs and refusing changed configs
-is train.py's job (--skip-finished); tests/tools/test_scripts_real.py runs the scripts for real.
+is train.py's job (--skip-finished); tests/tools/test_scripts_real.py runs the scripts for real. The
+grid wrappers (train_regular.sh, train_enhance.sh) run python -m tools.sweep: their tests read the
+commands its dry run lists (tests/tools/test_sweep.py runs grids for real).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import stat
 import subprocess
 import sys
@@ -150,17 +153,40 @@ def test_missing_data_root_says_how_to_set_it(env, tmp_path):
     assert "no-data-here" in result.stderr and "DATA=" in result.stderr
 
 
+def listed_commands(result: subprocess.CompletedProcess, env: dict) -> dict[str, list[str]]:
+    """The train.py command of every cell a DRY_RUN=1 grid lists, by output folder below
+    OUTPUT_ROOT."""
+    commands = {}
+    for line in result.stdout.splitlines():
+        if line.startswith("    python train.py "):
+            argv = shlex.split(line)[2:]
+            out = Path(flag(argv, "--output-dir")).relative_to(env["OUTPUT_ROOT"])
+            commands[str(out)] = argv
+    return commands
+
+
 def test_grid_uses_upstream_per_dataset_choices(env):
     result = run("scripts/taskres/train_regular.sh", env={**env, "DRY_RUN": "1"})
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert len(lines) == 11 * 5
-    main = "bash scripts/taskres/main.sh"
-    assert f"{main} stanford_cars adam_lr2e-3_B256_ep100 none 1 0.5" in lines
-    assert f"{main} oxford_flowers adam_lr2e-3_B256_ep100 none 4 1.0" in lines
-    assert f"{main} imagenet adam_lr2e-4_B256_ep100 none 2 0.5" in lines
-    assert f"{main} eurosat adam_lr2e-3_B256_ep200 none 8 0.5" in lines
-    assert f"{main} imagenet adam_lr2e-4_B256_ep200 none 16 0.5" in lines
+    commands = listed_commands(result, env)
+    assert len(commands) == 11 * 5 * 3
+    assert "165 pending" in result.stdout
+    for dataset, config, shots, alpha in [
+        ("stanford_cars", "adam_lr2e-3_B256_ep100", "1", "0.5"),
+        ("oxford_flowers", "adam_lr2e-3_B256_ep100", "4", "1.0"),
+        ("imagenet", "adam_lr2e-4_B256_ep100", "2", "0.5"),
+        ("eurosat", "adam_lr2e-3_B256_ep200", "8", "0.5"),
+        ("imagenet", "adam_lr2e-4_B256_ep200", "16", "0.5"),
+    ]:
+        call = commands[f"FINAL/debug/{dataset}/{config}_{shots}shots/seed3"]
+        assert flag(call, "--config-file").endswith(f"configs/trainers/TaskRes/{config}.yaml")
+        assert flag(call, "--dataset-config-file").endswith(f"configs/datasets/{dataset}.yaml")
+        assert flag(call, "--root") == env["DATA"]
+        assert flag(call, "--seed") == "3"
+        assert flag(call, "--enhanced-base") == "none"
+        assert flag(call, "DATASET.NUM_SHOTS") == shots
+        assert flag(call, "TRAINER.TaskRes.RESIDUAL_SCALE") == alpha
+        assert "--skip-finished" in call
     assert calls(env) == []
 
 
@@ -168,21 +194,40 @@ def test_enhanced_grid_points_at_released_bases(env):
     narrowed = {**env, "DRY_RUN": "1", "DATASETS": "dtd oxford_flowers", "SHOT_LIST": "16"}
     result = run("scripts/taskres/train_enhance.sh", "OPTIM.LR", "0.01", env=narrowed)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [
-        "bash scripts/taskres/main.sh dtd adam_lr2e-3_B256_ep200 "
-        "strong_base/DescribableTextures/rn50_16shots/model.pth.tar 16 0.5 OPTIM.LR 0.01",
-        "bash scripts/taskres/main.sh oxford_flowers adam_lr2e-3_B256_ep200 "
-        "strong_base/OxfordFlowers/rn50_16shots/model.pth.tar 16 1.0 OPTIM.LR 0.01",
-    ]
+    commands = listed_commands(result, env)
+    assert len(commands) == 2 * 3
+    dtd = commands["FINAL/enhanced/dtd/adam_lr2e-3_B256_ep200_16shots/seed1"]
+    flowers = commands["FINAL/enhanced/oxford_flowers/adam_lr2e-3_B256_ep200_16shots/seed2"]
+    assert (
+        flag(dtd, "--enhanced-base") == "strong_base/DescribableTextures/rn50_16shots/model.pth.tar"
+    )
+    assert (
+        flag(flowers, "--enhanced-base") == "strong_base/OxfordFlowers/rn50_16shots/model.pth.tar"
+    )
+    assert flag(flowers, "TRAINER.TaskRes.RESIDUAL_SCALE") == "1.0"
+    assert all(call[-2:] == ["OPTIM.LR", "0.01"] for call in commands.values())
+    # The bases are not there: the cells are listed as blocked, with the fix.
+    assert "6 blocked" in result.stdout and "--var strong_base_dir=DIR" in result.stdout
+
+    moved = run("scripts/taskres/train_enhance.sh", env={**narrowed, "STRONG_BASE_DIR": "/bases"})
+    for call in listed_commands(moved, env).values():
+        assert flag(call, "--enhanced-base").startswith("/bases/")
 
 
 def test_regular_grid_passes_overrides_to_every_run(env):
-    narrowed = {**env, "DATASETS": "dtd", "SHOT_LIST": "1 2", "SEEDS": "1"}
-    result = run("scripts/taskres/train_regular.sh", "TRAINER.TaskRes.PREC", "fp32", env=narrowed)
+    narrowed = {**env, "DATASETS": "dtd", "SHOT_LIST": "1 2", "SEEDS": "1", "DRY_RUN": "1"}
+    result = run("scripts/taskres/train_regular.sh", "--workers", "2", "TRAINER.TaskRes.PREC",
+                 "fp32", env=narrowed)  # fmt: skip
     assert result.returncode == 0, result.stderr
-    made = calls(env)
+    made = list(listed_commands(result, env).values())
     assert [flag(c, "DATASET.NUM_SHOTS") for c in made] == ["1", "2"]
     assert all(c[-2:] == ["TRAINER.TaskRes.PREC", "fp32"] for c in made)
+
+
+def test_grid_wrapper_names_a_dataset_outside_the_grid(env):
+    result = run("scripts/taskres/train_regular.sh", env={**env, "DATASETS": "cifar10"})
+    assert result.returncode == 2
+    assert "dataset cifar10 is not in grid" in result.stderr and "caltech101" in result.stderr
 
 
 def test_dg_evaluates_the_imagenet_model_on_four_shifts(env, tmp_path):

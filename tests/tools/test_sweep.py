@@ -1,0 +1,362 @@
+"""The grid command for real: the shipped TaskRes grid narrowed to 2 datasets x 2 shots x 2 seeds,
+run by train.py with the tiny CLIP on two tiny datasets (Caltech101's and DTD's layouts), through
+the local launcher and through submitit's LocalExecutor (no Slurm, nothing mocked).
+
+The first tests run in order on one output folder: seed 1 through the local launcher, where one
+job is killed mid-run (the others finish); then the whole grid through submitit, which skips the
+finished cells, resumes the killed one and requeues it when it gets the preemption signal; then
+re-runs that skip everything or report a changed config.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.datasets.conftest import write_split_dataset
+from tests.engine.test_run_identity import snapshot
+from tools.demo import write_demo_checkpoint, write_demo_dataset
+from tools.parse_test_res import read_run
+from tools.sweep.cli import main as sweep_main
+from tools.sweep.grid import GridError, expand, load_grid
+from tools.sweep.job import CellJob
+from tools.sweep.launch import SlurmOptions, local_devices, make_executor
+
+REPO = Path(__file__).resolve().parents[2]
+GRID = REPO / "configs" / "grids" / "taskres_regular.yaml"
+CONFIG = "adam_lr2e-3_B256_ep100"  # the grid's choice for 1 and 2 shots outside ImageNet
+NARROW = ["--datasets", "caltech101", "dtd", "--shots", "1", "2", "--seeds", "1", "2"]
+CELLS = [(d, s, seed) for s in (1, 2) for d in ("caltech101", "dtd") for seed in (1, 2)]
+DTD_CLASSES = ("banded", "blotchy", "braided")
+
+
+def cell_dir(out: Path, dataset: str, shots: int, seed: int) -> Path:
+    """Where scripts/taskres/main.sh puts this run (the layout the grid must keep)."""
+    return out / "FINAL" / "debug" / dataset / f"{CONFIG}_{shots}shots" / f"seed{seed}"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("sweep")
+    data = tmp / "data"
+    write_demo_dataset(data, per_class=(4, 2, 4))
+    write_split_dataset(
+        data / "dtd" / "images",
+        data / "dtd" / "split_zhou_DescribableTextures.json",
+        dict.fromkeys(DTD_CLASSES, (4, 2, 4)),
+    )
+    clip = write_demo_checkpoint(tmp / "clip.pt")
+    tiny = [
+        "MODEL.BACKBONE.NAME", str(clip), "INPUT.SIZE", "(32, 32)", "USE_CUDA", "False",
+        "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TRAIN_X.BATCH_SIZE", "8",
+        "TRAINER.TaskRes.PREC", "fp32", "TRAIN.PRINT_FREQ", "100",
+    ]  # fmt: skip
+    return {"data": data, "out": tmp / "out", "tiny": tiny, "tmp": tmp}
+
+
+EPOCHS = 50  # long enough to be killed mid-run (an epoch of the tiny model takes ~30 ms)
+
+
+def sweep_argv(world: dict, out: Path, *options: str) -> list[str]:
+    return [
+        str(GRID), "--root", str(world["data"]), "--output-root", str(out), *NARROW, *options,
+        *world["tiny"], "OPTIM.MAX_EPOCH", str(EPOCHS), "TRAIN.CHECKPOINT_FREQ", "1",
+    ]  # fmt: skip
+
+
+def start_sweep(argv: list[str]) -> subprocess.Popen:
+    """``python -m tools.sweep`` from the repository root, as a user runs it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tools.sweep", *argv],
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def _train_pid(run_dir: Path, proc: subprocess.Popen) -> int:
+    """The train.py process writing ``run_dir`` (found before it trains, so that a signal sent
+    right after a checkpoint appears lands mid-run)."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[0]
+        for entry in Path("/proc").iterdir():
+            try:
+                args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            except (OSError, ValueError):
+                continue
+            if "train.py" in args and str(run_dir) in args:
+                return int(entry.name)
+        time.sleep(0.05)
+    raise AssertionError(f"no train.py for {run_dir} started in time")
+
+
+def _saved_epoch(run_dir: Path) -> int:
+    """The epoch of the run's latest checkpoint (0 before the first)."""
+    pointer = run_dir / "prompt_learner" / "checkpoint"
+    text = pointer.read_text().strip() if pointer.is_file() else ""
+    match = re.fullmatch(r"model\.pth\.tar-(\d+)", text)
+    return int(match.group(1)) if match else 0
+
+
+def _wait_for_epoch(run_dir: Path, after: int, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 300
+    while _saved_epoch(run_dir) <= after:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+        time.sleep(0.005)
+
+
+def _parent(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^PPid:\s+(\d+)$", status, re.MULTILINE).group(1))
+
+
+@pytest.mark.slow
+def test_local_launcher_runs_two_workers_and_a_killed_job_does_not_stop_the_others(world):
+    """Seed 1 only; the first cell's train.py is SIGKILLed after its first saved epoch."""
+    killed = cell_dir(world["out"], "caltech101", 1, 1)
+    proc = start_sweep(sweep_argv(world, world["out"], "--seeds", "1", "--workers", "2"))
+    pid = _train_pid(killed, proc)
+    _wait_for_epoch(killed, 0, proc)
+    os.kill(pid, signal.SIGKILL)
+    code, out = finish(proc)
+    assert code == 1, out
+    assert "Running on 2 CPU worker(s)" in out
+    assert (
+        "Summary: 3 done, 1 failed, 0 skipped (already finished), 0 conflicting, 0 blocked" in out
+    )
+    assert re.search(r"\[\d/4 done, 2 running, \d failed, \d waiting \| elapsed [0-9:]+, ETA", out)
+    (failed,) = [line for line in out.splitlines() if line.startswith("  failed ")]
+    assert "caltech101 1-shot seed 1" in failed and "train.py exited with status -9" in failed
+    assert read_run(killed).metrics is None
+    world["killed_at"] = _saved_epoch(killed)
+    assert 1 <= world["killed_at"] < EPOCHS
+    for dataset, shots in (("dtd", 1), ("caltech101", 2), ("dtd", 2)):
+        log = cell_dir(world["out"], dataset, shots, 1) / "log.txt"
+        assert read_run(log.parent).metrics is not None
+        assert re.search(rf"\n  done +{dataset} {shots}-shot seed 1 +{re.escape(str(log))}\n", out)
+    # The results table of this grid's finished cells ends the output.
+    assert re.search(r"\ndtd +\d+\.\d+ \+- 0\.00 +\d+\.\d+ \+- 0\.00\n", out)
+
+
+@pytest.mark.slow
+def test_submitit_path_skips_finished_cells_and_requeues_a_preempted_job(world, capsys):
+    """The killed cell resumes; when its job gets the signal Slurm sends before a time limit or
+    a preemption (USR2), submitit's checkpoint stops train.py and requeues it, and it resumes."""
+    assert sweep_main(["--dry-run", *sweep_argv(world, world["out"])]) == 0
+    listing = capsys.readouterr().out
+    assert "3 finished, 5 pending, 0 conflicting, 0 blocked" in listing
+    assert re.search(r"pending +caltech101 1-shot seed 1 .*seed1 \(resumes\)", listing)
+    resumed = cell_dir(world["out"], "caltech101", 1, 1)
+    before = snapshot(cell_dir(world["out"], "dtd", 1, 1))
+
+    submitit = ["--launcher", "slurm", "--submitit-cluster", "local", "--gpus-per-job", "0"]
+    proc = start_sweep(sweep_argv(world, world["out"], *submitit))
+    pid = _train_pid(resumed, proc)
+    _wait_for_epoch(resumed, world["killed_at"], proc)
+    preempted_at = _saved_epoch(resumed)
+    os.kill(_parent(pid), signal.SIGUSR2)  # the submitit worker running this cell
+    code, out = finish(proc)
+    assert code == 0, out
+    assert "5 to run, 3 already finished (skipped)" in out
+    assert re.search(r"Submitted 5 job\(s\) \(\d+", out)
+    assert "Summary: 5 done, 0 failed, 3 skipped (already finished)" in out
+    assert snapshot(cell_dir(world["out"], "dtd", 1, 1)) == before
+    for dataset, shots, seed in CELLS:
+        assert read_run(cell_dir(world["out"], dataset, shots, seed)).metrics is not None
+    job_files = world["out"] / "sweeps/taskres_regular/submitit"
+    assert len(list(job_files.glob("*_result.pkl"))) == 5
+    job_logs = "".join(p.read_text() for p in job_files.glob("*_log.out"))
+    assert "Calling checkpoint method." in job_logs and "Requeued job" in job_logs
+
+    console = (
+        world["out"] / f"sweeps/taskres_regular/console/FINAL/debug/caltech101/{CONFIG}_1shots"
+    )
+    text = (console / "seed1.txt").read_text()
+    assert text.count(f"train.py --root {world['data']}") == 3  # killed, preempted, finished
+    starts = [int(e) for e in re.findall(r"Previous epoch: (\d+)", text)]
+    assert len(starts) == 2
+    assert world["killed_at"] <= starts[0] < preempted_at <= starts[1] < EPOCHS
+    assert f"epoch [{EPOCHS}/{EPOCHS}]" in text
+    rows = [line.split() for line in out.splitlines() if line.startswith(("caltech101 ", "dtd "))]
+    assert [row[0] for row in rows] == ["caltech101", "dtd"] and all(len(r) == 7 for r in rows)
+
+
+@pytest.mark.slow
+def test_overrides_and_per_cell_choices_reach_every_cell(world):
+    for dataset, shots, seed in CELLS:
+        run_dir = cell_dir(world["out"], dataset, shots, seed)
+        recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
+        assert recorded["MODEL"]["BACKBONE"]["NAME"] == world["tiny"][1]
+        assert recorded["OPTIM"]["MAX_EPOCH"] == EPOCHS  # the command line's, not the config's
+        assert recorded["OPTIM"]["LR"] == 0.002
+        assert recorded["DATASET"]["NUM_SHOTS"] == shots
+        assert recorded["SEED"] == seed
+        assert recorded["TRAINER"]["TaskRes"]["RESIDUAL_SCALE"] == 0.5
+
+
+@pytest.mark.slow
+def test_rerun_skips_every_finished_cell(world, capsys):
+    before = {c: snapshot(cell_dir(world["out"], *c)) for c in CELLS}
+    assert sweep_main(sweep_argv(world, world["out"], "--dry-run")) == 0
+    listing = capsys.readouterr().out
+    assert listing.count("  finished ") == 8 and "0 pending, 0 conflicting" in listing
+
+    assert sweep_main(sweep_argv(world, world["out"])) == 0
+    out = capsys.readouterr().out
+    assert "0 to run, 8 already finished (skipped)" in out
+    assert "Summary: 0 done, 0 failed, 8 skipped (already finished), 0 conflicting" in out
+    assert {c: snapshot(cell_dir(world["out"], *c)) for c in CELLS} == before
+
+
+@pytest.mark.slow
+def test_a_scripts_run_and_a_grid_cell_are_the_same_run(world):
+    """scripts/taskres/main.sh with the same settings finds the grid's run finished: it skips."""
+    env = {**os.environ, "PYTHON": sys.executable, "DATA": str(world["data"]),
+           "OUTPUT_ROOT": str(world["out"]), "SEEDS": "2", "OMP_NUM_THREADS": "1"}  # fmt: skip
+    result = subprocess.run(
+        ["bash", "scripts/taskres/main.sh", "dtd", CONFIG, "none", "2", "0.5", *world["tiny"],
+         "OPTIM.MAX_EPOCH", str(EPOCHS)],
+        cwd=REPO, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"Skipping {cell_dir(world['out'], 'dtd', 2, 2)}: it already holds a finished run" in (
+        result.stdout
+    )
+
+
+@pytest.mark.slow
+def test_a_changed_config_is_reported_with_its_keys_and_left_alone(world, capsys):
+    before = {c: snapshot(cell_dir(world["out"], *c)) for c in CELLS}
+    changed = [*sweep_argv(world, world["out"], "--seeds", "1"), "OPTIM.LR", "0.05"]
+    assert sweep_main(["--dry-run", *changed]) == 0
+    listing = capsys.readouterr().out
+    assert listing.count("  conflicting ") == 4
+    assert listing.count("- OPTIM.LR: 0.002 in the folder, 0.05 now") == 4
+
+    assert sweep_main(changed) == 1
+    out = capsys.readouterr().out
+    assert "0 to run, 0 already finished (skipped), 4 not run (conflicting or blocked)" in out
+    assert "Summary: 0 done, 0 failed, 0 skipped (already finished), 4 conflicting" in out
+    assert out.count("- OPTIM.LR: 0.002 in the folder, 0.05 now") == 4
+    assert {c: snapshot(cell_dir(world["out"], *c)) for c in CELLS} == before
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_running_job_and_starts_no_other(world):
+    out = world["tmp"] / "stopped"
+    argv = sweep_argv(world, out, "--datasets", "caltech101", "--shots", "1", "--workers", "1")
+    proc = start_sweep(argv)
+    pid = _train_pid(cell_dir(out, "caltech101", 1, 1), proc)
+    proc.terminate()
+    code, output = finish(proc)
+    assert code == 130, output
+    assert "Summary: 0 done, 1 failed" in output and "(interrupted: re-run to resume)" in output
+    assert "caltech101 1-shot seed 1" in output.split("Summary:")[1]
+    assert "start  caltech101 1-shot seed 2" not in output
+    assert not Path(f"/proc/{pid}").exists()
+
+
+def test_options_after_the_overrides_are_refused(world, capsys):
+    with pytest.raises(SystemExit):
+        sweep_main([*sweep_argv(world, world["out"]), "--dry-run"])
+    assert "--dry-run comes after the KEY VALUE overrides" in capsys.readouterr().err
+
+
+def test_grid_files_name_their_mistakes(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("trainer: TaskRes\nconfig: TaskRes/adam_lr2e-3_B256_ep100\ndataset: [dtd]\n")
+    with pytest.raises(GridError, match=r"Unknown key 'dataset' in grid file .*bad.yaml.*datasets"):
+        load_grid(bad)
+    bad.write_text(
+        "trainer: TaskRes\nconfig: TaskRes/adam_lr{lr}\ndatasets: [dtd]\noutput: '{dataset}'\n"
+    )
+    with pytest.raises(GridError, match=r'"config" of stage "bad".* uses \{lr\}'):
+        expand(load_grid(bad), "data", tmp_path)
+    with pytest.raises(
+        GridError, match="shots 3 is not in grid .*; its shots values are: 1 2 4 8 16"
+    ):
+        expand(load_grid(GRID), "data", tmp_path, shots=[3])
+
+
+@pytest.mark.parametrize(
+    ("grid", "count", "first_dir"),
+    [
+        ("taskres_regular", 165, "FINAL/debug/stanford_cars/adam_lr2e-3_B256_ep100_1shots/seed1"),
+        (
+            "taskres_enhanced",
+            165,
+            "FINAL/enhanced/stanford_cars/adam_lr2e-3_B256_ep100_1shots/seed1",
+        ),
+        ("coop", 165, "stanford_cars/CoOp/rn50_ep50_1shots/nctx16_cscFalse_ctpend/seed1"),
+        ("clip_adapter", 165, "stanford_cars/CLIP_Adapter/rn50_1shots/ratio0.2/seed1"),
+        ("linear_probe", 165, "stanford_cars/LinearProbeCLIP/rn50_1shots/seed1"),
+        ("zeroshot_single", 15, "ZeroshotCLIP/rn50/stanford_cars"),
+        ("zeroshot_ensemble", 15, "ZeroshotCLIP2/rn50/stanford_cars"),
+        ("generalization", 15, "FINAL/debug/imagenet/generalization_rn50_16shots/seed1"),
+    ],
+)
+def test_shipped_grids_lay_out_runs_as_the_scripts_do(grid, count, first_dir, tmp_path):
+    stages = expand(load_grid(REPO / "configs" / "grids" / f"{grid}.yaml"), "data", tmp_path)
+    cells = [cell for cells in stages for cell in cells]
+    assert len(cells) == count
+    assert cells[0].output_dir == tmp_path / first_dir
+    assert len({cell.output_dir for cell in cells}) == count
+
+
+def test_slurm_options_reach_the_sbatch_script(tmp_path, monkeypatch):
+    """The real submitit Slurm executor, up to the sbatch call: Slurm's binaries are stand-ins
+    that keep the batch script submitit wrote."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = tmp_path / "batch.sh"
+    (bin_dir / "sbatch").write_text(f'#!/bin/sh\ncp "$1" {script}\necho "Submitted batch job 77"\n')
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    options = SlurmOptions(
+        folder=tmp_path / "jobs", partition="gpu", timeout_min=600, gpus_per_job=1,
+        cpus_per_job=6, mem_gb=40, array_parallelism=2, job_name="sweep-coop",
+        extra={"account": "proj", "qos": "high"},
+    )  # fmt: skip
+    jobs = [CellJob(["--seed", str(s)], tmp_path / f"c{s}.txt") for s in (1, 2, 3)]
+    submitted = make_executor(options).submit_array(jobs)
+    assert [job.job_id for job in submitted] == ["77_0", "77_1", "77_2"]
+    lines = script.read_text().splitlines()
+    for expected in ["--partition=gpu", "--time=600", "--gpus-per-node=1", "--cpus-per-task=6",
+                     "--mem=40GB", "--array=0-2%2", "--account=proj", "--qos=high",
+                     "--job-name=sweep-coop", "--signal=USR2@90"]:  # fmt: skip
+        assert f"#SBATCH {expected}" in lines
+    assert f"export PYTHONPATH={REPO}" + "${PYTHONPATH:+:$PYTHONPATH}" in lines
+
+
+def test_slurm_launcher_without_slurm_says_what_to_do(world, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert sweep_main(sweep_argv(world, world["tmp"] / "none", "--launcher", "slurm")) == 2
+    assert "needs Slurm's sbatch and srun" in capsys.readouterr().err
+
+
+def test_local_workers_are_pinned_to_one_device_each(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    assert local_devices(None, 2) == (["3", "5"], None)
+    assert local_devices(3, 2) == (["3", "5", "3"], None)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert local_devices(None, 2) == (["0", "1"], None)
+    devices, threads = local_devices(2, 0)
+    assert devices == ["", ""] and threads == max(1, (os.cpu_count() or 1) // 2)

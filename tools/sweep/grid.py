@@ -1,0 +1,330 @@
+"""Grid files: a sweep of train.py runs declared in YAML (``configs/grids/*.yaml``).
+
+A grid names a trainer, a config file, datasets, shot counts and seeds; every combination is a
+*cell*, one ``python train.py ... --skip-finished`` run. The paper's per-cell choices (learning
+rate, epochs, alpha) are variables that rules set per dataset, shot count or seed, and templates
+(``{dataset}``, ``{shots}``, ``{seed}``, ``{dataset_name}``, ``{config_name}``, ``{output_root}``
+and the variables) build the config file name, the extra flags, the ``KEY VALUE`` overrides and
+the output folder, so the folders are the ones the ``scripts/*/main.sh`` scripts write.
+
+A grid is one stage, or a list of ``stages`` run one after the other (an evaluation stage reads
+the models the training stage wrote). Keys given at the top level are defaults for every stage.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DATASET_CONFIGS = REPO / "configs" / "datasets"
+TRAINER_CONFIGS = REPO / "configs" / "trainers"
+
+STAGE_KEYS = ("name", "trainer", "config", "datasets", "shots", "seeds", "vars", "rules", "args",
+              "opts", "output")  # fmt: skip
+GRID_KEYS = (*STAGE_KEYS, "description", "stages", "table")
+RULE_KEYS = ("when", "vars")
+AXES = ("dataset", "shots", "seed")
+TABLE_COLUMNS = ("shots", "setting")
+
+
+class GridError(ValueError):
+    """A grid file or a filter that cannot be used; the message names the file, the key and the
+    fix."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid: train.py's arguments and the folder it writes."""
+
+    stage: str
+    dataset: str
+    shots: int | None
+    seed: int | None
+    output_dir: Path
+    argv: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        parts = [self.dataset]
+        if self.shots is not None:
+            parts.append(f"{self.shots}-shot")
+        if self.seed is not None:
+            parts.append(f"seed {self.seed}")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class Rule:
+    when: dict[str, tuple]
+    vars: dict[str, Any]
+
+    def matches(self, axes: Mapping[str, Any]) -> bool:
+        return all(axes.get(axis) in values for axis, values in self.when.items())
+
+
+@dataclass
+class Stage:
+    name: str
+    trainer: str
+    config: str
+    datasets: list[str]
+    shots: list[int] | None
+    seeds: list[int] | None
+    vars: dict[str, Any] = field(default_factory=dict)
+    rules: list[Rule] = field(default_factory=list)
+    args: list[str] = field(default_factory=list)
+    opts: dict[str, Any] = field(default_factory=dict)
+    output: str = ""
+
+
+@dataclass
+class Grid:
+    path: Path
+    name: str
+    description: str
+    stages: list[Stage]
+    table_columns: str = "shots"
+
+    def axis_values(self, axis: str) -> list:
+        """Every value an axis takes in some stage, in grid order."""
+        seen: dict = {}
+        for stage in self.stages:
+            for value in _stage_axis(stage, axis) or ():
+                seen.setdefault(value, None)
+        return list(seen)
+
+
+def _stage_axis(stage: Stage, axis: str) -> list | None:
+    return {"dataset": stage.datasets, "shots": stage.shots, "seed": stage.seeds}[axis]
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Read and check a grid file (every problem is named before any run starts)."""
+    path = Path(path)
+    if not path.is_file():
+        shipped = sorted(p.stem for p in (REPO / "configs" / "grids").glob("*.yaml"))
+        raise GridError(
+            f'Grid file "{path}" does not exist. Shipped grids (configs/grids/): '
+            f"{', '.join(shipped)}."
+        )
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise GridError(f'Grid file "{path}" is not valid YAML: {err}') from err
+    if not isinstance(data, dict):
+        raise GridError(f'Grid file "{path}" must hold a mapping of keys ({", ".join(GRID_KEYS)}).')
+    _check_keys(data, GRID_KEYS, f'grid file "{path}"')
+    defaults = {k: v for k, v in data.items() if k in STAGE_KEYS}
+    raw_stages = data.get("stages", [{}])
+    if not isinstance(raw_stages, list) or not raw_stages:
+        raise GridError(f'"stages" in grid file "{path}" must be a non-empty list of mappings.')
+    stages = []
+    for index, raw in enumerate(raw_stages):
+        where = f'stage {index + 1} of grid file "{path}"'
+        if not isinstance(raw, dict):
+            raise GridError(f"{where} must be a mapping of keys ({', '.join(STAGE_KEYS)}).")
+        _check_keys(raw, STAGE_KEYS, where)
+        stages.append(_parse_stage({**defaults, **raw}, path.stem, where))
+    names = [s.name for s in stages]
+    if len(set(names)) != len(names):
+        raise GridError(f'Stages of grid file "{path}" need distinct names; got {names}.')
+    table = data.get("table", "shots")
+    if table not in TABLE_COLUMNS:
+        raise GridError(
+            f'"table" in grid file "{path}" is {table!r}; choose one of {TABLE_COLUMNS} (the '
+            "results table's columns: shot counts, or the setting path below the dataset)."
+        )
+    return Grid(path, path.stem, str(data.get("description", "")).strip(), stages, table)
+
+
+def _check_keys(data: Mapping, allowed: Sequence[str], where: str) -> None:
+    unknown = [k for k in data if k not in allowed]
+    if unknown:
+        raise GridError(f"Unknown key {unknown[0]!r} in {where}; known keys: {', '.join(allowed)}.")
+
+
+def _parse_stage(raw: dict, default_name: str, where: str) -> Stage:
+    for key in ("trainer", "config", "datasets", "output"):
+        if not raw.get(key):
+            raise GridError(f'{where} has no "{key}"; every stage needs one.')
+    rules = []
+    for i, rule in enumerate(raw.get("rules") or []):
+        rule_where = f"rule {i + 1} of {where}"
+        if not isinstance(rule, dict) or not isinstance(rule.get("when"), dict):
+            raise GridError(f'{rule_where} must be a mapping with "when" and "vars".')
+        _check_keys(rule, RULE_KEYS, rule_where)
+        _check_keys(rule["when"], AXES, f'"when" of {rule_where}')
+        when = {axis: tuple(v if isinstance(v, list) else [v]) for axis, v in rule["when"].items()}
+        rules.append(Rule(when, _mapping(rule.get("vars"), f'"vars" of {rule_where}')))
+    args = raw.get("args") or []
+    if not isinstance(args, list):
+        raise GridError(f'"args" of {where} must be a list of train.py arguments.')
+    return Stage(
+        name=str(raw.get("name") or default_name),
+        trainer=str(raw["trainer"]),
+        config=str(raw["config"]),
+        datasets=[str(d) for d in _list(raw["datasets"], "datasets", where)],
+        shots=_int_list(raw.get("shots"), "shots", where),
+        seeds=_int_list(raw.get("seeds"), "seeds", where),
+        vars=_mapping(raw.get("vars"), f'"vars" of {where}'),
+        rules=rules,
+        args=[str(a) for a in args],
+        opts=_mapping(raw.get("opts"), f'"opts" of {where}'),
+        output=str(raw["output"]),
+    )
+
+
+def _list(value: Any, key: str, where: str) -> list:
+    if not isinstance(value, list) or not value:
+        raise GridError(f'"{key}" of {where} must be a non-empty list.')
+    return value
+
+
+def _int_list(value: Any, key: str, where: str) -> list[int] | None:
+    """An axis that may be left out: no --seed for zero-shot, no shot count for evaluations."""
+    if value is None:
+        return None
+    values = _list(value, key, where)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise GridError(f'"{key}" of {where} must list whole numbers; got {values}.')
+    return values
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise GridError(f"{where} must be a mapping.")
+    return dict(value)
+
+
+def dataset_name(dataset: str) -> str:
+    """The registered DATASET.NAME in configs/datasets/<dataset>.yaml (e.g. dtd ->
+    DescribableTextures), which the released enhanced bases are filed under."""
+    path = DATASET_CONFIGS / f"{dataset}.yaml"
+    if not path.is_file():
+        available = " ".join(sorted(p.stem for p in DATASET_CONFIGS.glob("*.yaml")))
+        raise GridError(
+            f"No dataset config configs/datasets/{dataset}.yaml. Available: {available}"
+        )
+    data = yaml.safe_load(path.read_text()) or {}
+    return str(data.get("DATASET", {}).get("NAME", dataset))
+
+
+def _format(template: Any, context: Mapping[str, Any], where: str) -> str:
+    try:
+        return str(template).format_map(context)
+    except KeyError as err:
+        raise GridError(
+            f"{where} uses {{{err.args[0]}}}, which this cell does not define; defined here: "
+            f"{', '.join(sorted(context))}."
+        ) from None
+    except (IndexError, ValueError) as err:
+        raise GridError(f"{where} is not a valid template ({template!r}): {err}") from None
+
+
+def _selected(values: list | None, wanted: Iterable | None) -> list:
+    if values is None:
+        return [None]
+    if wanted is None:
+        return list(values)
+    keep = set(wanted)
+    return [v for v in values if v in keep]
+
+
+def check_filters(grid: Grid, filters: Mapping[str, Sequence | None]) -> None:
+    """Refuse filter values that no stage of the grid has (a typo would otherwise run nothing)."""
+    for axis, wanted in filters.items():
+        if wanted is None:
+            continue
+        known = grid.axis_values(axis)
+        unknown = [v for v in wanted if v not in known]
+        if unknown:
+            raise GridError(
+                f"{axis} {unknown[0]} is not in grid {grid.path}; its {axis} values are: "
+                f"{' '.join(map(str, known))}."
+            )
+
+
+def expand(
+    grid: Grid,
+    root: str | Path,
+    output_root: str | Path,
+    datasets: Sequence[str] | None = None,
+    shots: Sequence[int] | None = None,
+    seeds: Sequence[int] | None = None,
+    variables: Mapping[str, str] | None = None,
+    overrides: Sequence[str] = (),
+) -> list[list[Cell]]:
+    """The cells of each stage, in the scripts' order (shots, then datasets, then seeds).
+
+    ``variables`` win over the grid's variables and rules; ``overrides`` (KEY VALUE pairs) come
+    last on every cell's command line, so they win over the grid's own overrides.
+    """
+    check_filters(grid, {"dataset": datasets, "shots": shots, "seed": seeds})
+    output_root = Path(output_root).absolute()
+    stages = []
+    for stage in grid.stages:
+        cells = []
+        for n_shots, dataset, seed in itertools.product(
+            _selected(stage.shots, shots), _selected(stage.datasets, datasets),
+            _selected(stage.seeds, seeds),
+        ):  # fmt: skip
+            axes = {"dataset": dataset, "shots": n_shots, "seed": seed}
+            cells.append(
+                _cell(grid, stage, axes, str(root), output_root, variables or {}, overrides)
+            )
+        stages.append(cells)
+    return stages
+
+
+def _cell(
+    grid: Grid,
+    stage: Stage,
+    axes: dict[str, Any],
+    root: str,
+    output_root: Path,
+    variables: Mapping[str, str],
+    overrides: Sequence[str],
+) -> Cell:
+    where = f'stage "{stage.name}" of grid file "{grid.path}"'
+    context: dict[str, Any] = {k: v for k, v in axes.items() if v is not None}
+    context["dataset_name"] = dataset_name(axes["dataset"])
+    context["output_root"] = str(output_root)
+    values = dict(stage.vars)
+    for rule in stage.rules:
+        if rule.matches(axes):
+            values.update(rule.vars)
+    values.update(variables)
+    for name, value in values.items():
+        context[name] = _format(value, context, f'variable "{name}" of {where}')
+    config = _format(stage.config, context, f'"config" of {where}')
+    config_file = TRAINER_CONFIGS / f"{config}.yaml"
+    if not config_file.is_file():
+        raise GridError(
+            f"{where} names configs/trainers/{config}.yaml for {axes['dataset']}, which does "
+            'not exist. Fix the grid\'s "config" (configs/trainers/<trainer>/<name>, no .yaml).'
+        )
+    context["config_name"] = config_file.stem
+    output_dir = output_root / _format(stage.output, context, f'"output" of {where}')
+    argv = ["--root", root]
+    if axes["seed"] is not None:
+        argv += ["--seed", str(axes["seed"])]
+    argv += [
+        "--trainer", stage.trainer,
+        "--dataset-config-file", str(DATASET_CONFIGS / f"{axes['dataset']}.yaml"),
+        "--config-file", str(config_file),
+        "--output-dir", str(output_dir),
+        "--skip-finished",
+    ]  # fmt: skip
+    argv += [_format(arg, context, f'"args" of {where}') for arg in stage.args]
+    for key, value in stage.opts.items():
+        argv += [key, _format(value, context, f'"opts" {key} of {where}')]
+    argv += list(overrides)
+    return Cell(stage.name, axes["dataset"], axes["shots"], axes["seed"], output_dir, tuple(argv))

@@ -1,0 +1,127 @@
+"""One cell as a job: ``python train.py ...`` in a subprocess, for both launchers.
+
+The local launcher calls a ``CellJob`` in a worker thread; the Slurm launcher hands it to submitit,
+which pickles it and calls it on a compute node. It is checkpointable in submitit's sense: when
+Slurm preempts the job or its time limit nears, submitit calls ``checkpoint()``, which stops
+train.py and returns the same job, and submitit requeues it. The requeued job runs the same command
+into the same folder, and train.py resumes from the last epoch it saved. A job that Slurm or a
+person killed outright resumes the same way when the grid command is run again.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from submitit import JobEnvironment
+from submitit.helpers import Checkpointable, DelayedSubmission
+
+REPO = Path(__file__).resolve().parents[2]
+STOP_GRACE_S = 60  # how long train.py may take to save and exit before it is killed
+
+
+class CellFailed(RuntimeError):
+    """train.py exited with an error; the message names its exit status and console log."""
+
+
+class CellJob(Checkpointable):
+    """Run one cell's train.py, its console output appended to ``console``.
+
+    ``device`` pins the run to one GPU through CUDA_VISIBLE_DEVICES ("" hides every GPU; None
+    keeps the environment, as on Slurm, which sets it per job). ``threads`` caps a CPU run's
+    threads (OMP_NUM_THREADS) when CPU workers share the machine. ``preemptible`` marks a job
+    run by submitit: train.py then ignores submitit's preemption signal, which Slurm sends to
+    every process of the job, so that ``checkpoint()`` stops it with SIGTERM, the signal that
+    makes it save and exit.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        console: str | Path,
+        device: str | None = None,
+        threads: int | None = None,
+        preemptible: bool = False,
+    ) -> None:
+        self.argv = list(argv)
+        self.console = Path(console)
+        self.device = device
+        self.threads = threads
+        self.preemptible = preemptible
+        self._process: subprocess.Popen | None = None
+
+    @property
+    def command(self) -> list[str]:
+        return [sys.executable, "train.py", *self.argv]
+
+    def __call__(self) -> int:
+        env = dict(os.environ)
+        if self.device is not None:
+            env["CUDA_VISIBLE_DEVICES"] = self.device
+        if self.threads is not None:
+            env.setdefault("OMP_NUM_THREADS", str(self.threads))
+        self.console.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.console, "a") as out:
+            stamp = datetime.datetime.now().isoformat(timespec="seconds")
+            out.write(f"# {stamp} (cd {REPO} && {shlex.join(self.command)})\n")
+            out.flush()
+            self._process = subprocess.Popen(
+                self.command,
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_ignore_preemption_signal if self.preemptible else None,
+            )
+            code = self._process.wait()
+        self._process = None
+        if code != 0:
+            raise CellFailed(f"train.py exited with status {code}; its output: {self.console}")
+        return code
+
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """SIGTERM train.py (it saves and exits), then SIGKILL it after ``grace_s``.
+
+        It waits without reaping the process: submitit calls this from a signal handler while
+        ``__call__`` is inside ``Popen.wait``, whose lock a second wait would block on forever.
+        """
+        process = self._process
+        if process is None or _exited(process.pid):
+            return
+        process.terminate()
+        deadline = time.monotonic() + grace_s
+        while not _exited(process.pid):
+            if time.monotonic() > deadline:
+                process.kill()
+                deadline = float("inf")
+            time.sleep(0.05)
+
+    def checkpoint(self) -> DelayedSubmission:
+        """submitit's preemption/timeout hook: stop train.py and requeue this same job."""
+        self.stop()
+        return super().checkpoint()
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_process"] = None  # a running process does not travel with a requeued job
+        return state
+
+
+def _ignore_preemption_signal() -> None:
+    """In the child before exec (submitit's worker runs no threads): SIG_IGN survives exec."""
+    signal.signal(getattr(signal, f"SIG{JobEnvironment.USR_SIG}"), signal.SIG_IGN)
+
+
+def _exited(pid: int) -> bool:
+    """Whether a child has exited, leaving it for its own ``wait`` to reap."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # already reaped
+        return True
