@@ -151,7 +151,8 @@ def test_local_launcher_runs_two_workers_and_a_killed_job_does_not_stop_the_othe
         assert read_run(log.parent).metrics is not None
         assert re.search(rf"\n  done +{dataset} {shots}-shot seed 1 +{re.escape(str(log))}\n", out)
     # The results table of this grid's finished cells ends the output.
-    assert re.search(r"\ndtd +\d+\.\d+ \+- 0\.00 +\d+\.\d+ \+- 0\.00\n", out)
+    assert re.search(r"\nmethod +Caltech101 +DTD +Average\n", out)
+    assert re.search(r"\nTaskRes +\d+\.\d+ \(n=1\) +\d+\.\d+ \(n=1\) +\d+\.\d+ \(n=1\)\n", out)
 
 
 @pytest.mark.slow
@@ -193,8 +194,9 @@ def test_submitit_path_skips_finished_cells_and_requeues_a_preempted_job(world, 
     assert len(starts) == 2
     assert world["killed_at"] <= starts[0] < preempted_at <= starts[1] < EPOCHS
     assert f"epoch [{EPOCHS}/{EPOCHS}]" in text
-    rows = [line.split() for line in out.splitlines() if line.startswith(("caltech101 ", "dtd "))]
-    assert [row[0] for row in rows] == ["caltech101", "dtd"] and all(len(r) == 7 for r in rows)
+    # The methods x shots table: both seeds of every cell counted.
+    cell = r"\d+\.\d+ ± \d+\.\d+ \(n=2\)"
+    assert re.search(rf"\nmethod +1-shot +2-shot\n-+ +-+ +-+\nTaskRes +{cell} +{cell}\n", out)
 
 
 @pytest.mark.slow

@@ -370,7 +370,7 @@ class Sweep:
                     if path.is_file():
                         (target / path.name).symlink_to(path)
             sys.stdout.flush()
-            parse_test_res.main([view, "--table", "--columns", self.grid.table_columns])
+            parse_test_res.main([view, "--table"])
             sys.stdout.flush()
 
 

@@ -27,10 +27,9 @@ TRAINER_CONFIGS = REPO / "configs" / "trainers"
 
 STAGE_KEYS = ("name", "trainer", "config", "datasets", "shots", "seeds", "vars", "rules", "args",
               "opts", "output")  # fmt: skip
-GRID_KEYS = (*STAGE_KEYS, "description", "stages", "table")
+GRID_KEYS = (*STAGE_KEYS, "description", "stages")
 RULE_KEYS = ("when", "vars")
 AXES = ("dataset", "shots", "seed")
-TABLE_COLUMNS = ("shots", "setting")
 
 
 class GridError(ValueError):
@@ -89,7 +88,6 @@ class Grid:
     name: str
     description: str
     stages: list[Stage]
-    table_columns: str = "shots"
 
     def axis_values(self, axis: str) -> list:
         """Every value an axis takes in some stage, in grid order."""
@@ -134,13 +132,7 @@ def load_grid(path: str | Path) -> Grid:
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
         raise GridError(f'Stages of grid file "{path}" need distinct names; got {names}.')
-    table = data.get("table", "shots")
-    if table not in TABLE_COLUMNS:
-        raise GridError(
-            f'"table" in grid file "{path}" is {table!r}; choose one of {TABLE_COLUMNS} (the '
-            "results table's columns: shot counts, or the setting path below the dataset)."
-        )
-    return Grid(path, path.stem, str(data.get("description", "")).strip(), stages, table)
+    return Grid(path, path.stem, str(data.get("description", "")).strip(), stages)
 
 
 def _check_keys(data: Mapping, allowed: Sequence[str], where: str) -> None:
