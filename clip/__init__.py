@@ -1,7 +1,8 @@
 """OpenAI-compatible CLIP: model, BPE tokenizer and offline-first weight loading.
 
 Both upstream import styles work: `import clip; clip.load("ViT-B/16")` and
-`from clip import clip; clip.tokenize(...)`.
+`from clip import clip; clip.tokenize(...)`. The methods reach CLIP through
+`clip.backbone.load_backbone`, which also serves OpenCLIP models (`clip.openclip`).
 
 Where weights are looked for, in order (names from `clip.available_models()`):
   1. the argument itself, when it is a path to an existing checkpoint file;

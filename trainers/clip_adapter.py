@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from yacs.config import CfgNode as CN
 
+from clip.backbone import ClipBackbone
 from dassl.config import register_cfg_extension
 from dassl.engine import TRAINER_REGISTRY
 
@@ -66,10 +67,10 @@ class CLIP_Adapter(ClipTrainer):
     CFG_NODE = "CLIP_ADAPTER"
     MODEL_NAME = "clip_adapter"
 
-    def build_head(self, clip_model: nn.Module, classnames: list[str]) -> nn.Module:
+    def build_head(self, backbone: ClipBackbone, classnames: list[str]) -> nn.Module:
         c = self.cfg.TRAINER.CLIP_ADAPTER
         template = custom_template(self.cfg.DATASET.NAME)
-        text_features = encode_class_prompts(clip_model, spaced(classnames), [template])[:, 0]
+        text_features = encode_class_prompts(backbone, spaced(classnames), [template])[:, 0]
         return AdapterHead(text_features, c.RATIO, self.logit_scale, c.REDUCTION)
 
     def learnable(self) -> nn.Module:

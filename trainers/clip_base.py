@@ -1,7 +1,9 @@
 """The shared base of every CLIP method: what DESIGN.md's "contract for CLIP methods" asks once.
 
 A method subclasses `ClipTrainer` and writes only its head: an `nn.Module` mapping image features
-[N, D] (plus its own text side) to logits [N, K]. The base loads CLIP, applies the precision,
+[N, D] (plus its own text side) to logits [N, K]. The base loads CLIP as a `ClipBackbone` (OpenAI's
+or OpenCLIP's, the same interface for every method; INPUT.* follow its preprocessing unless the
+config chose otherwise, see `follow_backbone_input`), applies the precision,
 freezes CLIP, encodes images without gradients, builds the optimizer over the learnable part only,
 does the amp step, registers the model under its upstream name, loads checkpoints (best or given
 epoch; fixed buffers dropped; ImageNet rows picked for ImageNet-A/R) and caches image features.
@@ -14,15 +16,17 @@ fp16 `ctx`/token tensors instead; `load_state_dict` casts either way, so checkpo
 precisions.
 """
 
+import math
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 from yacs.config import CfgNode as CN
 
-from clip import clip
-from clip.model import convert_weights
-from dassl.config import register_cfg_extension
+from clip.backbone import ClipBackbone, OpenAIBackbone, Preprocess, load_backbone
+from dassl.config import get_cfg_default, register_cfg_extension
 from dassl.data.data_manager import build_data_loader
 from dassl.data.transforms import build_transform
 from dassl.engine import TrainerX
@@ -48,17 +52,82 @@ def _feature_cache_keys(cfg: CN) -> None:
     cfg.TRAINER.FEATURE_CACHE.TRAIN = False
 
 
-def check_input_size(cfg: CN, clip_model: nn.Module) -> None:
-    """CLIP's positional embeddings fix its input size: fail early with the fix, not mid-forward."""
-    res = clip_model.visual.input_resolution
-    size = tuple(cfg.INPUT.SIZE)
-    if size != (res, res):
-        raise ValueError(
-            f"INPUT.SIZE is {size} but the CLIP backbone {cfg.MODEL.BACKBONE.NAME!r} takes "
-            f"{res}x{res} images. Fix: set INPUT.SIZE to ({res}, {res}) (e.g. append "
-            f'`INPUT.SIZE "({res}, {res})"` to the train.py command or edit the config file), '
-            f"or choose a backbone whose input resolution is {size[0]}."
+def _input_values(preprocess: Preprocess) -> dict[str, Any]:
+    return {
+        "SIZE": tuple(preprocess.size),
+        "INTERPOLATION": preprocess.interpolation,
+        "PIXEL_MEAN": list(preprocess.mean),
+        "PIXEL_STD": list(preprocess.std),
+    }
+
+
+# yacs cannot tell a value the config set from a default, so these count as "not chosen": Dassl's
+# defaults, and OpenAI CLIP's preprocessing (224 px, bicubic, CLIP's mean/std), which every
+# shipped trainer config writes because upstream's were written for OpenAI's CLIP.
+UNCHOSEN_INPUTS = (
+    {
+        key: get_cfg_default().INPUT[key]
+        for key in ("SIZE", "INTERPOLATION", "PIXEL_MEAN", "PIXEL_STD")
+    },
+    _input_values(OpenAIBackbone.preprocess_for(224)),
+)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, str) or isinstance(b, str):
+        return a == b
+    a, b = tuple(a), tuple(b)
+    return len(a) == len(b) and all(math.isclose(x, y, rel_tol=1e-6) for x, y in zip(a, b))
+
+
+def _shown(key: str, value: Any) -> str:
+    return f"({value[0]}, {value[1]})" if key == "SIZE" else str(value)
+
+
+def follow_backbone_input(cfg: CN, backbone: ClipBackbone) -> CN:
+    """`cfg` with INPUT.SIZE/INTERPOLATION/PIXEL_MEAN/PIXEL_STD set to the backbone's where the
+    config left them unchosen (see UNCHOSEN_INPUTS); a value it chose that differs is an error,
+    raised before any data is read (CLIP's positional embeddings fix the size, and other
+    statistics silently cost accuracy)."""
+    changes = {}
+    for key, wanted in _input_values(backbone.preprocess).items():
+        current = cfg.INPUT[key]
+        if _same(current, wanted):
+            continue
+        if not any(_same(current, unchosen[key]) for unchosen in UNCHOSEN_INPUTS):
+            what = (
+                f"takes {wanted[0]}x{wanted[1]} images"
+                if key == "SIZE"
+                else f"was trained with INPUT.{key} {_shown(key, wanted)}"
+            )
+            raise ValueError(
+                f"INPUT.{key} is {_shown(key, current)} but the CLIP backbone "
+                f"{cfg.MODEL.BACKBONE.NAME!r} {what}. Fix: set INPUT.{key} to "
+                f'{_shown(key, wanted)} (e.g. append `INPUT.{key} "{_shown(key, wanted)}"` to '
+                "the train.py command or edit the config file), drop it from the config to "
+                f"follow the backbone, or choose a backbone made for {_shown(key, current)}."
+            )
+        changes[key] = wanted
+    if backbone.preprocess.resize_mode != "shortest":
+        print(
+            f"Note: backbone {cfg.MODEL.BACKBONE.NAME!r} was trained resizing images with "
+            f"OpenCLIP's {backbone.preprocess.resize_mode!r} mode; the test transform here "
+            "resizes the shorter side and centre-crops, as for every backbone"
         )
+    if not changes:
+        return cfg
+    frozen = cfg.is_frozen()
+    cfg = cfg.clone()
+    cfg.defrost()
+    for key, wanted in changes.items():
+        print(
+            f"INPUT.{key} follows the backbone: {_shown(key, wanted)} (the config's "
+            f"{_shown(key, cfg.INPUT[key])} is a default, not a choice)"
+        )
+        cfg.INPUT[key] = wanted
+    if frozen:
+        cfg.freeze()
+    return cfg
 
 
 def resolve_precision(requested: str, device: torch.device) -> str:
@@ -113,7 +182,7 @@ class ClipTrainer(TrainerX):
                     f"{', '.join(choices)}"
                 )
 
-    def build_head(self, clip_model: nn.Module, classnames: list[str]) -> nn.Module:
+    def build_head(self, backbone: ClipBackbone, classnames: list[str]) -> nn.Module:
         """The method: features [N, D] -> logits [N, K]. CLIP is on self.device, frozen."""
         raise NotImplementedError
 
@@ -127,23 +196,28 @@ class ClipTrainer(TrainerX):
         """The part of the head that is optimised, registered and checkpointed."""
         return None if self.MODEL_NAME is None else self.head
 
+    def build_data_loader(self) -> None:
+        """Load CLIP before the data: the transforms follow the backbone's preprocessing."""
+        print(f"Loading CLIP (backbone: {self.cfg.MODEL.BACKBONE.NAME})")
+        self.backbone = load_backbone(self.cfg.MODEL.BACKBONE.NAME)
+        self.cfg = follow_backbone_input(self.cfg, self.backbone)
+        super().build_data_loader()
+
     def build_model(self) -> None:
         cfg = self.cfg
-        print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
-        clip_model = clip.load_clip_to_cpu(cfg)
-        check_input_size(cfg, clip_model)
+        backbone = self.backbone
         self.precision = resolve_precision(self.method_cfg().PREC, self.device)
         if self.precision == "fp16":
-            convert_weights(clip_model)
+            backbone.half_()
         print("Turning off gradients in both the image and the text encoder")
-        clip_model.requires_grad_(False)
-        clip_model.eval().to(self.device)
-        self.clip_model = clip_model
-        self.logit_scale = clip_model.logit_scale.exp().item()
+        backbone.requires_grad_(False)
+        backbone.eval().to(self.device)
+        self.clip_model = backbone.model
+        self.logit_scale = backbone.logit_scale
 
         print(f"Building {type(self).__name__} head")
-        self.head = self.build_head(clip_model, self.dm.dataset.classnames).to(self.device)
-        self.model = FeatureClassifier(clip_model.visual, self.head, clip_model.dtype)
+        self.head = self.build_head(backbone, self.dm.dataset.classnames).to(self.device)
+        self.model = FeatureClassifier(backbone.visual, self.head, backbone.dtype)
 
         learner = self.learnable()
         if learner is not None:

@@ -9,11 +9,12 @@ import torch
 from torch import nn
 from yacs.config import CfgNode as CN
 
+from clip.backbone import ClipBackbone
 from dassl.config import register_cfg_extension
 from dassl.engine import TRAINER_REGISTRY
 
 from .clip_base import ClipTrainer
-from .text import TextEncoder, normalize, spaced, tokenize
+from .text import TextEncoder, normalize, spaced
 
 CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
 
@@ -65,7 +66,7 @@ class PromptLearner(nn.Module):
 
     def __init__(
         self,
-        clip_model: nn.Module,
+        backbone: ClipBackbone,
         classnames: list[str],
         n_ctx: int = 16,
         ctx_init: str = "",
@@ -74,15 +75,15 @@ class PromptLearner(nn.Module):
     ) -> None:
         super().__init__()
         n_cls = len(classnames)
-        ctx_dim = clip_model.ln_final.weight.shape[0]
-        embed = clip_model.token_embedding
+        embed = backbone.token_embedding  # refuses towers CoOp cannot run on, saying why
+        ctx_dim = backbone.text_width
         device = embed.weight.device
 
         if ctx_init:
             ctx_init = ctx_init.replace("_", " ")
             n_ctx = len(ctx_init.split(" "))
             with torch.no_grad():
-                init = embed(tokenize(clip_model, [ctx_init]).to(device))
+                init = embed(backbone.tokenize([ctx_init]).to(device))
             ctx_vectors = init[0, 1 : 1 + n_ctx, :].float()  # the words after SOS
             prompt_prefix = ctx_init
         else:
@@ -99,8 +100,8 @@ class PromptLearner(nn.Module):
 
         names = spaced(classnames)
         # Tokens of the bare name: all non-zero ids but SOS and EOS.
-        name_lens = [int((t != 0).sum()) - 2 for t in tokenize(clip_model, names)]
-        tokenized = tokenize(clip_model, [f"{prompt_prefix} {name}." for name in names])
+        name_lens = [int((t != 0).sum()) - 2 for t in backbone.tokenize(names)]
+        tokenized = backbone.tokenize([f"{prompt_prefix} {name}." for name in names])
         with torch.no_grad():
             embedding = embed(tokenized.to(device)).float()  # [K, L, ctx_dim]
         self.register_buffer("token_prefix", embedding[:, :1, :])  # SOS
@@ -122,11 +123,11 @@ class PromptLearner(nn.Module):
 class CoOpHead(nn.Module):
     """Logits between image features and the text features of the learned prompts."""
 
-    def __init__(self, prompt_learner: PromptLearner, clip_model: nn.Module) -> None:
+    def __init__(self, prompt_learner: PromptLearner, backbone: ClipBackbone) -> None:
         super().__init__()
         self.prompt_learner = prompt_learner
-        self.text_encoder = TextEncoder(clip_model)
-        self.logit_scale = clip_model.logit_scale.exp().item()
+        self.text_encoder = TextEncoder(backbone)
+        self.logit_scale = backbone.logit_scale
 
     def forward(self, image_features: torch.Tensor) -> torch.Tensor:
         prompts = self.prompt_learner()
@@ -150,12 +151,12 @@ class CoOp(ClipTrainer):
         """A shared context (CSC False) transfers to other classes; class-specific ones do not."""
         return bool(cfg.TRAINER.COOP.CSC)
 
-    def build_head(self, clip_model: nn.Module, classnames: list[str]) -> nn.Module:
+    def build_head(self, backbone: ClipBackbone, classnames: list[str]) -> nn.Module:
         c = self.cfg.TRAINER.COOP
         learner = PromptLearner(
-            clip_model, classnames, c.N_CTX, c.CTX_INIT, c.CSC, c.CLASS_TOKEN_POSITION
+            backbone, classnames, c.N_CTX, c.CTX_INIT, c.CSC, c.CLASS_TOKEN_POSITION
         )
-        return CoOpHead(learner, clip_model)
+        return CoOpHead(learner, backbone)
 
     def learnable(self) -> nn.Module:
         return self.head.prompt_learner

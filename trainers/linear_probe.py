@@ -15,6 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from torch import nn
 from yacs.config import CfgNode as CN
 
+from clip.backbone import ClipBackbone
 from dassl.config import register_cfg_extension
 from dassl.engine import TRAINER_REGISTRY
 
@@ -117,8 +118,8 @@ class LinearProbeCLIP(ClipTrainer):
     MODEL_NAME = "linear_probe"
     PER_CLASS_KEYS = ("weight", "bias")
 
-    def build_head(self, clip_model: nn.Module, classnames: list[str]) -> nn.Module:
-        head = LinearHead(clip_model.visual.output_dim, len(classnames))
+    def build_head(self, backbone: ClipBackbone, classnames: list[str]) -> nn.Module:
+        head = LinearHead(backbone.embed_dim, len(classnames))
         nn.init.zeros_(head.weight)
         nn.init.zeros_(head.bias)
         return head

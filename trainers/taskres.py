@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from yacs.config import CfgNode as CN
 
+from clip.backbone import ClipBackbone
 from dassl.config import register_cfg_extension
 from dassl.engine import TRAINER_REGISTRY
 from dassl.utils import load_checkpoint
@@ -77,7 +78,7 @@ class TaskResHead(nn.Module):
         return self.logit_scale * normalize(image_features) @ normalize(text_features).t()
 
 
-def load_enhanced_projection(path: str, clip_model: nn.Module) -> torch.Tensor:
+def load_enhanced_projection(path: str, backbone: ClipBackbone) -> torch.Tensor:
     """The text projection [width, D] of an enhanced base: the checkpoint's weight, transposed."""
     if not osp.isfile(path):
         raise FileNotFoundError(
@@ -92,8 +93,15 @@ def load_enhanced_projection(path: str, clip_model: nn.Module) -> torch.Tensor:
             f'"{path}" has no state_dict["weight"], so it is not an enhanced-base checkpoint; '
             "pass the file holding the fine-tuned text projection."
         )
+    own = backbone.text_projection
+    if own is None:
+        raise ValueError(
+            f"TRAINER.TaskRes.ENHANCED_BASE is set, but the text tower of backbone "
+            f"{backbone.name!r} has no projection matrix for it to replace. Fix: set it to "
+            '"none" (the regular base), or use a backbone whose text tower ends in a projection.'
+        )
     projection = state_dict["weight"].t()
-    expected = tuple(clip_model.text_projection.shape)
+    expected = tuple(own.shape)
     if tuple(projection.shape) != expected:
         raise ValueError(
             f'The weight in "{path}" has shape {tuple(state_dict["weight"].shape)}; transposed it '
@@ -105,14 +113,14 @@ def load_enhanced_projection(path: str, clip_model: nn.Module) -> torch.Tensor:
 
 
 def taskres_base(
-    clip_model: nn.Module,
+    backbone: ClipBackbone,
     classnames: list[str],
     dataset_name: str,
     text_projection: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Base classifier [K, D]: the plain (unnormalised) mean over the templates, as upstream."""
     templates = taskres_templates(dataset_name)
-    embeddings = encode_class_prompts(clip_model, classnames, templates, text_projection)
+    embeddings = encode_class_prompts(backbone, classnames, templates, text_projection)
     return embeddings.mean(dim=1)  # [K, T, D] -> [K, D]
 
 
@@ -125,14 +133,14 @@ class TaskRes(ClipTrainer):
     MODEL_NAME = "prompt_learner"
     PER_CLASS_KEYS = ("base_text_features", "text_feature_residuals")
 
-    def build_head(self, clip_model: nn.Module, classnames: list[str]) -> nn.Module:
+    def build_head(self, backbone: ClipBackbone, classnames: list[str]) -> nn.Module:
         tcfg = self.cfg.TRAINER.TaskRes
         projection = None
         if tcfg.ENHANCED_BASE.lower() != "none":
             print(">> Use enhanced base!")
-            projection = load_enhanced_projection(tcfg.ENHANCED_BASE, clip_model)
+            projection = load_enhanced_projection(tcfg.ENHANCED_BASE, backbone)
         else:
             print(">> Use regular base!")
-        base = taskres_base(clip_model, classnames, self.cfg.DATASET.NAME, projection)
+        base = taskres_base(backbone, classnames, self.cfg.DATASET.NAME, projection)
         print(f">> Residual scale (alpha): {tcfg.RESIDUAL_SCALE}, side: {tcfg.RESIDUAL_SIDE}")
         return TaskResHead(base, tcfg.RESIDUAL_SCALE, self.logit_scale, tcfg.RESIDUAL_SIDE)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from yacs.config import CfgNode as CN
 
+from clip.backbone import ClipBackbone
 from dassl.config import register_cfg_extension
 from dassl.engine import TRAINER_REGISTRY
 
@@ -36,10 +37,10 @@ class ZeroshotHead(nn.Module):
 
 
 def zeroshot_classifier(
-    clip_model: nn.Module, classnames: list[str], templates: list[str]
+    backbone: ClipBackbone, classnames: list[str], templates: list[str]
 ) -> torch.Tensor:
     """Prompt-ensemble classifier [K, D]: normalise per template, average, normalise."""
-    embeddings = encode_class_prompts(clip_model, spaced(classnames), templates).float()
+    embeddings = encode_class_prompts(backbone, spaced(classnames), templates).float()
     return normalize(normalize(embeddings).mean(dim=1))  # [K, T, D] -> [K, D]
 
 
@@ -52,10 +53,10 @@ class ZeroshotCLIP(ClipTrainer):
     def templates(self) -> list[str]:
         return [custom_template(self.cfg.DATASET.NAME)]
 
-    def build_head(self, clip_model: nn.Module, classnames: list[str]) -> nn.Module:
+    def build_head(self, backbone: ClipBackbone, classnames: list[str]) -> nn.Module:
         templates = self.templates()
         print(f"Prompt templates (n={len(templates)}): {templates}")
-        classifier = zeroshot_classifier(clip_model, classnames, templates)
+        classifier = zeroshot_classifier(backbone, classnames, templates)
         return ZeroshotHead(classifier, self.logit_scale)
 
     def train(self) -> None:

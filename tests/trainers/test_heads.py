@@ -8,13 +8,13 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from clip import clip
-from clip.model import convert_weights
+from clip.backbone import OpenAIBackbone
 from tests.support.tiny_clip import backbone_cfg, tiny_clip_checkpoint
 from trainers.clip_adapter import Adapter, AdapterHead
 from trainers.coop import CoOpHead, PromptLearner, prompt_order
 from trainers.linear_probe import linear_from_logistic, search_c
 from trainers.taskres import TaskResHead
-from trainers.text import TextEncoder, encode_class_prompts, normalize, tokenize
+from trainers.text import TextEncoder, encode_class_prompts, encode_texts, normalize
 from trainers.zsclip import ZeroshotHead, zeroshot_classifier
 
 CLASSNAMES = ["red_panda", "cat", "airliner"]
@@ -22,31 +22,35 @@ CLASSNAMES = ["red_panda", "cat", "airliner"]
 
 @pytest.fixture(scope="module")
 def clip_model(tmp_path_factory):
+    """The tiny CLIP behind the backbone interface every method uses."""
     path = tiny_clip_checkpoint(tmp_path_factory.mktemp("clip"), arch="ViT")
-    return clip.load_clip_to_cpu(backbone_cfg(path)).eval().requires_grad_(False)
+    model = clip.load_clip_to_cpu(backbone_cfg(path)).eval().requires_grad_(False)
+    return OpenAIBackbone(model, str(path), path)
 
 
 def test_text_encoder_matches_encode_text(clip_model):
-    tokens = tokenize(clip_model, ["a photo of a cat.", "itap of a red panda."])
+    tokens = clip_model.tokenize(["a photo of a cat.", "itap of a red panda."])
     ours = TextEncoder(clip_model)(clip_model.token_embedding(tokens), tokens)
-    torch.testing.assert_close(ours, clip_model.encode_text(tokens))
+    torch.testing.assert_close(ours, clip_model.model.encode_text(tokens))
 
 
-def test_replacement_projection_follows_clips_device_and_dtype(clip_model):
-    # An enhanced-base file is read onto the CPU; a CUDA CLIP needs it on CUDA (here: "meta").
-    fp16_elsewhere = copy.deepcopy(clip_model).to("meta")
-    convert_weights(fp16_elsewhere)
+def test_replacement_projection_follows_clips_dtype(clip_model):
+    # An enhanced-base file is read in fp32; an fp16 CLIP projects with it in fp16.
+    fp16 = copy.deepcopy(clip_model)
+    fp16.half_()
     projection = torch.randn(clip_model.text_projection.shape)
-    encoder = TextEncoder(fp16_elsewhere, projection)
-    assert encoder.text_projection.device.type == "meta"
-    assert encoder.text_projection.dtype == torch.float16
+    got = encode_texts(fp16, ["a photo of a cat."], projection)
+    assert got.dtype == torch.float16
+    patched = copy.deepcopy(fp16)
+    patched.model.text_projection.data = projection.half()
+    assert torch.equal(got, encode_texts(patched, ["a photo of a cat."]))
 
 
 def test_encode_class_prompts_layout_and_batching(clip_model):
     templates = ["a photo of a {}.", "art of the {}."]
     feats = encode_class_prompts(clip_model, CLASSNAMES, templates)
     assert feats.shape == (3, 2, clip_model.text_projection.shape[1])
-    expected = clip_model.encode_text(tokenize(clip_model, ["art of the cat."]))[0]
+    expected = clip_model.model.encode_text(clip_model.tokenize(["art of the cat."]))[0]
     torch.testing.assert_close(feats[1, 1], expected)
 
 
@@ -80,7 +84,7 @@ def test_zeroshot_ensemble_normalises_each_template_then_the_mean(clip_model):
     names = [n.replace("_", " ") for n in CLASSNAMES]
     per_template = []
     for t in templates:
-        e = clip_model.encode_text(tokenize(clip_model, [t.format(n) for n in names]))
+        e = clip_model.model.encode_text(clip_model.tokenize([t.format(n) for n in names]))
         per_template.append(e / e.norm(dim=-1, keepdim=True))
     mean = torch.stack(per_template).mean(0)
     torch.testing.assert_close(got, mean / mean.norm(dim=-1, keepdim=True))
@@ -97,12 +101,14 @@ def test_prompt_order_is_a_permutation_placing_the_name(position):
 
 def test_coop_with_word_init_reproduces_the_text_prompt(clip_model):
     learner = PromptLearner(clip_model, CLASSNAMES, ctx_init="a_photo_of_a")
-    assert learner.ctx.shape == (4, clip_model.ln_final.weight.shape[0])
+    assert learner.ctx.shape == (4, clip_model.model.ln_final.weight.shape[0])
     head = CoOpHead(learner, clip_model)
     prompts = learner()
     text = head.text_encoder(prompts, learner.tokenized_prompts)
     names = ["red panda", "cat", "airliner"]
-    expected = clip_model.encode_text(tokenize(clip_model, [f"a photo of a {n}." for n in names]))
+    expected = clip_model.model.encode_text(
+        clip_model.tokenize([f"a photo of a {n}." for n in names])
+    )
     torch.testing.assert_close(text, expected)
 
 

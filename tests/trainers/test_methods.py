@@ -5,9 +5,9 @@ import copy
 import pytest
 import torch
 
+from clip import clip
+from dassl.config import get_cfg_default
 from tests.support.tiny_clip import TINY_INPUT_SIZE, tiny_clip_checkpoint
-from trainers.clip_base import check_input_size
-from trainers.text import tokenize
 from trainers.zsclip import ZeroshotHead
 
 from .helpers import make_trainer
@@ -15,7 +15,8 @@ from .helpers import make_trainer
 
 def _reference_base(clip_model, classnames, template="a photo of a {}."):
     """TaskRes's base as the paper's code computes it: raw class names, plain mean."""
-    tokens = tokenize(clip_model, [template.format(c) for c in classnames])
+    texts = [template.format(c) for c in classnames]
+    tokens = clip.tokenize(texts, context_length=clip_model.context_length)
     return clip_model.encode_text(tokens).float()  # one template: the mean is itself
 
 
@@ -72,16 +73,29 @@ def test_clip_adapter_width_follows_the_backbone(make_cfg, clip_dir, arch, dims)
 
 def test_input_size_mismatch_names_both_sizes_and_the_fix(make_cfg):
     with pytest.raises(ValueError) as err:
-        make_trainer(make_cfg("TaskRes", "INPUT.SIZE", (224, 224)))
+        make_trainer(make_cfg("TaskRes", "INPUT.SIZE", (64, 64)))
     message = str(err.value)
-    assert "(224, 224)" in message and f"{TINY_INPUT_SIZE}x{TINY_INPUT_SIZE}" in message
+    assert "(64, 64)" in message and f"{TINY_INPUT_SIZE}x{TINY_INPUT_SIZE}" in message
     assert f'INPUT.SIZE "({TINY_INPUT_SIZE}, {TINY_INPUT_SIZE})"' in message
     assert "backbone" in message
 
 
-def test_check_input_size_accepts_the_backbone_resolution(make_cfg):
-    trainer = make_trainer(make_cfg("ZeroshotCLIP"))
-    check_input_size(trainer.cfg, trainer.clip_model)  # no error
+def test_chosen_statistics_that_differ_from_the_backbone_are_refused(make_cfg):
+    with pytest.raises(ValueError, match=r"INPUT\.PIXEL_MEAN is \[0\.5, 0\.5, 0\.5\].*trained"):
+        make_trainer(make_cfg("ZeroshotCLIP", "INPUT.PIXEL_MEAN", [0.5, 0.5, 0.5]))
+
+
+def test_inputs_left_at_a_default_follow_the_backbone(make_cfg, capsys):
+    defaults = get_cfg_default().INPUT
+    opts = ["INPUT.SIZE", (224, 224), "INPUT.PIXEL_MEAN", defaults.PIXEL_MEAN]
+    trainer = make_trainer(make_cfg("ZeroshotCLIP", *opts, "INPUT.PIXEL_STD", defaults.PIXEL_STD))
+    inputs = trainer.cfg.INPUT
+    assert tuple(inputs.SIZE) == (TINY_INPUT_SIZE, TINY_INPUT_SIZE)
+    assert inputs.INTERPOLATION == "bicubic"  # make_cfg leaves Dassl's bilinear
+    assert inputs.PIXEL_MEAN == list(clip._MEAN) and inputs.PIXEL_STD == list(clip._STD)
+    # The loaders were built with them: a test batch has the backbone's input size.
+    assert next(iter(trainer.test_loader))["img"].shape[-2:] == (TINY_INPUT_SIZE, TINY_INPUT_SIZE)
+    assert "INPUT.SIZE follows the backbone" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
