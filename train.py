@@ -32,6 +32,7 @@ from dassl.config.run_identity import (
     LAST_EPOCH,
     RunConflictError,
     check_output_dir,
+    comparable,
     flatten,
     read_recorded_config,
     write_run_record,
@@ -45,14 +46,11 @@ TEST_SPLIT_CHOICES = ("val", "test")
 # Evaluating a model on another dataset than it was trained on is only meaningful for these
 # documented transfers (same classes), unless the learned weights do not depend on the classes.
 TRANSFERS = {"ImageNet": ("ImageNetV2", "ImageNetSketch", "ImageNetA", "ImageNetR")}
-# Keys an evaluation takes from the trained run besides the trainer's own TRAINER.<node>.
-TRAINED_RUN_KEYS = (
-    "MODEL.BACKBONE.NAME",
-    "INPUT.SIZE",
-    "INPUT.INTERPOLATION",
-    "INPUT.PIXEL_MEAN",
-    "INPUT.PIXEL_STD",
-)
+# What an evaluation takes from the trained run besides the trainer's own TRAINER.<node>: the
+# backbone and the whole input pipeline (size, interpolation, mean/std, and INPUT.TRANSFORMS, whose
+# "normalize" the test transform applies too).
+TRAINED_RUN_KEYS = ("MODEL.BACKBONE.NAME",)
+TRAINED_RUN_NODES = ("INPUT.",)
 
 
 class ConfigError(ValueError):
@@ -229,14 +227,18 @@ def inherit_trained_config(
             f"{trained.get('TRAINER.NAME')}, or the folder of a {trainer} run."
         )
     node = getattr(TRAINER_REGISTRY.get(trainer), "CFG_NODE", "")
-    prefix = f"TRAINER.{node}." if node else None
-    keys = [k for k in trained if k in TRAINED_RUN_KEYS or (prefix and k.startswith(prefix))]
+    prefixes = TRAINED_RUN_NODES + ((f"TRAINER.{node}.",) if node else ())
+    keys = [k for k in trained if k in TRAINED_RUN_KEYS or k.startswith(prefixes)]
     current = flatten(cfg)
-    pairs = [x for k in keys if k in current for x in (k, _as_opt(trained[k]))]
-    cfg.merge_from_list(pairs)
+    keys = [k for k in keys if k in current]
+    cfg.merge_from_list([x for k in keys for x in (k, _as_opt(trained[k]))])
+    taken = [
+        f"{k}={trained[k]!r}" for k in keys if comparable(trained[k]) != comparable(current[k])
+    ]
     notes.append(
-        f"Evaluating the run in {args.model_dir} with its own config ({CONFIG_FILE}): "
-        + ", ".join(f"{k}={trained[k]!r}" for k in keys)
+        f"Evaluating the run in {args.model_dir} with its backbone, input and "
+        f"TRAINER.{node or '<method>'} keys from its {CONFIG_FILE}; those that differ from the "
+        f"config files given here: {', '.join(taken) or 'none'}"
     )
     return trained
 
@@ -309,12 +311,8 @@ def report_overrides(
     cfg: CfgNode, trained: dict[str, Any], explicit: set[str], notes: list[str]
 ) -> None:
     current = flatten(cfg)
-    for key in sorted(explicit):
-        if (
-            key in trained
-            and key in current
-            and repr(_as_opt(trained[key])) != repr(_as_opt(current[key]))
-        ):
+    for key in sorted(explicit & trained.keys() & current.keys()):
+        if comparable(trained[key]) != comparable(current[key]):
             notes.append(
                 f"The command line overrides the trained run's {key}: trained with "
                 f"{trained[key]!r}, evaluating with {current[key]!r}"

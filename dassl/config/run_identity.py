@@ -95,10 +95,10 @@ def flatten(node: CfgNode | dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _comparable(value: Any) -> Any:
+def comparable(value: Any) -> Any:
     """YAML stores tuples as lists; compare them alike (recursively)."""
     if isinstance(value, list | tuple):
-        return [_comparable(v) for v in value]
+        return [comparable(v) for v in value]
     return value
 
 
@@ -116,7 +116,7 @@ def diff_configs(
             continue
         old = recorded.get(key, defaults.get(key))
         new = requested.get(key, defaults.get(key))
-        if _comparable(old) != _comparable(new):
+        if comparable(old) != comparable(new):
             differences.append(Difference(key, old, new))
     return differences
 

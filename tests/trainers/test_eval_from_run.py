@@ -28,10 +28,10 @@ def accuracy(log: str) -> str:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data_root, vit_clip) -> tuple[Path, str]:
-    """A TaskRes run trained with alpha 1.0 (the config default is 0.5) and an RN input check."""
+    """A TaskRes run trained with alpha 0.7 (the config default is 1.0)."""
     out = tmp_path_factory.mktemp("taskres") / "run"
     log = run_train_in_process(
-        argv("TaskRes", vit_clip, data_root, out, "TRAINER.TaskRes.RESIDUAL_SCALE", "1.0")
+        argv("TaskRes", vit_clip, data_root, out, "TRAINER.TaskRes.RESIDUAL_SCALE", "0.7")
     )
     return out, accuracy(log)
 
@@ -45,10 +45,10 @@ def test_eval_takes_alpha_and_epoch_from_the_trained_run(trained, tmp_path, vit_
     model_dir, train_accuracy = trained
     out = tmp_path / "eval"
     log = run_train_in_process(eval_argv(model_dir, out, vit_clip, data_root))
-    assert "with its own config" in log and "TRAINER.TaskRes.RESIDUAL_SCALE=1.0" in log
+    assert "keys from its config.yaml" in log and "TRAINER.TaskRes.RESIDUAL_SCALE=0.7" in log
     assert accuracy(log) == train_accuracy
     recorded = read_recorded_config(str(out))
-    assert recorded["TRAINER.TaskRes.RESIDUAL_SCALE"] == 1.0
+    assert recorded["TRAINER.TaskRes.RESIDUAL_SCALE"] == 0.7
     assert recorded["RUN.EVAL_ONLY"] is True
     assert recorded["RUN.LOAD_EPOCH"] == 2  # last_step run: its last epoch file
     assert recorded["RUN.MODEL_DIR"] == str(model_dir.resolve())
@@ -63,7 +63,7 @@ def test_the_command_line_wins_and_the_log_says_so(trained, tmp_path, vit_clip, 
         )
     )  # fmt: skip
     assert (
-        "overrides the trained run's TRAINER.TaskRes.RESIDUAL_SCALE: trained with 1.0, "
+        "overrides the trained run's TRAINER.TaskRes.RESIDUAL_SCALE: trained with 0.7, "
         "evaluating with 0.0" in log
     )
     assert read_recorded_config(str(tmp_path / "eval"))["TRAINER.TaskRes.RESIDUAL_SCALE"] == 0.0
@@ -79,7 +79,7 @@ def test_a_run_without_config_yaml_is_evaluated_as_upstream_does(
         [
             "--load-epoch", "2",
             *eval_argv(upstream, tmp_path / "eval", vit_clip, data_root,
-                       "TRAINER.TaskRes.RESIDUAL_SCALE", "1.0"),
+                       "TRAINER.TaskRes.RESIDUAL_SCALE", "0.7"),
         ]
     )  # fmt: skip
     assert "has no config.yaml" in log
@@ -145,3 +145,20 @@ def test_base_to_new_with_class_specific_weights_is_refused():
         train.check_transfer(
             cfg, {"DATASET.NAME": "Caltech101", "DATASET.SUBSAMPLE_CLASSES": "base"}, []
         )
+
+
+def test_the_input_pipeline_comes_from_the_trained_run(trained, tmp_path, vit_clip, data_root):
+    # Only what names the data and the run: no INPUT.* keys, no backbone. The trained run's
+    # INPUT.TRANSFORMS holds "normalize", which the test transform must apply as in training.
+    model_dir, train_accuracy = trained
+    out = tmp_path / "eval"
+    log = run_train_in_process(
+        ["--eval-only", "--model-dir", str(model_dir), "--root", str(data_root),
+         "--trainer", "TaskRes", "--output-dir", str(out),
+         "DATASET.NAME", "TinyImages", "DATALOADER.NUM_WORKERS", "0", "USE_CUDA", "False"]
+    )  # fmt: skip
+    assert "INPUT.TRANSFORMS=['normalize']" in log
+    assert accuracy(log) == train_accuracy
+    recorded = read_recorded_config(str(out))
+    assert recorded["MODEL.BACKBONE.NAME"] == str(vit_clip)
+    assert recorded["INPUT.SIZE"] == [32, 32]
