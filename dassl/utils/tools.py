@@ -36,6 +36,12 @@ def check_isfile(fpath: PathLike) -> bool:
     return isfile
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     """Write through a temp file in the same folder, then rename it over ``path``.
@@ -47,6 +53,9 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp creates 0600; give the file the permissions open() would (0666 less the umask),
+        # so files shared between users (a feature store, split files) stay readable.
+        os.chmod(tmp_name, 0o666 & ~_current_umask())
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
@@ -132,8 +141,7 @@ def check_availability(requested: str, available: list[str]) -> None:
     if requested not in available:
         closest = get_most_similar_str_to_a_from_b(requested, available)
         raise ValueError(
-            f'"{requested}" is not available; choose one of {available} '
-            f'(did you mean "{closest}"?)'
+            f'"{requested}" is not available; choose one of {available} (did you mean "{closest}"?)'
         )
 
 
