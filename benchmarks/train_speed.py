@@ -46,6 +46,7 @@ def make_cfg(
     cfg.TRAINER.TaskRes.PREC = args.prec
     cfg.TRAINER.FEATURE_CACHE.EVAL = cache_eval
     cfg.TRAINER.FEATURE_CACHE.TRAIN = cache_train
+    cfg.TRAINER.FEATURE_STORE.ENABLED = False  # one run's own cost (grid_cost.py measures it)
     cfg.MODEL.BACKBONE.NAME = str(backbone)
     cfg.DATASET.NAME = "TinyImages"
     cfg.DATASET.ROOT = str(root)

@@ -55,6 +55,7 @@ VIT_B16_DIMS: dict[str, Any] = {
     "transformer_width": 512,
     "transformer_layers": 12,
 }
+VIT_B32_DIMS: dict[str, Any] = {**VIT_B16_DIMS, "vision_patch_size": 32}
 
 
 def synthetic_dims(arch: str = "ViT", **dims: Any) -> dict[str, Any]:

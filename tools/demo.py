@@ -80,9 +80,10 @@ class Method:
     trains: bool = True
 
 
-# The demo's overrides on top of the shipped configs: cached (un-augmented) train features and
-# larger learning rates, so that a few epochs of a tiny random model visibly learn; CoOp uses
-# class-specific contexts (CSC), which a random text tower needs to separate the classes.
+# The demo's overrides on top of the shipped configs: the plain protocol (un-augmented train
+# features encoded once) and larger learning rates, so that a few epochs of a tiny random model
+# visibly learn; CoOp uses class-specific contexts (CSC), which a random text tower needs to
+# separate the classes.
 METHODS = (
     Method("Zero-shot CLIP", "ZeroshotCLIP", "CoOp/rn50", "TRAINER.ZSCLIP.PREC fp32", False),
     Method(
@@ -202,7 +203,9 @@ def train_command(
         "DATALOADER.TEST.BATCH_SIZE", "64",
         "OPTIM.MAX_EPOCH", str(epochs),
         "TRAIN.PRINT_FREQ", "100",
-        "TRAINER.FEATURE_CACHE.TRAIN", "True",
+        "TRAINER.PROTOCOL", "plain",
+        # Features of the random checkpoint stay in the demo's folder, not the user's store.
+        "TRAINER.FEATURE_STORE.DIR", str(checkpoint.parent / "feature_store"),
         *method.opts.split(),
     ]  # fmt: skip
     return cmd

@@ -6,7 +6,13 @@ or OpenCLIP's, the same interface for every method; INPUT.* follow its preproces
 config chose otherwise, see `follow_backbone_input`), applies the precision,
 freezes CLIP, encodes images without gradients, builds the optimizer over the learnable part only,
 does the amp step, registers the model under its upstream name, loads checkpoints (best or given
-epoch; fixed buffers dropped; ImageNet rows picked for ImageNet-A/R) and caches image features.
+epoch; fixed buffers dropped; ImageNet rows picked for ImageNet-A/R).
+
+Images reach a head only as features, along one path. The train loader serves what
+TRAINER.PROTOCOL asks for (trainers/protocol.py): image batches (exact) or feature batches (views,
+plain); evaluation always serves feature batches. `batch_features` turns either kind into
+features, told apart by the batch's key. Features encoded once come from the feature store
+(trainers/features.py, trainers/feature_store.py), shared by every run.
 
 Precision (PREC): fp16 converts CLIP to upstream's fp16 layout (`convert_weights`), so the frozen
 encoders run in fp16; amp keeps CLIP in fp32 and runs each training step under fp16 autocast with
@@ -17,6 +23,7 @@ precisions.
 """
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -27,29 +34,50 @@ from yacs.config import CfgNode as CN
 
 from clip.backbone import ClipBackbone, OpenAIBackbone, Preprocess, load_backbone
 from dassl.config import get_cfg_default, register_cfg_extension
-from dassl.data.data_manager import build_data_loader
-from dassl.data.transforms import build_transform
+from dassl.data.data_manager import DatasetWrapper, build_data_loader, effective_num_workers
+from dassl.data.datasets import Datum
+from dassl.data.transforms import eval_view_identity
 from dassl.engine import TrainerX
 from dassl.engine.trainer import model_file_path
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_checkpoint, load_pretrained_weights
-from dassl.utils.torchtools import rng_untouched
 
 from .class_subsets import NUM_IMAGENET_CLASSES, imagenet_rows
-from .features import encode_loader, feature_loader, is_feature_loader
+from .decoded import MB, DecodeOnceWrapper
+from .feature_store import FeatureStore, Namespace, store_root
+from .features import (
+    FEATURES,
+    FeatureDataset,
+    ImageFeatures,
+    batching,
+    encode_each,
+    feature_loader,
+    labels_of,
+)
+from .protocol import EXACT, PLAIN, VIEWS, Protocol, protocol_of
+from .views import SEEDING, AugmentedView
 
 PRECISIONS = ("fp16", "fp32", "amp")
 
 
 @register_cfg_extension
-def _feature_cache_keys(cfg: CN) -> None:
+def _image_feature_keys(cfg: CN) -> None:
+    # What train images look like to the method: exact (augmented anew every epoch, the published
+    # protocol), views:V (V augmented views per image encoded once) or plain (un-augmented, encoded
+    # once). See trainers/protocol.py.
+    cfg.TRAINER.PROTOCOL = "exact"
     cfg.TRAINER.FEATURE_CACHE = CN()
     # Encode val/test images once per run and reuse the features (results are unchanged).
     cfg.TRAINER.FEATURE_CACHE.EVAL = True
-    # Train on features of *un-augmented* train images, encoded once. This changes the protocol
-    # (no random crops/flips), so it is off by default to match the published numbers.
+    # The older spelling of TRAINER.PROTOCOL plain.
     cfg.TRAINER.FEATURE_CACHE.TRAIN = False
+    # The feature store shared by every run (trainers/feature_store.py); results are unchanged.
+    cfg.TRAINER.FEATURE_STORE = CN()
+    cfg.TRAINER.FEATURE_STORE.ENABLED = True
+    cfg.TRAINER.FEATURE_STORE.DIR = ""  # "": $TASKRES_FEATURE_STORE, else ~/.cache/taskres/features
+    # exact protocol: memory (MB) for train images decoded once per run (trainers/decoded.py).
+    cfg.TRAINER.DECODE_ONCE_MB = 2048
 
 
 def _input_values(preprocess: Preprocess) -> dict[str, Any]:
@@ -142,8 +170,14 @@ def resolve_precision(requested: str, device: torch.device) -> str:
     return requested
 
 
+def report_features(split: str, encoded: int, stored: int) -> None:
+    """The line every run logs per split it uses."""
+    print(f"Image features ({split}): {encoded} encoded, {stored} from the feature store")
+
+
 class FeatureClassifier(nn.Module):
-    """Frozen image encoder + method head. Accepts images [N, 3, H, W] or features [N, D]."""
+    """Frozen image encoder + method head. ``forward`` maps features [N, D] to logits [N, K];
+    images become features only through the two explicit ``encode_*`` methods."""
 
     def __init__(self, image_encoder: nn.Module, head: nn.Module, dtype: torch.dtype) -> None:
         super().__init__()
@@ -153,10 +187,15 @@ class FeatureClassifier(nn.Module):
 
     @torch.no_grad()
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """A train batch in one forward pass, as upstream encodes it (the exact protocol)."""
         return self.image_encoder(images.type(self.dtype))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = x if x.dim() == 2 else self.encode_images(x)
+    @torch.no_grad()
+    def encode_each(self, images: torch.Tensor) -> torch.Tensor:
+        """Features that do not depend on the batch (``features.encode_each``): for the store."""
+        return encode_each(self.encode_images, images)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(features)
 
 
@@ -181,6 +220,7 @@ class ClipTrainer(TrainerX):
                     f"TRAINER.{self.CFG_NODE}.{key} is {node[key]!r}; choose one of "
                     f"{', '.join(choices)}"
                 )
+        self.train_protocol(cfg)  # refuses unknown protocols before any work
 
     def build_head(self, backbone: ClipBackbone, classnames: list[str]) -> nn.Module:
         """The method: features [N, D] -> logits [N, K]. CLIP is on self.device, frozen."""
@@ -192,16 +232,53 @@ class ClipTrainer(TrainerX):
         the classes they were trained on (train.py refuses evaluating them on other classes)."""
         return bool(cls.PER_CLASS_KEYS)
 
+    @classmethod
+    def train_protocol(cls, cfg: CN) -> Protocol:
+        """What the train loader serves: the configured protocol (a method whose published
+        protocol differs says how it reads "exact")."""
+        return protocol_of(cfg)
+
     def learnable(self) -> nn.Module | None:
         """The part of the head that is optimised, registered and checkpointed."""
         return None if self.MODEL_NAME is None else self.head
 
+    # ---- data: the protocol decides what the train loader serves ---------------------------
+
     def build_data_loader(self) -> None:
-        """Load CLIP before the data: the transforms follow the backbone's preprocessing."""
+        """The engine's loaders, with the train loader the protocol asks for: images decoded
+        once (exact) or features of the train images, filled in by ``before_train``. CLIP is
+        loaded first: the transforms follow the backbone's preprocessing."""
         print(f"Loading CLIP (backbone: {self.cfg.MODEL.BACKBONE.NAME})")
         self.backbone = load_backbone(self.cfg.MODEL.BACKBONE.NAME)
         self.cfg = follow_backbone_input(self.cfg, self.backbone)
         super().build_data_loader()
+        cfg = self.cfg
+        self.protocol: Protocol = self.train_protocol(cfg)
+        print(f"Training protocol: {self.protocol}")
+        self._eval_loaders: dict[str, DataLoader] = {}
+        self._train_images_encoded = 0
+        image_loader = self.dm.train_loader_x
+        train_x = self.dm.dataset.train_x
+        if self.protocol.trains_on_features:
+            self.train_set = FeatureDataset(labels_of(train_x))
+            self.train_loader_x = feature_loader(
+                self.train_set,
+                image_loader.batch_size,
+                cfg.DATALOADER.TRAIN_X.SAMPLER,
+                drop_last=image_loader.drop_last,
+            )
+        elif cfg.TRAINER.DECODE_ONCE_MB > 0:
+            self.train_loader_x = build_data_loader(
+                cfg,
+                sampler_type=cfg.DATALOADER.TRAIN_X.SAMPLER,
+                data_source=train_x,
+                batch_size=cfg.DATALOADER.TRAIN_X.BATCH_SIZE,
+                n_domain=cfg.DATALOADER.TRAIN_X.N_DOMAIN,
+                n_ins=cfg.DATALOADER.TRAIN_X.N_INS,
+                tfm=image_loader.dataset.transform,
+                is_train=True,
+                dataset_wrapper=DecodeOnceWrapper,
+            )
 
     def build_model(self) -> None:
         cfg = self.cfg
@@ -218,6 +295,7 @@ class ClipTrainer(TrainerX):
         print(f"Building {type(self).__name__} head")
         self.head = self.build_head(backbone, self.dm.dataset.classnames).to(self.device)
         self.model = FeatureClassifier(backbone.visual, self.head, backbone.dtype)
+        self.image_features = self._build_image_features()
 
         learner = self.learnable()
         if learner is not None:
@@ -230,72 +308,171 @@ class ClipTrainer(TrainerX):
         # On the run's device: a "cuda" scaler on CPU disables itself and would step unscaled.
         self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "amp" else None
 
-    # ---- image -> features (cached where the transform is deterministic) -------------------
+    # ---- image -> features, through the feature store --------------------------------------
 
-    def encode_data_source(self, data_source: list) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features and labels of `data_source` under the test transform (no augmentation)."""
+    def _build_image_features(self) -> ImageFeatures:
         cfg = self.cfg
-        loader = build_data_loader(
-            cfg,
-            sampler_type="SequentialSampler",
-            data_source=data_source,
+        namespace = None
+        if cfg.TRAINER.FEATURE_STORE.ENABLED:
+            store = FeatureStore(store_root(cfg.TRAINER.FEATURE_STORE.DIR))
+            print(f"Feature store: {store.root}")
+            namespace = self._namespaces(store)
+        return ImageFeatures(
+            encode=self._encode_to_device,
+            dataset_root=cfg.DATASET.ROOT,
+            group=cfg.DATASET.NAME,
             batch_size=cfg.DATALOADER.TEST.BATCH_SIZE,
-            tfm=build_transform(cfg, is_train=False),
-            is_train=False,
+            num_workers=effective_num_workers(cfg.DATALOADER.NUM_WORKERS),
+            namespace=namespace,
+            about={"dataset": cfg.DATASET.NAME, "backbone": cfg.MODEL.BACKBONE.NAME},
         )
-        return self._encode_for_cache(loader)
 
-    def _encode_for_cache(self, loader: DataLoader) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode every image of `loader` without drawing from the global RNGs (iterating a
-        DataLoader draws one seed). Caches are built on first use, e.g. at the first val
-        evaluation after a resume, so such draws would put a resumed run's random stream off an
-        uninterrupted one's; this way the val path draws as upstream's does, once per evaluation."""
-        with rng_untouched():
-            return encode_loader(loader, self._encode_to_device)
+    def _namespaces(self, store: FeatureStore) -> Callable[[dict[str, Any]], Namespace]:
+        """View identity -> the store namespace of this backbone (by checksum), precision and
+        device. The checksum is computed (once per weights file) on first use."""
+        checksum: list[str] = []
+
+        def namespace(view: dict[str, Any]) -> Namespace:
+            if not checksum:
+                weights = self.backbone.weights_file
+                checksum.append(
+                    store.backbone_checksum(weights)
+                    if weights is not None
+                    else self.backbone.weights_digest()
+                )
+            identity = {
+                "backbone_sha256": checksum[0],
+                "precision": str(self.backbone.dtype).replace("torch.", ""),
+                "device": self.device.type,
+                "batching": batching(self.device),
+                "view": view,
+            }
+            return store.namespace(identity)
+
+        return namespace
 
     def _encode_to_device(self, images: torch.Tensor) -> torch.Tensor:
         # Encoding a large split takes minutes: a Ctrl-C or SIGTERM must not wait for its end.
         self.stop_if_interrupted("the encoding of images for the feature cache")
-        return self.model.encode_images(images.to(self.device))
+        return self.model.encode_each(images.to(self.device))
+
+    def eval_view(self) -> dict[str, Any]:
+        return {"kind": "test", **eval_view_identity(self.cfg)}
+
+    def augmented_view(self, index: int) -> dict[str, Any]:
+        """A train view's identity: every INPUT setting, the view index and the seeding rule."""
+        return {
+            "kind": "augmented",
+            "input": dict(self.cfg.INPUT),
+            "index": index,
+            "seeding": SEEDING,
+        }
+
+    def encode_data_source(
+        self, data_source: list[Datum], split: str | None = None, use_store: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and labels of `data_source` under the test transform (no augmentation);
+        `split` names it in the log (default: the dataset split it is, else "images")."""
+        if split is None:
+            dataset = self.dm.dataset
+            splits = {"train": dataset.train_x, "val": dataset.val, "test": dataset.test}
+            split = next((k for k, v in splits.items() if v is data_source), "images")
+        transform = self.dm.test_loader.dataset.transform
+        images = DatasetWrapper(self.cfg, data_source, transform=transform)
+        features, encoded, stored = self.image_features(
+            images, data_source, self.eval_view(), split, use_store
+        )
+        report_features(split, encoded, stored)
+        return features, labels_of(data_source)
+
+    def train_view_features(self, protocol: Protocol) -> torch.Tensor:
+        """Features [V, N, D] of the train images under ``protocol`` (views or plain)."""
+        train_x = self.dm.dataset.train_x
+        if protocol.kind == PLAIN:
+            return self.encode_data_source(train_x, "train")[0][None]
+        transform = self.dm.train_loader_x.dataset.transform
+        views, encoded, stored = [], 0, 0
+        for index in range(protocol.views):
+            images = AugmentedView(train_x, transform, self.cfg.DATASET.ROOT, index)
+            features, n, m = self.image_features(
+                images, train_x, self.augmented_view(index), "train"
+            )
+            views.append(features)
+            encoded, stored = encoded + n, stored + m
+        report_features("train", encoded, stored)
+        return torch.stack(views)
 
     def eval_loader(self, split: str | None = None) -> tuple[str, DataLoader]:
-        """The engine's choice of split, served from cached features (TRAINER.FEATURE_CACHE.EVAL):
-        the loader attribute is replaced by a feature loader on first use."""
-        split, loader = super().eval_loader(split)
-        if self.cfg.TRAINER.FEATURE_CACHE.EVAL and not is_feature_loader(loader):
-            print(f"Encoding the *{split}* images once; later evaluations reuse the features")
-            features, labels = self._encode_for_cache(loader)
-            loader = feature_loader(features, labels, loader.batch_size, shuffle=False)
-            setattr(self, f"{split}_loader", loader)
+        """The engine's choice of split, as a loader of its features. With
+        TRAINER.FEATURE_CACHE.EVAL they are kept for the run (and the store serves them);
+        without, every evaluation encodes its images again. Either way the loader takes one
+        draw of torch's global generator per evaluation, as upstream's image loader does."""
+        split, image_loader = super().eval_loader(split)
+        loader = self._eval_loaders.get(split)
+        if loader is None:
+            keep = self.cfg.TRAINER.FEATURE_CACHE.EVAL
+            data_source = image_loader.dataset.data_source
+            features, labels = self.encode_data_source(data_source, split, use_store=keep)
+            loader = feature_loader(
+                FeatureDataset(labels, features),
+                image_loader.batch_size,
+                self.cfg.DATALOADER.TEST.SAMPLER,
+            )
+            if keep:
+                self._eval_loaders[split] = loader
         return split, loader
 
     def before_train(self) -> None:
         super().before_train()
-        if self.cfg.TRAINER.FEATURE_CACHE.TRAIN and not is_feature_loader(self.train_loader_x):
-            print("Encoding un-augmented train images once (TRAINER.FEATURE_CACHE.TRAIN=True)")
-            features, labels = self.encode_data_source(self.dm.dataset.train_x)
-            # Same batching as the image loader it replaces, so epochs have the same steps.
-            image_loader = self.train_loader_x
-            self.train_loader_x = feature_loader(
-                features,
-                labels,
-                image_loader.batch_size,
-                shuffle=True,
-                drop_last=image_loader.drop_last,
+        if self.protocol.trains_on_features:
+            self.train_set.set_features(self.train_view_features(self.protocol))
+            return
+        images = self.train_loader_x.dataset
+        if isinstance(images, DecodeOnceWrapper):
+            held = images.decode()
+            print(
+                f"Decoded {len(images.decoded)} of {len(images)} train images once "
+                f"({held / MB:.1f} MB; TRAINER.DECODE_ONCE_MB {self.cfg.TRAINER.DECODE_ONCE_MB})"
             )
+
+    def before_epoch(self) -> None:
+        super().before_epoch()
+        if self.protocol.kind == VIEWS:
+            # One view per image for this epoch, from the run's own generator (trainers/views.py).
+            self.train_set.choose_views(torch.randint(self.protocol.views, (len(self.train_set),)))
+
+    def after_train(self) -> None:
+        if self.protocol.kind == EXACT:
+            report_features("train", self._train_images_encoded, 0)
+        super().after_train()
 
     # ---- features -> logits, the training step -------------------------------------------
 
+    def batch_features(self, batch: dict, train: bool) -> torch.Tensor:
+        """A batch's features: a feature batch's own, or its images encoded (in one forward for a
+        train batch, as upstream; batch-independent otherwise)."""
+        if FEATURES in batch:
+            return batch[FEATURES].to(self.device)
+        images = batch["img"].to(self.device)
+        if not train:
+            return self.model.encode_each(images)
+        self._train_images_encoded += len(images)
+        return self.model.encode_images(images)
+
     def parse_batch_train(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        return batch["img"].to(self.device), batch["label"].to(self.device)
+        return self.batch_features(batch, train=True), batch["label"].to(self.device)
+
+    def parse_batch_test(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.batch_features(batch, train=False), batch["label"].to(self.device)
 
     def model_inference(self, input: torch.Tensor) -> torch.Tensor:
         return self.model(input)
 
     def forward_backward(self, batch: dict) -> dict[str, float]:
-        image, label = self.parse_batch_train(batch)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.scaler is not None):
-            output = self.model(image)
+            # Under amp the images of a train batch are encoded under autocast too, as upstream.
+            features, label = self.parse_batch_train(batch)
+            output = self.model(features)
             loss = F.cross_entropy(output, label)
         self.model_backward_and_update(loss)
 

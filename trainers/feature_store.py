@@ -7,8 +7,9 @@ backbone or transform is a miss, never stale features:
     <root>/<namespace>/<dataset folder>/<shard>.npy + <shard>.json
 
 - ``namespace``: a digest of the backbone's SHA-256 (of its weights file, not its name), the
-  precision, the device type and the view (the transform's parameters; for augmented views also
-  their seed and index). ``namespace.json`` beside the shards spells it out for people.
+  precision, the device type (and how it batches images, trainers/features.py) and the view (the
+  transform's parameters; for augmented views also their seeding rule and index).
+  ``namespace.json`` beside the shards spells it out for people.
 - a key: the image's path relative to DATASET.ROOT, its size and its mtime (ns).
 - a shard: features [N, D] as ``.npy`` (read with ``allow_pickle=False``) and a JSON index with
   the N keys, the array's SHA-256, dtype and shape. Shards are written once and never changed:
@@ -118,6 +119,48 @@ class FeatureStore:
             if isinstance(identity, dict):
                 out.append(Namespace(meta.parent, identity))
         return out
+
+    def shards(self) -> list[ShardInfo]:
+        """Every readable shard index, with what listings and pruning need (arrays unread)."""
+        out = []
+        for ns in self.namespaces():
+            for index_path in ns.shard_indexes():
+                meta = _read_json(index_path)
+                if not isinstance(meta, dict) or not isinstance(meta.get("keys"), list):
+                    continue  # being written, or corrupt: lookups deal with it
+                about = meta.get("about") if isinstance(meta.get("about"), dict) else {}
+                out.append(
+                    ShardInfo(
+                        namespace=ns,
+                        index_path=index_path,
+                        group=index_path.parent.name,
+                        keys=meta["keys"],
+                        about=about,
+                        created=float(meta.get("created") or index_path.stat().st_mtime),
+                        size=total_size([index_path, index_path.with_suffix(".npy")]),
+                    )
+                )
+        return out
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    namespace: Namespace
+    index_path: Path
+    group: str  # the dataset folder (DATASET.NAME)
+    keys: list[str]
+    about: dict[str, Any]  # dataset, split, backbone name as the writing run named them
+    created: float
+    size: int  # bytes of index and array
+
+    def remove(self) -> None:
+        """Index first, so later lookups skip the shard (one that read the index just before
+        finds no array, reports it and encodes those images again); then the array."""
+        for path in (self.index_path, self.index_path.with_suffix(".npy")):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass  # removed by a concurrent prune
 
 
 class Namespace:

@@ -1,10 +1,12 @@
 """Linear probe on frozen CLIP features, following CoOp's `lpclip` protocol.
 
-Features are CLIP's raw image embeddings of un-augmented images. An L2-regularised logistic
-regression (lbfgs, 1000 iterations) is fitted on the few-shot train split; its strength C is first
-picked from a log grid by val accuracy, then refined by a bisection in log10(C) for a fixed number
-of steps, exactly as lpclip's `linear_probe.py` does. The fitted classifier becomes a `nn.Linear`
-head, checkpointed under `linear_probe` and tested like every other trainer.
+Features are CLIP's raw image embeddings of un-augmented images (the published protocol, so
+TRAINER.PROTOCOL exact means plain here; views:V fits on all V views of each image). An
+L2-regularised logistic regression (lbfgs, 1000 iterations) is fitted on the few-shot train split;
+its strength C is first picked from a log grid by val accuracy, then refined by a bisection in
+log10(C) for a fixed number of steps, exactly as lpclip's `linear_probe.py` does. The fitted
+classifier becomes a `nn.Linear` head, checkpointed under `linear_probe` and tested like every
+other trainer.
 """
 
 import math
@@ -20,6 +22,7 @@ from dassl.config import register_cfg_extension
 from dassl.engine import TRAINER_REGISTRY
 
 from .clip_base import ClipTrainer
+from .protocol import EXACT, PLAIN, Protocol, protocol_of
 
 
 @register_cfg_extension
@@ -124,12 +127,18 @@ class LinearProbeCLIP(ClipTrainer):
         nn.init.zeros_(head.bias)
         return head
 
-    def _numpy_split(self, data_source: list) -> Split:
-        features, labels = self.encode_data_source(data_source)
-        return features.float().numpy(), labels.numpy()
+    @classmethod
+    def train_protocol(cls, cfg: CN) -> Protocol:
+        """lpclip, the published protocol, fits on un-augmented features: exact trains plain."""
+        protocol = protocol_of(cfg)
+        return Protocol(PLAIN) if protocol.kind == EXACT else protocol
 
     def train(self) -> None:
-        """Fit in closed form instead of epochs, save it as epoch 1 and the best model, test."""
+        """Fit in closed form instead of epochs, save it as epoch 1 and the best model, test.
+
+        The fit sees every train feature the protocol made: one per image (plain, and exact) or
+        all V views of each image (views:V).
+        """
         self.before_train()
         dataset = self.dm.dataset
         if not dataset.val:
@@ -138,7 +147,13 @@ class LinearProbeCLIP(ClipTrainer):
                 f"{self.cfg.DATASET.NAME} has none; use a dataset config with a val split."
             )
         lp = self.cfg.TRAINER.LINEAR_PROBE
-        train, val = self._numpy_split(dataset.train_x), self._numpy_split(dataset.val)
+        views = self.train_set.features  # [V, N, D]
+        train = (
+            views.reshape(-1, views.shape[-1]).float().numpy(),
+            self.train_set.labels.repeat(views.shape[0]).numpy(),
+        )
+        val_features, val_labels = self.encode_data_source(dataset.val, "val")
+        val = (val_features.float().numpy(), val_labels.numpy())
         c, clf = search_c(train, val, list(lp.C_GRID), lp.SEARCH_STEPS, lp.MAX_ITER)
         val_acc = accuracy(clf, val)
         print(f"Chosen C = {c:.6g} (val accuracy {100 * val_acc:.2f}%)")

@@ -6,9 +6,11 @@ refused before anything is touched, naming each differing key with both values.
 
 Keys that cannot change a run's numbers are left out of the comparison (``IGNORED_KEYS``): where the
 outputs go, how often progress is printed or epoch files are kept, how many loader processes feed
-the model, and whether the config is printed. ``DATALOADER.NUM_WORKERS`` decides which random crops
-each worker draws, so a resume with another worker count is not bit-exact, but the experiment is the
-same one; it is ignored so that a run can move to a machine with another CPU count.
+the model, whether the config is printed, and where image features come from (the feature store,
+the eval-feature cache, train images decoded once), which the trainers keep bit-identical.
+``DATALOADER.NUM_WORKERS`` decides which random crops each worker draws, so a resume with another
+worker count is not bit-exact, but the experiment is the same one; it is ignored so that a run can
+move to a machine with another CPU count.
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ IGNORED_KEYS = frozenset(
         "DATALOADER.NUM_WORKERS",
         "TRAIN.PRINT_FREQ",
         "TRAIN.CHECKPOINT_FREQ",
+        # Where image features come from (trainers/features.py): equal by design either way.
+        "TRAINER.FEATURE_CACHE.EVAL",
+        "TRAINER.FEATURE_STORE.ENABLED",
+        "TRAINER.FEATURE_STORE.DIR",
+        "TRAINER.DECODE_ONCE_MB",
     }
 )
 

@@ -83,7 +83,7 @@ class DatasetWrapper(TorchDataset):
             "impath": item.impath,
             "index": idx,
         }
-        img0 = read_image(item.impath)
+        img0 = self.load_image(idx)
 
         if self.transform is None:
             output["img"] = img0
@@ -97,6 +97,10 @@ class DatasetWrapper(TorchDataset):
         if self.return_img0:
             output["img0"] = self.to_tensor(img0)
         return output
+
+    def load_image(self, idx: int) -> Any:
+        """Item ``idx``'s image, read from disk (a subclass may keep decoded images instead)."""
+        return read_image(self.data_source[idx].impath)
 
     def _transform_image(self, tfm: Transform, img0: Any) -> Any:
         views = [tfm(img0) for _ in range(self.k_tfm)]

@@ -22,8 +22,6 @@ import re
 import warnings
 import zipfile
 from collections import Counter, OrderedDict, defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
@@ -384,20 +382,6 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-@contextmanager
-def rng_untouched() -> Iterator[None]:
-    """Run a block without advancing the global RNGs (python, numpy, torch CPU and CUDA).
-
-    For work done at a point that depends on the run's history, such as encoding images into a
-    cache on first use: its draws would shift a resumed run's random stream off an unbroken one's.
-    """
-    state = capture_rng_state()
-    try:
-        yield
-    finally:
-        restore_rng_state(state)
-
-
 def _as_tuples(value: Any) -> Any:
     """random.setstate needs tuples where serialisation may have produced lists."""
     if isinstance(value, list | tuple):
@@ -479,7 +463,6 @@ __all__ = [
     "read_checkpoint_pointer",
     "capture_rng_state",
     "restore_rng_state",
-    "rng_untouched",
     "open_all_layers",
     "open_specified_layers",
     "count_num_param",

@@ -118,6 +118,20 @@ def test_a_missing_key_in_an_older_record_counts_as_its_default():
     assert [d.key for d in diff_configs(recorded, requested, defaults)] == ["RUN.EVAL_ONLY"]
 
 
+def test_where_features_come_from_is_not_compared_but_the_protocol_is():
+    defaults = flatten(extend_cfg(get_cfg_default()))
+    sources = {
+        "TRAINER.FEATURE_STORE.ENABLED": False,
+        "TRAINER.FEATURE_STORE.DIR": "/elsewhere",
+        "TRAINER.FEATURE_CACHE.EVAL": False,
+        "TRAINER.DECODE_ONCE_MB": 0,
+    }
+    requested = {**defaults, **sources}
+    assert diff_configs(defaults, requested, defaults) == []
+    requested["TRAINER.PROTOCOL"] = "views:10"
+    assert [d.key for d in diff_configs(defaults, requested, defaults)] == ["TRAINER.PROTOCOL"]
+
+
 def test_the_ignored_keys_exist():
     assert IGNORED_KEYS <= set(flatten(extend_cfg(get_cfg_default())))
 

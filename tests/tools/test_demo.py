@@ -90,6 +90,8 @@ def test_train_command_fits_the_tiny_model_and_stays_on_cpu(tmp_path):
     assert pairs["USE_CUDA"] == "False"
     assert pairs["OPTIM.MAX_EPOCH"] == "3"
     assert pairs["--config-file"] == "configs/trainers/TaskRes/adam_lr2e-3_B256_ep100.yaml"
+    assert pairs["TRAINER.PROTOCOL"] == "plain"
+    assert pairs["TRAINER.FEATURE_STORE.DIR"] == str(tmp_path / "feature_store")
     assert "--eval-only" not in cmd
     zeroshot = next(m for m in demo.METHODS if not m.trains)
     assert "--eval-only" in demo.train_command(zeroshot, tmp_path, tmp_path, tmp_path, 3, 2)

@@ -15,6 +15,7 @@ from dassl.engine import TRAINER_REGISTRY
 from tests.support.tiny_clip import TINY_INPUT_SIZE, tiny_clip_checkpoint
 from tests.support.tiny_data import write_tiny_image_dataset
 from trainers import clip_base
+from trainers.feature_store import ENV_VAR
 
 NUM_CLASSES = 3
 PER_CLASS = (6, 3, 4)  # train, val, test images per class
@@ -27,6 +28,15 @@ def one_thread() -> Any:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def feature_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An empty feature store per test, so what a test encodes does not depend on the tests
+    before it (tests of sharing run several trainers on one)."""
+    path = tmp_path / "feature_store"
+    monkeypatch.setenv(ENV_VAR, str(path))
+    return path
 
 
 @pytest.fixture(scope="session")

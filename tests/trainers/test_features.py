@@ -1,9 +1,10 @@
 """The image-encoding pass shows its progress: a bar counting images, with images per second."""
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from trainers.features import encode_loader
+from dassl.data.datasets import Datum
+from trainers.features import ImageFeatures
 
 
 class Images(Dataset):
@@ -14,12 +15,25 @@ class Images(Dataset):
         return {"img": torch.full((3, 2, 2), float(index)), "label": index % 3}
 
 
-def test_encoding_shows_an_image_count_and_rate(capsys):
-    loader = DataLoader(Images(), batch_size=4)
-    features, labels = encode_loader(loader, lambda images: images.flatten(1)[:, :2])
+def test_encoding_shows_an_image_count_and_rate(tmp_path, capsys):
+    items = []
+    for i in range(10):
+        path = tmp_path / f"{i}.jpg"
+        path.write_bytes(b"x")
+        items.append(Datum(impath=str(path), label=i % 3, classname=str(i % 3)))
+    encode = ImageFeatures(
+        encode=lambda images: images.flatten(1)[:, :2],
+        dataset_root=str(tmp_path),
+        group="tiny",
+        batch_size=4,
+        num_workers=0,
+        namespace=None,
+        about={},
+    )
+    features, encoded, stored = encode(Images(), items, view={}, split="test")
     err = capsys.readouterr().err
-    assert "Encoding images" in err
-    assert "10.0/10.0" in err  # counted in images (the last batch has 2), not in batches
+    assert "Encoding test images" in err
+    assert "10/10" in err  # counted in images (the last batch has 2), not in batches
     assert "img/s" in err
+    assert (encoded, stored) == (10, 0)
     assert features[:, 0].tolist() == [float(i) for i in range(10)]
-    assert labels.tolist() == [i % 3 for i in range(10)]

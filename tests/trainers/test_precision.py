@@ -15,7 +15,7 @@ from dassl.utils.torchtools import read_checkpoint_pointer
 from tests.support.tiny_clip import tiny_clip_checkpoint
 from trainers.taskres import TaskRes
 
-from .helpers import make_trainer, train_accuracy
+from .helpers import make_trainer, train_loss
 
 FAST = ("OPTIM.MAX_EPOCH", 10, "OPTIM.LR", 0.05, "DATALOADER.TRAIN_X.BATCH_SIZE", 6)
 HALF = {"fp16": torch.float16, "fp32": torch.float32, "amp": torch.float32}  # CLIP's weights
@@ -190,14 +190,15 @@ def test_amp_step_updates_every_registered_model(make_cfg, force_precision):
 
 def _train_and_check(trainer, prec: str, output_dir) -> None:
     """What a run under `prec` must do on any device: CLIP in the PREC's dtype, a loss scaler
-    exactly under amp, train accuracy rising, and finite fp32 checkpoints (weights and
-    optimizer state), as an fp32 run writes them."""
+    exactly under amp, the train loss falling (accuracy on 18 images can stay put for a given
+    random stream), and finite fp32 checkpoints (weights and optimizer state), as an fp32 run
+    writes them."""
     assert trainer.precision == prec and trainer.clip_model.dtype == HALF[prec]
     assert (trainer.scaler is not None) == (prec == "amp")
     assert trainer.scaler is None or trainer.scaler.is_enabled()
-    before = train_accuracy(trainer)
+    before = train_loss(trainer)
     trainer.train()
-    assert train_accuracy(trainer) > before
+    assert train_loss(trainer) < before
     for name in trainer.get_model_names():
         _assert_fp32_checkpoint(read_checkpoint_pointer(str(output_dir / name)))
 

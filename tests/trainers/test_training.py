@@ -56,14 +56,11 @@ def test_linear_probe_fits_and_saves(make_cfg, tmp_path):
 
 
 def _count_image_encodings(trainer) -> list[int]:
+    """Images through the image encoder from now on (a forward hook: whichever path encodes)."""
     calls = [0]
-    encode = trainer.model.encode_images
-
-    def counting(images):
-        calls[0] += len(images)
-        return encode(images)
-
-    trainer.model.encode_images = counting
+    trainer.clip_model.visual.register_forward_hook(
+        lambda _module, args, _out: calls.__setitem__(0, calls[0] + len(args[0]))
+    )
     return calls
 
 
@@ -81,17 +78,21 @@ def test_eval_features_are_encoded_once_and_give_the_same_result(make_cfg):
     calls = _count_image_encodings(plain)
     assert plain.test("val") == first
     plain.test("val")
-    assert calls[0] == 2 * n_val
+    assert calls[0] == 2 * n_val  # neither kept nor read from the store
 
 
-def test_train_feature_cache_encodes_train_images_once(make_cfg):
+def test_train_feature_cache_is_plain_and_encodes_train_images_once(make_cfg, capsys):
     trainer = make_trainer(make_cfg("TaskRes", *FAST, "TRAINER.FEATURE_CACHE.TRAIN", True))
-    before = train_accuracy(trainer)
+    assert str(trainer.protocol) == "plain"
     calls = _count_image_encodings(trainer)
     trainer.train()
     n_train, n_test = len(trainer.dm.dataset.train_x), len(trainer.dm.dataset.test)
     assert calls[0] == n_train + n_test  # 10 epochs, yet each train image encoded once
-    assert train_accuracy(trainer) > before
+    out = capsys.readouterr().out
+    assert f"Image features (train): {n_train} encoded, 0 from the feature store" in out
+    untrained = make_trainer(make_cfg("TaskRes", *FAST))
+    assert train_accuracy(trainer) > train_accuracy(untrained)
+
 
 
 def _draws(fn) -> int:

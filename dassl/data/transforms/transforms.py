@@ -260,6 +260,21 @@ def _build_transform_train(
     return Compose(tfm)
 
 
+def eval_view_identity(cfg: CfgNode) -> dict:
+    """Every setting the test pipeline depends on, as plain values: features of images under it
+    are keyed by this (trainers/feature_store.py), so keep it in step with the pipeline below."""
+    input_size = _input_size(cfg)
+    choices = cfg.INPUT.TRANSFORMS
+    normalize = "normalize" in choices
+    return {
+        "resize_smaller_edge": max(input_size),
+        "center_crop": list(input_size),
+        "interpolation": cfg.INPUT.INTERPOLATION,
+        "normalize": [list(cfg.INPUT.PIXEL_MEAN), list(cfg.INPUT.PIXEL_STD)] if normalize else None,
+        "instance_norm": "instance_norm" in choices,
+    }
+
+
 def _build_transform_test(
     cfg: CfgNode, choices: Sequence[str], target_size: str, normalize: Normalize
 ) -> Compose:
