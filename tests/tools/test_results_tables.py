@@ -417,3 +417,19 @@ def test_a_tree_of_zero_shot_runs_gets_its_table(tmp_path):
             f"{statistics.mean(ZERO_SHOT.values()):.2f} (n=1)",
         ]
     }
+
+
+@pytest.mark.parametrize(
+    ("config", "protocol"),
+    [
+        ({"TRAINER.PROTOCOL": "exact", "TRAINER.FEATURE_CACHE.TRAIN": True}, "plain"),
+        ({"TRAINER.FEATURE_CACHE.TRAIN": True}, "plain"),
+        ({"TRAINER.PROTOCOL": "views:10", "TRAINER.FEATURE_CACHE.TRAIN": False}, "views:10"),
+        ({}, "exact"),
+    ],
+)
+def test_protocol_is_resolved_as_the_trainers_resolve_it(config, protocol):
+    # A config.yaml always holds TRAINER.PROTOCOL (default exact) now; the older key still counts.
+    from tools.results.runs import protocol_of
+
+    assert protocol_of(config) == protocol

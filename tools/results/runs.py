@@ -209,11 +209,11 @@ def backbone_title(name: str | None) -> str:
 
 
 def protocol_of(config: dict[str, Any]) -> str:
-    """TRAINER.PROTOCOL; configs written before that key existed trained on cached un-augmented
-    features ("plain") when TRAINER.FEATURE_CACHE.TRAIN was on, else as published ("exact")."""
-    if "TRAINER.PROTOCOL" in config:
-        return str(config["TRAINER.PROTOCOL"])
-    return "plain" if config.get("TRAINER.FEATURE_CACHE.TRAIN") else "exact"
+    """The run's training protocol, resolved as the trainers resolve it (TRAINER.PROTOCOL, with
+    TRAINER.FEATURE_CACHE.TRAIN as the older spelling of plain)."""
+    from trainers.protocol import protocol_of as resolve  # torch, loaded once configs were read
+
+    return str(resolve(config))
 
 
 def _read_config(run_dir: Path) -> dict[str, Any] | None:
