@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from . import openclip
-from .clip import _MEAN, _STD, _read_checkpoint, _sha256, resolve_checkpoint, tokenize
+from .clip import _MEAN, _STD, _read_checkpoint, file_sha256, resolve_checkpoint, tokenize
 from .model import CLIP, build_model, convert_weights, text_length
 
 
@@ -116,7 +116,7 @@ class ClipBackbone(nn.Module):
         """SHA-256 identifying the weights: of the file they were read from, or, for a model
         built in memory, of its state dict (names, dtypes, shapes and bytes)."""
         if self.weights_file is not None:
-            return _sha256(self.weights_file)
+            return file_sha256(self.weights_file)
         digest = hashlib.sha256()
         for key, tensor in sorted(self.model.state_dict().items()):
             flat = tensor.detach().cpu().contiguous().reshape(-1)

@@ -101,7 +101,8 @@ def _url_sha256(url: str) -> str:
     return url.split("/")[-2]
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file, read in chunks (weights files are hundreds of MB)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
@@ -169,7 +170,7 @@ def _download(url: str, root: str | os.PathLike) -> str:
     if target.exists() and not target.is_file():
         raise RuntimeError(f"{target} exists and is not a regular file; move it away and retry")
     if target.is_file():
-        if _sha256(target) == expected:
+        if file_sha256(target) == expected:
             return str(target)
         warnings.warn(
             f"{target} exists but its SHA256 does not match {expected}; downloading it again",
@@ -221,7 +222,7 @@ def resolve_checkpoint(name: str, download_root: str | os.PathLike | None = None
     env_dir = os.environ.get(WEIGHTS_DIR_ENV)
     if env_dir and (Path(env_dir) / filename).is_file():
         candidate = Path(env_dir) / filename
-        if _sha256(candidate) != _url_sha256(url):
+        if file_sha256(candidate) != _url_sha256(url):
             raise ChecksumMismatchError(
                 f"{candidate} is not the official {name} file (its SHA256 differs from the one in "
                 f"{url}). Replace it with a fresh copy from that URL, or pass its path instead of "
@@ -269,7 +270,7 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
 
 def _load_official_archive(path: Path) -> torch.jit.ScriptModule:
     """`torch.jit.load` runs code stored in the archive, so only OpenAI's own files get there."""
-    if _sha256(path) not in {_url_sha256(url) for url in _MODELS.values()}:
+    if file_sha256(path) not in {_url_sha256(url) for url in _MODELS.values()}:
         raise CheckpointError(
             f"{path} is a TorchScript archive but not one of OpenAI's published files (its "
             "SHA256 matches none of them), and jit=True would run the code stored in it. Load "

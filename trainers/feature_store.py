@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from clip.clip import file_sha256
 from dassl.utils.tools import atomic_write
 
 ENV_VAR = "TASKRES_FEATURE_STORE"
@@ -50,14 +51,6 @@ def store_root(configured: str = "") -> Path:
     """The store folder: the config key if set, else $TASKRES_FEATURE_STORE, else the default."""
     root = configured or os.environ.get(ENV_VAR) or str(DEFAULT_ROOT)
     return Path(root).expanduser().resolve()
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def image_key(path: str, root: str) -> str:
@@ -96,7 +89,7 @@ class FeatureStore:
         memo_path = self.root / CHECKSUMS_FILE
         memo = _read_json(memo_path) or {}
         if memo_key not in memo:
-            memo[memo_key] = _sha256_file(path)
+            memo[memo_key] = file_sha256(path)
             # Concurrent writers may drop each other's entries: that only costs a re-hash.
             with atomic_write(memo_path, "w") as f:
                 json.dump(memo, f, indent=1, sort_keys=True)
