@@ -31,6 +31,7 @@ from dassl.config.run_identity import (
     DEFAULT_EPOCH,
     LAST_EPOCH,
     RunConflictError,
+    RunStatus,
     check_output_dir,
     comparable,
     flatten,
@@ -369,6 +370,12 @@ def print_args(args: argparse.Namespace, cfg: CfgNode) -> None:
     print(cfg)
 
 
+def holds_finished_run(status: RunStatus) -> bool:
+    """Whether the folder holds this config's run and its log a test result: what
+    --skip-finished (and the grid command) skip."""
+    return status.has_record and read_run(Path(status.output_dir)).metrics is not None
+
+
 def untrained_error(cfg: CfgNode) -> ConfigError:
     """An evaluation of a method that learns weights needs the trained run to load them from."""
     return ConfigError(
@@ -382,7 +389,7 @@ def main(args: argparse.Namespace, argv: Sequence[str] | None = None) -> None:
     cfg = setup_cfg(args, notes)
     defaults = extend_cfg(get_cfg_default())
     status = check_output_dir(cfg, defaults)
-    if args.skip_finished and status.has_record and read_run(Path(cfg.OUTPUT_DIR)).metrics:
+    if args.skip_finished and holds_finished_run(status):
         print(
             f"Skipping {cfg.OUTPUT_DIR}: it already holds a finished run with this config "
             "(delete the folder to run it again)."

@@ -54,7 +54,7 @@ def inspect_cell(cell: Cell) -> Inspection:
         return Inspection(cell, State.CONFLICTING, str(err))
     if status.conflicting:
         return Inspection(cell, State.CONFLICTING, conflict_message(status))
-    if status.has_record and read_run(Path(cfg.OUTPUT_DIR)).metrics:
+    if train.holds_finished_run(status):
         return Inspection(cell, State.FINISHED)
     return Inspection(cell, State.PENDING, "resumes" if status.has_record else "")
 
