@@ -1,7 +1,8 @@
 """Name -> class registries, so configs can name trainers, datasets and evaluators as strings."""
 
-import difflib
 from typing import Any
+
+from .tools import did_you_mean
 
 
 class Registry:
@@ -34,10 +35,9 @@ class Registry:
     def get(self, name: str) -> Any:
         if name not in self._obj_map:
             known = self.registered_names()
-            close = difflib.get_close_matches(name, known, n=1, cutoff=0.0)
-            hint = f' Did you mean "{close[0]}"?' if close else ""
             raise KeyError(
-                f'No object named "{name}" in the {self._name} registry.{hint} '
+                f'No object named "{name}" in the {self._name} registry.'
+                f"{did_you_mean(name, known, cutoff=0.0)} "
                 f"Registered names: {', '.join(known) or '(none)'}"
             )
         return self._obj_map[name]

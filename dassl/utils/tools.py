@@ -8,7 +8,7 @@ import random
 import re
 import secrets
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -177,10 +177,31 @@ def collect_env_info() -> str:
     return "\n".join(lines)
 
 
+def close_matches(
+    name: str, candidates: Iterable[str], n: int = 1, cutoff: float = 0.6
+) -> list[str]:
+    """The candidates most like ``name``: those equal to it but for case first (the usual slip
+    with config keys and registry names), else difflib's ``n`` closest above ``cutoff``."""
+    name, candidates = str(name), list(candidates)
+    same_but_case = [c for c in candidates if c.lower() == name.lower()]
+    return same_but_case or difflib.get_close_matches(name, candidates, n=n, cutoff=cutoff)
+
+
+def did_you_mean(
+    name: str, candidates: Iterable[str], n: int = 1, cutoff: float = 0.6, quote: str = '"'
+) -> str:
+    """The hint that errors about an unknown name end with: ``' Did you mean "X"?'`` (``"X" or
+    "Y"`` for several), or "" when no candidate is close."""
+    close = close_matches(name, candidates, n, cutoff)
+    if not close:
+        return ""
+    return f" Did you mean {' or '.join(f'{quote}{c}{quote}' for c in close)}?"
+
+
 def get_most_similar_str_to_a_from_b(a: str, b: list[str]) -> str:
-    """The string in ``b`` closest to ``a`` (for "did you mean" messages)."""
-    matches = difflib.get_close_matches(a, b, n=1, cutoff=0.0)
-    return matches[0] if matches else ""
+    """The string in ``b`` closest to ``a`` (upstream's name for ``close_matches``)."""
+    close = close_matches(a, b, cutoff=0.0)
+    return close[0] if close else ""
 
 
 def check_availability(requested: str, available: list[str]) -> None:
