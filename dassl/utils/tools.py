@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Generic, TypeVar
 
 import numpy as np
 import PIL
@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 PathLike = str | os.PathLike
+T = TypeVar("T")
 
 
 class ImageReadError(OSError):
@@ -211,6 +212,25 @@ def check_availability(requested: str, available: list[str]) -> None:
             f'"{requested}" is not available; choose one of {available} '
             f'(did you mean "{closest}"?)'
         )
+
+
+class ReadOnly(Generic[T]):
+    """A read-only attribute backed by ``self._<name>``, declared as ``label = ReadOnly[int]()``.
+
+    Upstream's Datum, DatasetBase and DataManager keep their state in ``_``-attributes (pickles
+    of Datum rely on those names) behind read-only properties; this is that property, once.
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> T:
+        if obj is None:
+            return self  # type: ignore[return-value]  # the descriptor itself, as a property
+        return getattr(obj, f"_{self._name}")
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        raise AttributeError(f"{type(obj).__name__}.{self._name} is read-only")
 
 
 def tolist_if_not(x: Any) -> list:

@@ -9,6 +9,8 @@ import random
 from collections import defaultdict
 from collections.abc import Sequence
 
+from dassl.utils.tools import ReadOnly
+
 
 class Datum:
     """One labelled image. Unlike upstream, the file's existence is not checked here: stat-ing
@@ -22,21 +24,10 @@ class Datum:
         self._domain = domain
         self._classname = classname
 
-    @property
-    def impath(self) -> str:
-        return self._impath
-
-    @property
-    def label(self) -> int:
-        return self._label
-
-    @property
-    def domain(self) -> int:
-        return self._domain
-
-    @property
-    def classname(self) -> str:
-        return self._classname
+    impath = ReadOnly[str]()
+    label = ReadOnly[int]()
+    domain = ReadOnly[int]()
+    classname = ReadOnly[str]()
 
     def __repr__(self) -> str:
         return (
@@ -65,33 +56,13 @@ class DatasetBase:
         self._num_classes = self.get_num_classes(train_x)
         self._lab2cname, self._classnames = self.get_lab2cname(train_x)
 
-    @property
-    def train_x(self) -> list[Datum] | None:
-        return self._train_x
-
-    @property
-    def train_u(self) -> list[Datum] | None:
-        return self._train_u
-
-    @property
-    def val(self) -> list[Datum] | None:
-        return self._val
-
-    @property
-    def test(self) -> list[Datum] | None:
-        return self._test
-
-    @property
-    def lab2cname(self) -> dict[int, str]:
-        return self._lab2cname
-
-    @property
-    def classnames(self) -> list[str]:
-        return self._classnames
-
-    @property
-    def num_classes(self) -> int:
-        return self._num_classes
+    train_x = ReadOnly[list[Datum] | None]()
+    train_u = ReadOnly[list[Datum] | None]()
+    val = ReadOnly[list[Datum] | None]()
+    test = ReadOnly[list[Datum] | None]()
+    lab2cname = ReadOnly[dict[int, str]]()
+    classnames = ReadOnly[list[str]]()
+    num_classes = ReadOnly[int]()
 
     @staticmethod
     def get_num_classes(data_source: Sequence[Datum] | None) -> int:
