@@ -21,12 +21,7 @@ from .tools import (
     tolist_if_not,
     write_json,
 )
-from .torchtools import (
-    count_num_param,
-    load_checkpoint,
-    load_pretrained_weights,
-    open_all_layers,
-    open_specified_layers,
-    resume_from_checkpoint,
-    save_checkpoint,
-)
+
+# Every name of torchtools.__all__, under upstream's import path (``from dassl.utils import
+# save_checkpoint``); the list lives once, in torchtools.
+from .torchtools import *  # noqa: F403

@@ -7,7 +7,8 @@ Few-shot caches written by upstream Dassl store ``Datum`` objects by their modul
 
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from operator import attrgetter
 
 from dassl.utils.tools import ReadOnly
 
@@ -120,14 +121,15 @@ class DatasetBase:
     @staticmethod
     def split_dataset_by_label(data_source: Sequence[Datum]) -> dict[int, list[Datum]]:
         """Label -> items, in order of first appearance (the order few-shot sampling relies on)."""
-        output: dict[int, list[Datum]] = defaultdict(list)
-        for item in data_source:
-            output[item.label].append(item)
-        return output
+        return _group_by(data_source, attrgetter("label"))
 
     @staticmethod
     def split_dataset_by_domain(data_source: Sequence[Datum]) -> dict[int, list[Datum]]:
-        output: dict[int, list[Datum]] = defaultdict(list)
-        for item in data_source:
-            output[item.domain].append(item)
-        return output
+        return _group_by(data_source, attrgetter("domain"))
+
+
+def _group_by(data_source: Sequence[Datum], key: Callable[[Datum], int]) -> dict[int, list[Datum]]:
+    output: dict[int, list[Datum]] = defaultdict(list)
+    for item in data_source:
+        output[key(item)].append(item)
+    return output
