@@ -11,7 +11,6 @@ anything else, and a folder holding a run with another config is refused untouch
 """
 
 import argparse
-import difflib
 import os
 import sys
 from collections.abc import Sequence
@@ -39,7 +38,7 @@ from dassl.config.run_identity import (
     write_run_record,
 )
 from dassl.engine import TRAINER_REGISTRY, build_trainer
-from dassl.utils import collect_env_info, set_random_seed, setup_logger
+from dassl.utils import collect_env_info, did_you_mean, set_random_seed, setup_logger
 from tools.parse_test_res import read_run
 
 FINAL_MODEL_CHOICES = ("last_step", "best_val")
@@ -171,9 +170,7 @@ def check_known_keys(cfg: CfgNode, keys: Sequence[str], source: str) -> None:
     for key in keys:
         if key in known:
             continue
-        same_but_case = [k for k in known if k.lower() == str(key).lower()]
-        close = same_but_case or difflib.get_close_matches(str(key), known, n=3, cutoff=0.6)
-        hint = f" Did you mean {' or '.join(close)}?" if close else ""
+        hint = did_you_mean(str(key), known, n=3, quote="")
         raise ConfigError(
             f"Unknown config key {key!r} in {source}.{hint} Keys are case-sensitive; the full "
             "list is printed under ** Config ** at the start of every run's log."

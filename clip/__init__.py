@@ -19,22 +19,6 @@ are unpickled by `clip.archive`; only `load(..., jit=True)` runs an archive, and
 OpenAI's published files), and `build_model` checks every shape before it allocates.
 """
 
-from .clip import (
-    available_models,
-    build_model,
-    convert_weights,
-    load,
-    load_clip_to_cpu,
-    resolve_checkpoint,
-    tokenize,
-)
-
-__all__ = [
-    "available_models",
-    "build_model",
-    "convert_weights",
-    "load",
-    "load_clip_to_cpu",
-    "resolve_checkpoint",
-    "tokenize",
-]
+# The public names are those of `clip.clip` (its __all__), so the list lives in one place.
+from .clip import *  # noqa: F403
+from .clip import __all__

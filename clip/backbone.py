@@ -19,7 +19,14 @@ import torch
 from torch import nn
 
 from . import openclip
-from .clip import _MEAN, _STD, _read_checkpoint, file_sha256, resolve_checkpoint, tokenize
+from .clip import (
+    CLIP_MEAN,
+    CLIP_STD,
+    _read_checkpoint,
+    file_sha256,
+    resolve_checkpoint,
+    tokenize,
+)
 from .model import CLIP, build_model, convert_weights, text_length
 
 
@@ -137,7 +144,7 @@ class OpenAIBackbone(ClipBackbone):
     @staticmethod
     def preprocess_for(size: int) -> Preprocess:
         """OpenAI's preprocessing at `size` px: bicubic resize, centre crop, CLIP's mean/std."""
-        return Preprocess((size, size), _MEAN, _STD, "bicubic")
+        return Preprocess((size, size), CLIP_MEAN, CLIP_STD, "bicubic")
 
     @classmethod
     def load(cls, name: str) -> OpenAIBackbone:

@@ -9,11 +9,9 @@ tensor shapes and checks every shape before it allocates anything.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import http.client
 import os
-import secrets
 import urllib.error
 import urllib.request
 import warnings
@@ -35,6 +33,8 @@ from torchvision.transforms import (
 )
 from tqdm import tqdm
 
+from dassl.utils.tools import atomic_write, did_you_mean
+
 from .archive import CheckpointError, is_torchscript_archive, read_torchscript_state_dict
 from .model import CLIP, build_model, convert_weights
 from .simple_tokenizer import EOT, SOT, SimpleTokenizer
@@ -47,6 +47,8 @@ __all__ = [
     "load_clip_to_cpu",
     "resolve_checkpoint",
     "tokenize",
+    "CLIP_MEAN",
+    "CLIP_STD",
     "CheckpointError",
     "ChecksumMismatchError",
     "ContextLengthError",
@@ -72,8 +74,9 @@ _DEFAULT_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 _CHUNK = 1 << 20
 _DOWNLOAD_TIMEOUT_S = 60
 _NETWORK_ERRORS = (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException)
-_MEAN = (0.48145466, 0.4578275, 0.40821073)
-_STD = (0.26862954, 0.26130258, 0.27577711)
+# The per-channel pixel mean and std CLIP was trained with (INPUT.PIXEL_MEAN/PIXEL_STD of its runs).
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -110,27 +113,22 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def create_temp_beside(target: Path) -> tuple[int, Path]:
-    """Create a new empty file with a unique hidden name in `target`'s folder; return (fd, path).
-
-    It gets the permissions a plain `open` gives (0o666 less the umask), so the file renamed over
-    `target` is readable by colleagues sharing the cache; `mkstemp` would give 0o600.
-    """
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(8)}.part")
-    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+class _WrongDigest(Exception):
+    """Raised inside `atomic_write` to discard a download whose digest is not the expected one."""
 
 
 def _fetch(url: str, target: Path, expected_sha256: str) -> str:
     """Stream `url` into a temp file beside `target`; return the SHA256 of what arrived.
 
-    The temp file becomes `target` only when it is complete, fsynced and has the expected digest,
-    so neither an interrupted nor a wrong download ever sits under the final name.
+    `atomic_write` renames the temp file to `target` only when it is complete and has the
+    expected digest, so neither an interrupted nor a wrong download ever sits under the final
+    name; the file gets the permissions a plain `open` gives, so colleagues sharing the cache can
+    read it.
     """
     digest = hashlib.sha256()
-    fd, tmp = create_temp_beside(target)
     try:
         with (
-            os.fdopen(fd, "wb") as out,
+            atomic_write(target, "wb") as out,
             urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as source,
         ):
             size = source.headers.get("Content-Length")
@@ -146,12 +144,10 @@ def _fetch(url: str, target: Path, expected_sha256: str) -> str:
                     out.write(chunk)
                     digest.update(chunk)
                     bar.update(len(chunk))
-            out.flush()
-            os.fsync(out.fileno())
-        if digest.hexdigest() == expected_sha256:
-            os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+            if digest.hexdigest() != expected_sha256:
+                raise _WrongDigest
+    except _WrongDigest:
+        pass
     return digest.hexdigest()
 
 
@@ -210,8 +206,7 @@ def resolve_checkpoint(name: str, download_root: str | os.PathLike | None = None
     if os.path.isfile(name):
         return Path(name)
     if name not in _MODELS:
-        close = difflib.get_close_matches(name, _MODELS, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
+        hint = did_you_mean(name, _MODELS, quote="'")
         raise WeightsNotFoundError(
             f"'{name}' is neither an existing checkpoint file nor a CLIP model name.{hint} "
             f"Available models: {available_models()}"
@@ -292,7 +287,7 @@ def _transform(n_px: int) -> Callable[[Image.Image], torch.Tensor]:
             CenterCrop(n_px),
             _to_rgb,
             ToTensor(),
-            Normalize(_MEAN, _STD),
+            Normalize(CLIP_MEAN, CLIP_STD),
         ]
     )
 

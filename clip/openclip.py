@@ -22,7 +22,6 @@ Without network and without the files, the error names each file and where to pu
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from dataclasses import dataclass
@@ -32,6 +31,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from dassl.utils.tools import did_you_mean
 
 from .clip import WEIGHTS_DIR_ENV, WeightsNotFoundError
 
@@ -155,10 +156,9 @@ def _locate_tag(open_clip: ModuleType, parsed: OpenClipName) -> Path:
     if os.path.isfile(tag):
         return Path(tag)
     if arch not in open_clip.list_models():
-        close = difflib.get_close_matches(arch, open_clip.list_models(), n=3)
+        hint = did_you_mean(arch, open_clip.list_models(), n=3, quote="'")
         raise WeightsNotFoundError(
-            f"'{arch}' is not an OpenCLIP architecture (close: {close}); open_clip.list_models() "
-            "lists them"
+            f"'{arch}' is not an OpenCLIP architecture.{hint} open_clip.list_models() lists them"
         )
     pretrained_cfg = open_clip.get_pretrained_cfg(arch, tag)
     if not pretrained_cfg:

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from dassl.utils.tools import atomic_write
+
 from .clip import quiet_torchscript
 from .model import CLIP, convert_weights
 
@@ -157,16 +159,14 @@ def write_synthetic_checkpoint(
     for the same seed and dims. `fp16=True` stores the weights OpenAI keeps in fp16 in fp16 (and
     traces the archive in fp16), as in the published files."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     model = build_synthetic_model(arch, seed, **dims)
     if fp16:
         convert_weights(model)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if jit:
-        archive = _archive(model)
-        with quiet_torchscript():
-            torch.jit.save(archive, str(tmp))
-    else:
-        torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
+    archive = _archive(model) if jit else None
+    with atomic_write(path, "wb") as f:
+        if archive is not None:
+            with quiet_torchscript():
+                torch.jit.save(archive, f)
+        else:
+            torch.save(model.state_dict(), f)
     return path

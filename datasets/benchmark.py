@@ -34,7 +34,13 @@ from yacs.config import CfgNode
 from dassl.data.datasets import DatasetBase, Datum
 from dassl.utils import UnsafePickleError, load_pickle, save_pickle
 
-from .splits import check_split, read_split, save_split, subsample_classes
+from .splits import (
+    check_split,
+    read_and_split_data,
+    read_split,
+    save_split,
+    subsample_classes,
+)
 
 DOCS_FILE = "DATASETS.md"
 
@@ -389,3 +395,16 @@ class BenchmarkDataset(DatasetBase):
                         f"{shots[part]}-shot draw from its {count} {part} images takes {want}"
                     )
         return None
+
+
+class ClassFolderDataset(BenchmarkDataset):
+    """A dataset whose image folder holds one folder per class; without the split file, each
+    class is split 50/20/30 (``splits.read_and_split_data``, as CoOp)."""
+
+    ignored_folders: tuple[str, ...] = ()  # folders in the image folder that are not classes
+    new_cnames: Mapping[str, str] = {}  # folder name -> class name, where they differ
+
+    def build_split(self) -> tuple[list[Datum], list[Datum], list[Datum]]:
+        return read_and_split_data(
+            self.image_dir, ignored=self.ignored_folders, new_cnames=self.new_cnames
+        )

@@ -1,25 +1,20 @@
 """Caltech101: 100 object classes (the background and the duplicate "Faces_easy" are dropped),
 split per class 50/20/30 when the split file is absent."""
 
-from dassl.data.datasets import DATASET_REGISTRY, Datum
+from dassl.data.datasets import DATASET_REGISTRY
 
-from .benchmark import BenchmarkDataset
-from .splits import read_and_split_data
-
-IGNORED = ("BACKGROUND_Google", "Faces_easy")
-NEW_CNAMES = {
-    "airplanes": "airplane",
-    "Faces": "face",
-    "Leopards": "leopard",
-    "Motorbikes": "motorbike",
-}
+from .benchmark import ClassFolderDataset
 
 
 @DATASET_REGISTRY.register()
-class Caltech101(BenchmarkDataset):
+class Caltech101(ClassFolderDataset):
     dataset_dir = "caltech-101"
     split_file = "split_zhou_Caltech101.json"
     image_folder = "101_ObjectCategories"
-
-    def build_split(self) -> tuple[list[Datum], list[Datum], list[Datum]]:
-        return read_and_split_data(self.image_dir, ignored=IGNORED, new_cnames=NEW_CNAMES)
+    ignored_folders = ("BACKGROUND_Google", "Faces_easy")
+    new_cnames = {
+        "airplanes": "airplane",
+        "Faces": "face",
+        "Leopards": "leopard",
+        "Motorbikes": "motorbike",
+    }

@@ -1,17 +1,13 @@
 """Describable Textures (DTD): 47 texture classes; CoOp ignores the official labels/ splits and
 splits each class folder 50/20/30 when the split file is absent."""
 
-from dassl.data.datasets import DATASET_REGISTRY, Datum
+from dassl.data.datasets import DATASET_REGISTRY
 
-from .benchmark import BenchmarkDataset
-from .splits import read_and_split_data
+from .benchmark import ClassFolderDataset
 
 
 @DATASET_REGISTRY.register()
-class DescribableTextures(BenchmarkDataset):
+class DescribableTextures(ClassFolderDataset):
     dataset_dir = "dtd"
     split_file = "split_zhou_DescribableTextures.json"
     image_folder = "images"
-
-    def build_split(self) -> tuple[list[Datum], list[Datum], list[Datum]]:
-        return read_and_split_data(self.image_dir)

@@ -12,24 +12,21 @@ from dassl.data.datasets import DATASET_REGISTRY, Datum
 from dassl.utils import listdir_nohidden, save_pickle
 
 from .benchmark import BenchmarkDataset, LayoutItem
+from .splits import parse_list_file
 
 CLASSNAMES_FILE = "classnames.txt"
 
 
 def read_classnames(path: str) -> "OrderedDict[str, str]":
     """WordNet id -> CLIP class name, from lines like "n01440764 tench", in file order."""
-    classnames: OrderedDict[str, str] = OrderedDict()
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            fields = line.strip().split(" ", 1)
-            if not fields[0]:
-                continue
-            if len(fields) != 2:
-                raise ValueError(
-                    f'{path}:{lineno}: expected "<wnid> <class name>", got {line.strip()!r}'
-                )
-            classnames[fields[0]] = fields[1].strip()
-    return classnames
+
+    def entry(text: str) -> tuple[str, str]:
+        fields = text.split(" ", 1)
+        if len(fields) != 2:
+            raise ValueError(f'expected "<wnid> <class name>", got {text!r}')
+        return fields[0], fields[1].strip()
+
+    return OrderedDict(parse_list_file(path, entry))
 
 
 def read_wnid_folders(

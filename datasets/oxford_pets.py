@@ -5,7 +5,7 @@ import os
 from dassl.data.datasets import DATASET_REGISTRY, Datum
 
 from .benchmark import BenchmarkDataset
-from .splits import split_trainval
+from .splits import parse_list_file, split_trainval
 
 
 @DATASET_REGISTRY.register()
@@ -22,22 +22,22 @@ class OxfordPets(BenchmarkDataset):
         return train, val, test
 
     def read_annotations(self, list_file: str) -> list[Datum]:
-        """Lines "<Breed_name>_<n> <class id 1..37> <species> <breed id>"; the class name is the
-        image name without its number, in lower case (e.g. "american_bulldog")."""
+        """Lines "<Breed_name>_<n> <class id 1..37> <species> <breed id>" ("#" starts a comment);
+        the class name is the image name without its number, in lower case ("american_bulldog")."""
+
+        def item(text: str) -> Datum | None:
+            fields = text.split()
+            if text.startswith("#"):
+                return None
+            if len(fields) != 4:
+                raise ValueError(
+                    f'expected "<image> <class id> <species> <breed id>", got {text!r}; '
+                    f"re-download the annotations (see {self.docs_section()})"
+                )
+            imname, class_id = fields[0], int(fields[1])
+            breed = imname.rsplit("_", 1)[0].lower()
+            impath = os.path.join(self.image_dir, f"{imname}.jpg")
+            return Datum(impath=impath, label=class_id - 1, classname=breed)
+
         path = self.require(os.path.join(self.dataset_dir, "annotations", list_file), list_file)
-        items = []
-        with open(path) as f:
-            for lineno, line in enumerate(f, 1):
-                fields = line.split()
-                if not fields or line.startswith("#"):
-                    continue
-                if len(fields) != 4:
-                    raise ValueError(
-                        f'{path}:{lineno}: expected "<image> <class id> <species> <breed id>", got '
-                        f"{line.strip()!r}; re-download the annotations (see {self.docs_section()})"
-                    )
-                imname, class_id = fields[0], int(fields[1])
-                breed = imname.rsplit("_", 1)[0].lower()
-                impath = os.path.join(self.image_dir, f"{imname}.jpg")
-                items.append(Datum(impath=impath, label=class_id - 1, classname=breed))
-        return items
+        return parse_list_file(path, item)

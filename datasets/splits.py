@@ -12,6 +12,7 @@ import os
 import random
 from collections.abc import Callable, Mapping, Sequence
 from operator import attrgetter
+from typing import TypeVar
 
 from dassl.data.datasets import DatasetBase, Datum
 from dassl.utils import listdir_nohidden, read_json, write_json
@@ -21,10 +22,30 @@ SUBSAMPLE_CHOICES = ("all", "base", "new")
 _SPLIT_KEYS = ("train", "val", "test")
 DEFAULT_SPLIT_FIX = "re-download it, or delete it if the dataset can rebuild it from the raw files"
 SHOWN_PROBLEMS = 8  # problems listed in one split error; the rest are counted
+T = TypeVar("T")
 
 
 class SplitError(ValueError):
     """A split whose labels, class names or rows are inconsistent; the message lists them."""
+
+
+def parse_list_file(path: str, parse: Callable[[str], T | None]) -> list[T]:
+    """``parse`` of each non-blank line (stripped) of a dataset's text list, skipping the lines it
+    maps to None. A ValueError it raises comes back prefixed with ``path:lineno``, so every
+    list file's errors point at the line to fix."""
+    values = []
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            text = line.strip()
+            if not text:
+                continue
+            try:
+                value = parse(text)
+            except ValueError as err:
+                raise ValueError(f"{path}:{lineno}: {err}") from err
+            if value is not None:
+                values.append(value)
+    return values
 
 
 def read_split(

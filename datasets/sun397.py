@@ -7,7 +7,7 @@ import posixpath
 from dassl.data.datasets import DATASET_REGISTRY, Datum
 
 from .benchmark import BenchmarkDataset
-from .splits import split_trainval
+from .splits import parse_list_file, split_trainval
 
 
 @DATASET_REGISTRY.register()
@@ -18,8 +18,8 @@ class SUN397(BenchmarkDataset):
     raw_files = ("ClassName.txt", "Training_01.txt", "Testing_01.txt")
 
     def build_split(self) -> tuple[list[Datum], list[Datum], list[Datum]]:
-        with open(os.path.join(self.dataset_dir, "ClassName.txt")) as f:
-            folders = [line.strip().removeprefix("/") for line in f if line.strip()]
+        class_list = os.path.join(self.dataset_dir, "ClassName.txt")
+        folders = parse_list_file(class_list, lambda text: text.removeprefix("/"))
         label_of = {folder: label for label, folder in enumerate(folders)}
         trainval = self.read_partition("Training_01.txt", label_of)
         test = self.read_partition("Testing_01.txt", label_of)
@@ -28,23 +28,21 @@ class SUN397(BenchmarkDataset):
 
     def read_partition(self, list_file: str, label_of: dict[str, int]) -> list[Datum]:
         """Lines "/<letter>/<scene>[/<kind>]/<image>.jpg", e.g. "/a/abbey/sun_aaa.jpg"."""
-        path = os.path.join(self.dataset_dir, list_file)
-        items = []
-        with open(path) as f:
-            for lineno, line in enumerate(f, 1):
-                relpath = line.strip().removeprefix("/")
-                if not relpath:
-                    continue
-                folder = posixpath.dirname(relpath)
-                if folder not in label_of:
-                    raise ValueError(
-                        f'{path}:{lineno}: folder "/{folder}" is not listed in ClassName.txt; both '
-                        f"files must come from the same Partitions.zip (see {self.docs_section()})"
-                    )
-                impath = os.path.join(self.image_dir, *relpath.split("/"))
-                label, classname = label_of[folder], scene_name(folder)
-                items.append(Datum(impath=impath, label=label, classname=classname))
-        return items
+
+        def item(text: str) -> Datum | None:
+            relpath = text.removeprefix("/")
+            if not relpath:
+                return None
+            folder = posixpath.dirname(relpath)
+            if folder not in label_of:
+                raise ValueError(
+                    f'folder "/{folder}" is not listed in ClassName.txt; both files must come '
+                    f"from the same Partitions.zip (see {self.docs_section()})"
+                )
+            impath = os.path.join(self.image_dir, *relpath.split("/"))
+            return Datum(impath=impath, label=label_of[folder], classname=scene_name(folder))
+
+        return parse_list_file(os.path.join(self.dataset_dir, list_file), item)
 
 
 def scene_name(folder: str) -> str:

@@ -7,7 +7,7 @@ import re
 from dassl.data.datasets import DATASET_REGISTRY, Datum
 
 from .benchmark import BenchmarkDataset
-from .splits import split_trainval
+from .splits import parse_list_file, split_trainval
 
 LISTS_DIR = "ucfTrainTestlist"
 
@@ -28,19 +28,17 @@ class UCF101(BenchmarkDataset):
     )
 
     def build_split(self) -> tuple[list[Datum], list[Datum], list[Datum]]:
-        label_of = {}
-        path = os.path.join(self.dataset_dir, LISTS_DIR, "classInd.txt")
-        with open(path) as f:
-            for lineno, line in enumerate(f, 1):
-                fields = line.split()
-                if not fields:
-                    continue
-                if len(fields) != 2 or not fields[0].isdigit():
-                    raise ValueError(
-                        f'{path}:{lineno}: expected "<class id> <Action>", got {line.strip()!r}; '
-                        f"re-download the train/test lists (see {self.docs_section()})"
-                    )
-                label_of[fields[1]] = int(fields[0]) - 1  # ids count from 1
+        def class_entry(text: str) -> tuple[str, int]:
+            fields = text.split()
+            if len(fields) != 2 or not fields[0].isdigit():
+                raise ValueError(
+                    f'expected "<class id> <Action>", got {text!r}; re-download the train/test '
+                    f"lists (see {self.docs_section()})"
+                )
+            return fields[1], int(fields[0]) - 1  # ids count from 1
+
+        class_list = os.path.join(self.dataset_dir, LISTS_DIR, "classInd.txt")
+        label_of = dict(parse_list_file(class_list, class_entry))
         trainval = self.read_list("trainlist01.txt", label_of)
         test = self.read_list("testlist01.txt", label_of)
         train, val = split_trainval(trainval)
@@ -48,21 +46,18 @@ class UCF101(BenchmarkDataset):
 
     def read_list(self, list_file: str, label_of: dict[str, int]) -> list[Datum]:
         """Lines "<Action>/v_<Action>_g<group>_c<clip>.avi"; trainlist adds a class id (unused)."""
-        path = os.path.join(self.dataset_dir, LISTS_DIR, list_file)
-        items = []
-        with open(path) as f:
-            for lineno, line in enumerate(f, 1):
-                fields = line.split()
-                if not fields:
-                    continue
-                action, _, video = fields[0].partition("/")
-                if action not in label_of or not video:
-                    raise ValueError(
-                        f'{path}:{lineno}: "{fields[0]}" is not "<Action>/<video>.avi" with an '
-                        f"action from classInd.txt (see {self.docs_section()})"
-                    )
-                folder = action_folder(action)
-                frame = os.path.splitext(video)[0] + ".jpg"
-                impath = os.path.join(self.image_dir, folder, frame)
-                items.append(Datum(impath=impath, label=label_of[action], classname=folder))
-        return items
+
+        def item(text: str) -> Datum:
+            clip = text.split()[0]
+            action, _, video = clip.partition("/")
+            if action not in label_of or not video:
+                raise ValueError(
+                    f'"{clip}" is not "<Action>/<video>.avi" with an action from classInd.txt '
+                    f"(see {self.docs_section()})"
+                )
+            folder = action_folder(action)
+            frame = os.path.splitext(video)[0] + ".jpg"
+            impath = os.path.join(self.image_dir, folder, frame)
+            return Datum(impath=impath, label=label_of[action], classname=folder)
+
+        return parse_list_file(os.path.join(self.dataset_dir, LISTS_DIR, list_file), item)

@@ -113,6 +113,38 @@ def test_registry_unknown_name_lists_names_and_closest_match():
     assert reg.register(TaskRes, force=True) is TaskRes
 
 
+def test_registry_build_instantiates_logs_and_names_the_key_for_an_empty_name(capsys):
+    reg = Registry("TRAINER", how_to_set="pass --trainer NAME")
+
+    @reg.register()
+    class TaskRes:
+        def __init__(self, cfg, scale=1.0):
+            self.cfg, self.scale = cfg, scale
+
+    built = reg.build("TaskRes", "cfg", scale=0.5, verbose=True)
+    assert (type(built), built.cfg, built.scale) == (TaskRes, "cfg", 0.5)
+    assert capsys.readouterr().out == "Loading trainer: TaskRes\n"
+    reg.build("TaskRes", "cfg")
+    assert capsys.readouterr().out == ""
+    with pytest.raises(ValueError) as err:
+        reg.build("", "cfg")
+    assert str(err.value) == (
+        "TRAINER.NAME is empty: pass --trainer NAME. Registered trainers: TaskRes"
+    )
+    # a wrong case is suggested by case, whatever difflib ranks first
+    reg.register(type("taskresx", (), {}))
+    with pytest.raises(KeyError, match='Did you mean "TaskRes"'):
+        reg.build("taskres", "cfg")
+
+
+def test_datum_attributes_are_read_only_views_of_the_pickled_fields():
+    item = Datum(impath="a.jpg", label=3, classname="cat")
+    assert (item.impath, item.label, item.domain, item.classname) == ("a.jpg", 3, 0, "cat")
+    with pytest.raises(AttributeError, match="Datum.label is read-only"):
+        item.label = 4
+    assert vars(item) == {"_impath": "a.jpg", "_label": 3, "_domain": 0, "_classname": "cat"}
+
+
 def test_build_dataset_names_registered_datasets_for_empty_name():
     cfg = get_cfg_default()
     with pytest.raises(ValueError, match="DATASET.NAME is empty"):

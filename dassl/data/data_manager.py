@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 from yacs.config import CfgNode
 
-from dassl.utils.tools import read_image
+from dassl.utils.tools import ReadOnly, read_image
 
 from .datasets import Datum, build_dataset
 from .samplers import build_sampler
@@ -187,17 +187,14 @@ class DataManager:
     ) -> None:
         dataset = build_dataset(cfg)
 
-        if custom_tfm_train is None:
-            tfm_train = build_transform(cfg, is_train=True)
-        else:
-            print("* Using custom transform for training")
-            tfm_train = custom_tfm_train
-
-        if custom_tfm_test is None:
-            tfm_test = build_transform(cfg, is_train=False)
-        else:
-            print("* Using custom transform for testing")
-            tfm_test = custom_tfm_test
+        tfms = []
+        for is_train, custom in ((True, custom_tfm_train), (False, custom_tfm_test)):
+            if custom is None:
+                tfms.append(build_transform(cfg, is_train=is_train))
+            else:
+                print(f"* Using custom transform for {'training' if is_train else 'testing'}")
+                tfms.append(custom)
+        tfm_train, tfm_test = tfms
 
         for split in ("train_x", "test"):
             if not getattr(dataset, split):
@@ -206,82 +203,45 @@ class DataManager:
                     "dataset folder under DATASET.ROOT and its split file"
                 )
 
-        train_x = cfg.DATALOADER.TRAIN_X
-        train_loader_x = build_data_loader(
-            cfg,
-            sampler_type=train_x.SAMPLER,
-            data_source=dataset.train_x,
-            batch_size=train_x.BATCH_SIZE,
-            n_domain=train_x.N_DOMAIN,
-            n_ins=train_x.N_INS,
-            tfm=tfm_train,
-            is_train=True,
-            dataset_wrapper=dataset_wrapper,
-        )
-
-        train_loader_u = None
-        if dataset.train_u:
-            # SAME_AS_X: the unlabelled loader copies the labelled loader's sampling settings.
-            train_u = train_x if cfg.DATALOADER.TRAIN_U.SAME_AS_X else cfg.DATALOADER.TRAIN_U
-            train_loader_u = build_data_loader(
-                cfg,
-                sampler_type=train_u.SAMPLER,
-                data_source=dataset.train_u,
-                batch_size=train_u.BATCH_SIZE,
-                n_domain=train_u.N_DOMAIN,
-                n_ins=train_u.N_INS,
-                tfm=tfm_train,
-                is_train=True,
-                dataset_wrapper=dataset_wrapper,
-            )
-
-        test_cfg = cfg.DATALOADER.TEST
-        val_loader = None
-        if dataset.val:
-            val_loader = build_data_loader(
-                cfg,
-                sampler_type=test_cfg.SAMPLER,
-                data_source=dataset.val,
-                batch_size=test_cfg.BATCH_SIZE,
-                tfm=tfm_test,
-                is_train=False,
-                dataset_wrapper=dataset_wrapper,
-            )
-
-        test_loader = build_data_loader(
-            cfg,
-            sampler_type=test_cfg.SAMPLER,
-            data_source=dataset.test,
-            batch_size=test_cfg.BATCH_SIZE,
-            tfm=tfm_test,
-            is_train=False,
-            dataset_wrapper=dataset_wrapper,
-        )
+        loaders = cfg.DATALOADER
+        # SAME_AS_X: the unlabelled loader copies the labelled loader's sampling settings.
+        train_u = loaders.TRAIN_X if loaders.TRAIN_U.SAME_AS_X else loaders.TRAIN_U
+        # attribute: (items, DATALOADER.* settings, transform, is_train); a split without items
+        # gets no loader (train_x and test were required above).
+        plan = {
+            "train_loader_x": (dataset.train_x, loaders.TRAIN_X, tfm_train, True),
+            "train_loader_u": (dataset.train_u, train_u, tfm_train, True),
+            "val_loader": (dataset.val, loaders.TEST, tfm_test, False),
+            "test_loader": (dataset.test, loaders.TEST, tfm_test, False),
+        }
+        for attr, (items, settings, tfm, is_train) in plan.items():
+            loader = None
+            if items:
+                loader = build_data_loader(
+                    cfg,
+                    sampler_type=settings.SAMPLER,
+                    data_source=items,
+                    batch_size=settings.BATCH_SIZE,
+                    # DATALOADER.TEST has no domain settings: build_data_loader's defaults
+                    n_domain=settings.get("N_DOMAIN", 0),
+                    n_ins=settings.get("N_INS", 2),
+                    tfm=tfm,
+                    is_train=is_train,
+                    dataset_wrapper=dataset_wrapper,
+                )
+            setattr(self, attr, loader)
 
         self._num_classes = dataset.num_classes
         self._num_source_domains = len(cfg.DATASET.SOURCE_DOMAINS)
         self._lab2cname = dataset.lab2cname
-
         self.dataset = dataset
-        self.train_loader_x = train_loader_x
-        self.train_loader_u = train_loader_u
-        self.val_loader = val_loader
-        self.test_loader = test_loader
 
         if cfg.VERBOSE:
             self.show_dataset_summary(cfg)
 
-    @property
-    def num_classes(self) -> int:
-        return self._num_classes
-
-    @property
-    def num_source_domains(self) -> int:
-        return self._num_source_domains
-
-    @property
-    def lab2cname(self) -> dict[int, str]:
-        return self._lab2cname
+    num_classes = ReadOnly[int]()
+    num_source_domains = ReadOnly[int]()
+    lab2cname = ReadOnly[dict[int, str]]()
 
     def show_dataset_summary(self, cfg: CfgNode) -> None:
         """Print the split sizes as a table (upstream's layout)."""

@@ -6,12 +6,9 @@ from yacs.config import CfgNode
 
 from dassl.utils.registry import Registry
 
-EVALUATOR_REGISTRY = Registry("EVALUATOR")
+EVALUATOR_REGISTRY = Registry("EVALUATOR", key="TEST.EVALUATOR")
 
 
 def build_evaluator(cfg: CfgNode, **kwargs: Any) -> Any:
     """Instantiate ``cfg.TEST.EVALUATOR`` with ``(cfg, **kwargs)`` (e.g. ``lab2cname=...``)."""
-    name = cfg.TEST.EVALUATOR
-    if cfg.VERBOSE:
-        print(f"Loading evaluator: {name}")
-    return EVALUATOR_REGISTRY.get(name)(cfg, **kwargs)
+    return EVALUATOR_REGISTRY.build(cfg.TEST.EVALUATOR, cfg, verbose=cfg.VERBOSE, **kwargs)

@@ -77,40 +77,30 @@ def build_optimizer(
         else:
             param_groups = list(model_or_params)
 
-    lr = optim_cfg.LR
+    optimizer_cls, extra = _optimizer_settings(optim_cfg)[name]
     weight_decay = optim_cfg.WEIGHT_DECAY
-    betas = (optim_cfg.ADAM_BETA1, optim_cfg.ADAM_BETA2)
+    return optimizer_cls(param_groups, lr=optim_cfg.LR, weight_decay=weight_decay, **extra)
 
-    if name in ("adam", "amsgrad"):
-        return torch.optim.Adam(
-            param_groups, lr=lr, weight_decay=weight_decay, betas=betas, amsgrad=name == "amsgrad"
-        )
-    if name == "sgd":
-        return torch.optim.SGD(
-            param_groups,
-            lr=lr,
-            momentum=optim_cfg.MOMENTUM,
-            weight_decay=weight_decay,
-            dampening=optim_cfg.SGD_DAMPNING,
-            nesterov=optim_cfg.SGD_NESTEROV,
-        )
-    if name == "rmsprop":
-        return torch.optim.RMSprop(
-            param_groups,
-            lr=lr,
-            momentum=optim_cfg.MOMENTUM,
-            weight_decay=weight_decay,
-            alpha=optim_cfg.RMSPROP_ALPHA,
-        )
-    if name == "radam":
+
+def _optimizer_settings(optim_cfg: CfgNode) -> dict[str, tuple[type, dict[str, Any]]]:
+    """OPTIM.NAME -> (torch.optim class, its arguments besides lr and weight_decay)."""
+    betas = (optim_cfg.ADAM_BETA1, optim_cfg.ADAM_BETA2)
+    momentum = optim_cfg.MOMENTUM
+    return {
+        "adam": (torch.optim.Adam, {"betas": betas, "amsgrad": False}),
+        "amsgrad": (torch.optim.Adam, {"betas": betas, "amsgrad": True}),
+        "sgd": (
+            torch.optim.SGD,
+            {
+                "momentum": momentum,
+                "dampening": optim_cfg.SGD_DAMPNING,
+                "nesterov": optim_cfg.SGD_NESTEROV,
+            },
+        ),
+        "rmsprop": (torch.optim.RMSprop, {"momentum": momentum, "alpha": optim_cfg.RMSPROP_ALPHA}),
         # Upstream's RAdam (Liu et al.) decays weights decoupled from the gradient and falls
         # back to bias-corrected momentum SGD while the variance estimate is unreliable;
         # torch's RAdam does the same with decoupled_weight_decay=True.
-        return torch.optim.RAdam(
-            param_groups,
-            lr=lr,
-            weight_decay=weight_decay,
-            betas=betas,
-            decoupled_weight_decay=True,
-        )
-    return torch.optim.AdamW(param_groups, lr=lr, weight_decay=weight_decay, betas=betas)
+        "radam": (torch.optim.RAdam, {"betas": betas, "decoupled_weight_decay": True}),
+        "adamw": (torch.optim.AdamW, {"betas": betas}),
+    }

@@ -9,7 +9,9 @@ from .tools import (
     atomic_write,
     check_availability,
     check_isfile,
+    close_matches,
     collect_env_info,
+    did_you_mean,
     get_most_similar_str_to_a_from_b,
     listdir_nohidden,
     mkdir_if_missing,
@@ -19,12 +21,7 @@ from .tools import (
     tolist_if_not,
     write_json,
 )
-from .torchtools import (
-    count_num_param,
-    load_checkpoint,
-    load_pretrained_weights,
-    open_all_layers,
-    open_specified_layers,
-    resume_from_checkpoint,
-    save_checkpoint,
-)
+
+# Every name of torchtools.__all__, under upstream's import path (``from dassl.utils import
+# save_checkpoint``); the list lives once, in torchtools.
+from .torchtools import *  # noqa: F403

@@ -1,14 +1,21 @@
 """Name -> class registries, so configs can name trainers, datasets and evaluators as strings."""
 
-import difflib
 from typing import Any
+
+from .tools import did_you_mean
 
 
 class Registry:
-    """Maps ``obj.__name__`` to ``obj``; an unknown name fails with the list of known ones."""
+    """Maps ``obj.__name__`` to ``obj``; an unknown name fails with the list of known ones.
 
-    def __init__(self, name: str) -> None:
+    ``key`` is the config key that names an entry (default ``<name>.NAME``) and ``how_to_set``
+    tells the user how to set it: both go into the error for an empty name.
+    """
+
+    def __init__(self, name: str, key: str = "", how_to_set: str = "") -> None:
         self._name = name
+        self._key = key or f"{name}.NAME"
+        self._how_to_set = how_to_set or f"set {self._key} in a config file or on the command line"
         self._obj_map: dict[str, Any] = {}
 
     def _do_register(self, name: str, obj: Any, force: bool) -> None:
@@ -34,13 +41,25 @@ class Registry:
     def get(self, name: str) -> Any:
         if name not in self._obj_map:
             known = self.registered_names()
-            close = difflib.get_close_matches(name, known, n=1, cutoff=0.0)
-            hint = f' Did you mean "{close[0]}"?' if close else ""
             raise KeyError(
-                f'No object named "{name}" in the {self._name} registry.{hint} '
+                f'No object named "{name}" in the {self._name} registry.'
+                f"{did_you_mean(name, known, cutoff=0.0)} "
                 f"Registered names: {', '.join(known) or '(none)'}"
             )
         return self._obj_map[name]
+
+    def build(self, name: str, *args: Any, verbose: bool = False, **kwargs: Any) -> Any:
+        """Instantiate the entry ``name`` with ``args`` and ``kwargs`` (the one body of every
+        ``build_x``); ``verbose`` prints upstream's "Loading <kind>: <name>" line."""
+        if not name:
+            raise ValueError(
+                f"{self._key} is empty: {self._how_to_set}. Registered {self._name.lower()}s: "
+                f"{', '.join(self.registered_names()) or '(none)'}"
+            )
+        obj = self.get(name)
+        if verbose:
+            print(f"Loading {self._name.lower()}: {name}")
+        return obj(*args, **kwargs)
 
     def registered_names(self) -> list[str]:
         return sorted(self._obj_map)

@@ -8,10 +8,10 @@ import random
 import re
 import secrets
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Generic, TypeVar
 
 import numpy as np
 import PIL
@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 PathLike = str | os.PathLike
+T = TypeVar("T")
 
 
 class ImageReadError(OSError):
@@ -177,10 +178,31 @@ def collect_env_info() -> str:
     return "\n".join(lines)
 
 
+def close_matches(
+    name: str, candidates: Iterable[str], n: int = 1, cutoff: float = 0.6
+) -> list[str]:
+    """The candidates most like ``name``: those equal to it but for case first (the usual slip
+    with config keys and registry names), else difflib's ``n`` closest above ``cutoff``."""
+    name, candidates = str(name), list(candidates)
+    same_but_case = [c for c in candidates if c.lower() == name.lower()]
+    return same_but_case or difflib.get_close_matches(name, candidates, n=n, cutoff=cutoff)
+
+
+def did_you_mean(
+    name: str, candidates: Iterable[str], n: int = 1, cutoff: float = 0.6, quote: str = '"'
+) -> str:
+    """The hint that errors about an unknown name end with: ``' Did you mean "X"?'`` (``"X" or
+    "Y"`` for several), or "" when no candidate is close."""
+    close = close_matches(name, candidates, n, cutoff)
+    if not close:
+        return ""
+    return f" Did you mean {' or '.join(f'{quote}{c}{quote}' for c in close)}?"
+
+
 def get_most_similar_str_to_a_from_b(a: str, b: list[str]) -> str:
-    """The string in ``b`` closest to ``a`` (for "did you mean" messages)."""
-    matches = difflib.get_close_matches(a, b, n=1, cutoff=0.0)
-    return matches[0] if matches else ""
+    """The string in ``b`` closest to ``a`` (upstream's name for ``close_matches``)."""
+    close = close_matches(a, b, cutoff=0.0)
+    return close[0] if close else ""
 
 
 def check_availability(requested: str, available: list[str]) -> None:
@@ -190,6 +212,25 @@ def check_availability(requested: str, available: list[str]) -> None:
             f'"{requested}" is not available; choose one of {available} '
             f'(did you mean "{closest}"?)'
         )
+
+
+class ReadOnly(Generic[T]):
+    """A read-only attribute backed by ``self._<name>``, declared as ``label = ReadOnly[int]()``.
+
+    Upstream's Datum, DatasetBase and DataManager keep their state in ``_``-attributes (pickles
+    of Datum rely on those names) behind read-only properties; this is that property, once.
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> T:
+        if obj is None:
+            return self  # type: ignore[return-value]  # the descriptor itself, as a property
+        return getattr(obj, f"_{self._name}")
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        raise AttributeError(f"{type(obj).__name__}.{self._name} is read-only")
 
 
 def tolist_if_not(x: Any) -> list:

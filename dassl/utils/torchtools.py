@@ -11,7 +11,6 @@ pickle a whole scheduler object) go through a restricted unpickler that admits o
 scheduler classes and plain containers, never arbitrary code.
 """
 
-import _compat_pickle
 import codecs
 import copy
 import importlib
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .safe_pickle import RestrictedUnpickler
 from .tools import atomic_write, mkdir_if_missing
 
 POINTER_FILE = "checkpoint"
@@ -169,29 +169,25 @@ for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
     _SAFE_GLOBALS[(_mod, "_reconstruct")] = _multiarray._reconstruct
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        # Protocol-2 pickles name python-2 modules (``__builtin__``); map them like pickle does.
-        if (module, name) in _compat_pickle.NAME_MAPPING:
-            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+class _CheckpointUnpickler(RestrictedUnpickler):
+    def allowed_global(self, module: str, name: str) -> Any | None:
         if (module, name) in _SAFE_GLOBALS:
             return _SAFE_GLOBALS[(module, name)]
         if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
             return getattr(torch, name)
         if module == "numpy.dtypes" and name.endswith("DType"):
             return getattr(np.dtypes, name)
-        cls = _allowed_class(module, name)
-        if cls is not None:
-            return cls
-        raise pickle.UnpicklingError(
+        return _allowed_class(module, name)
+
+    def refusal(self, module: str, name: str) -> str:
+        return (
             f"refused to load global {module}.{name}: checkpoints may only hold tensors, plain "
             "containers and optimizer/scheduler state"
         )
 
 
 _restricted_pickle = SimpleNamespace(
-    __name__="dassl_restricted_pickle", Unpickler=_RestrictedUnpickler, load=pickle.load
+    __name__="dassl_restricted_pickle", Unpickler=_CheckpointUnpickler, load=pickle.load
 )
 
 

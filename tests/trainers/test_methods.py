@@ -92,7 +92,7 @@ def test_inputs_left_at_a_default_follow_the_backbone(make_cfg, capsys):
     inputs = trainer.cfg.INPUT
     assert tuple(inputs.SIZE) == (TINY_INPUT_SIZE, TINY_INPUT_SIZE)
     assert inputs.INTERPOLATION == "bicubic"  # make_cfg leaves Dassl's bilinear
-    assert inputs.PIXEL_MEAN == list(clip._MEAN) and inputs.PIXEL_STD == list(clip._STD)
+    assert inputs.PIXEL_MEAN == list(clip.CLIP_MEAN) and inputs.PIXEL_STD == list(clip.CLIP_STD)
     # The loaders were built with them: a test batch has the backbone's input size.
     assert next(iter(trainer.test_loader))["img"].shape[-2:] == (TINY_INPUT_SIZE, TINY_INPUT_SIZE)
     assert "INPUT.SIZE follows the backbone" in capsys.readouterr().out

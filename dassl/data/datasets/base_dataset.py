@@ -7,7 +7,10 @@ Few-shot caches written by upstream Dassl store ``Datum`` objects by their modul
 
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from operator import attrgetter
+
+from dassl.utils.tools import ReadOnly
 
 
 class Datum:
@@ -22,21 +25,10 @@ class Datum:
         self._domain = domain
         self._classname = classname
 
-    @property
-    def impath(self) -> str:
-        return self._impath
-
-    @property
-    def label(self) -> int:
-        return self._label
-
-    @property
-    def domain(self) -> int:
-        return self._domain
-
-    @property
-    def classname(self) -> str:
-        return self._classname
+    impath = ReadOnly[str]()
+    label = ReadOnly[int]()
+    domain = ReadOnly[int]()
+    classname = ReadOnly[str]()
 
     def __repr__(self) -> str:
         return (
@@ -65,33 +57,13 @@ class DatasetBase:
         self._num_classes = self.get_num_classes(train_x)
         self._lab2cname, self._classnames = self.get_lab2cname(train_x)
 
-    @property
-    def train_x(self) -> list[Datum] | None:
-        return self._train_x
-
-    @property
-    def train_u(self) -> list[Datum] | None:
-        return self._train_u
-
-    @property
-    def val(self) -> list[Datum] | None:
-        return self._val
-
-    @property
-    def test(self) -> list[Datum] | None:
-        return self._test
-
-    @property
-    def lab2cname(self) -> dict[int, str]:
-        return self._lab2cname
-
-    @property
-    def classnames(self) -> list[str]:
-        return self._classnames
-
-    @property
-    def num_classes(self) -> int:
-        return self._num_classes
+    train_x = ReadOnly[list[Datum] | None]()
+    train_u = ReadOnly[list[Datum] | None]()
+    val = ReadOnly[list[Datum] | None]()
+    test = ReadOnly[list[Datum] | None]()
+    lab2cname = ReadOnly[dict[int, str]]()
+    classnames = ReadOnly[list[str]]()
+    num_classes = ReadOnly[int]()
 
     @staticmethod
     def get_num_classes(data_source: Sequence[Datum] | None) -> int:
@@ -149,14 +121,15 @@ class DatasetBase:
     @staticmethod
     def split_dataset_by_label(data_source: Sequence[Datum]) -> dict[int, list[Datum]]:
         """Label -> items, in order of first appearance (the order few-shot sampling relies on)."""
-        output: dict[int, list[Datum]] = defaultdict(list)
-        for item in data_source:
-            output[item.label].append(item)
-        return output
+        return _group_by(data_source, attrgetter("label"))
 
     @staticmethod
     def split_dataset_by_domain(data_source: Sequence[Datum]) -> dict[int, list[Datum]]:
-        output: dict[int, list[Datum]] = defaultdict(list)
-        for item in data_source:
-            output[item.domain].append(item)
-        return output
+        return _group_by(data_source, attrgetter("domain"))
+
+
+def _group_by(data_source: Sequence[Datum], key: Callable[[Datum], int]) -> dict[int, list[Datum]]:
+    output: dict[int, list[Datum]] = defaultdict(list)
+    for item in data_source:
+        output[key(item)].append(item)
+    return output

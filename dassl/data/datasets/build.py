@@ -6,16 +6,12 @@ from dassl.utils.registry import Registry
 
 from .base_dataset import DatasetBase
 
-DATASET_REGISTRY = Registry("DATASET")
+DATASET_REGISTRY = Registry(
+    "DATASET",
+    how_to_set="pass --dataset-config-file configs/datasets/<name>.yaml or DATASET.NAME <name>",
+)
 
 
 def build_dataset(cfg: CfgNode) -> DatasetBase:
-    if not cfg.DATASET.NAME:
-        raise ValueError(
-            "DATASET.NAME is empty: pass --dataset-config-file configs/datasets/<name>.yaml "
-            f"or DATASET.NAME <name>. Registered datasets: "
-            f"{', '.join(DATASET_REGISTRY.registered_names())}"
-        )
-    if cfg.VERBOSE:
-        print(f"Loading dataset: {cfg.DATASET.NAME}")
-    return DATASET_REGISTRY.get(cfg.DATASET.NAME)(cfg)
+    """Instantiate the dataset ``cfg.DATASET.NAME`` (upstream's entry point)."""
+    return DATASET_REGISTRY.build(cfg.DATASET.NAME, cfg, verbose=cfg.VERBOSE)

@@ -181,20 +181,18 @@ def build_transform(
         choices = cfg.INPUT.TRANSFORMS
     _check_choices(choices)
     input_size = _input_size(cfg)
+    print(f"Building transform_{'train' if is_train else 'test'}")
+    image_steps = _train_image_steps if is_train else _test_image_steps
+    tfm = image_steps(cfg, choices, input_size, interpolation_mode(cfg))
+    return Compose(tfm + _tensor_steps(cfg, choices, is_train))
+
+
+def _train_image_steps(
+    cfg: CfgNode, choices: Sequence[str], input_size: tuple[int, int], interp: InterpolationMode
+) -> list:
+    """The augmentations on the PIL image, in upstream's order."""
     target_size = f"{input_size[0]}x{input_size[1]}"
-    normalize = Normalize(mean=cfg.INPUT.PIXEL_MEAN, std=cfg.INPUT.PIXEL_STD)
-    if is_train:
-        return _build_transform_train(cfg, choices, target_size, normalize)
-    return _build_transform_test(cfg, choices, target_size, normalize)
-
-
-def _build_transform_train(
-    cfg: CfgNode, choices: Sequence[str], target_size: str, normalize: Normalize
-) -> Compose:
-    input_size = _input_size(cfg)
-    interp = interpolation_mode(cfg)
-    print("Building transform_train")
-    tfm = []
+    tfm: list = []
 
     # Without a cropping step, resize so every image comes out at the target size.
     if "random_crop" not in choices and "random_resized_crop" not in choices:
@@ -237,27 +235,7 @@ def _build_transform_train(
         print(f"+ gaussian blur (kernel={cfg.INPUT.GB_K})")
         tfm += [RandomApply([GaussianBlur(cfg.INPUT.GB_K)], p=cfg.INPUT.GB_P)]
 
-    print("+ to torch tensor of range [0, 1]")
-    tfm += [ToTensor()]
-
-    if "cutout" in choices:
-        n_holes, length = cfg.INPUT.CUTOUT_N, cfg.INPUT.CUTOUT_LEN
-        print(f"+ cutout (n_holes={n_holes}, length={length})")
-        tfm += [Cutout(n_holes, length)]
-
-    if "normalize" in choices:
-        print(f"+ normalization (mean={cfg.INPUT.PIXEL_MEAN}, std={cfg.INPUT.PIXEL_STD})")
-        tfm += [normalize]
-
-    if "gaussian_noise" in choices:
-        print(f"+ gaussian noise (mean={cfg.INPUT.GN_MEAN}, std={cfg.INPUT.GN_STD})")
-        tfm += [GaussianNoise(cfg.INPUT.GN_MEAN, cfg.INPUT.GN_STD)]
-
-    if "instance_norm" in choices:
-        print("+ instance normalization")
-        tfm += [InstanceNormalization()]
-
-    return Compose(tfm)
+    return tfm
 
 
 def eval_view_identity(cfg: CfgNode) -> dict:
@@ -275,29 +253,36 @@ def eval_view_identity(cfg: CfgNode) -> dict:
     }
 
 
-def _build_transform_test(
-    cfg: CfgNode, choices: Sequence[str], target_size: str, normalize: Normalize
-) -> Compose:
-    input_size = _input_size(cfg)
-    interp = interpolation_mode(cfg)
-    print("Building transform_test")
-    tfm = []
-
+def _test_image_steps(
+    cfg: CfgNode, choices: Sequence[str], input_size: tuple[int, int], interp: InterpolationMode
+) -> list:
+    """Resize the shorter side, then center-crop: no randomness."""
     print(f"+ resize the smaller edge to {max(input_size)}")
-    tfm += [Resize(max(input_size), interpolation=interp)]
+    print(f"+ {input_size[0]}x{input_size[1]} center crop")
+    return [Resize(max(input_size), interpolation=interp), CenterCrop(input_size)]
 
-    print(f"+ {target_size} center crop")
-    tfm += [CenterCrop(input_size)]
 
+def _tensor_steps(cfg: CfgNode, choices: Sequence[str], is_train: bool) -> list:
+    """The steps on the tensor, shared by both pipelines in upstream's order; cutout and gaussian
+    noise are augmentations, so only the train pipeline has them."""
     print("+ to torch tensor of range [0, 1]")
-    tfm += [ToTensor()]
+    tfm: list = [ToTensor()]
+
+    if is_train and "cutout" in choices:
+        n_holes, length = cfg.INPUT.CUTOUT_N, cfg.INPUT.CUTOUT_LEN
+        print(f"+ cutout (n_holes={n_holes}, length={length})")
+        tfm += [Cutout(n_holes, length)]
 
     if "normalize" in choices:
         print(f"+ normalization (mean={cfg.INPUT.PIXEL_MEAN}, std={cfg.INPUT.PIXEL_STD})")
-        tfm += [normalize]
+        tfm += [Normalize(mean=cfg.INPUT.PIXEL_MEAN, std=cfg.INPUT.PIXEL_STD)]
+
+    if is_train and "gaussian_noise" in choices:
+        print(f"+ gaussian noise (mean={cfg.INPUT.GN_MEAN}, std={cfg.INPUT.GN_STD})")
+        tfm += [GaussianNoise(cfg.INPUT.GN_MEAN, cfg.INPUT.GN_STD)]
 
     if "instance_norm" in choices:
         print("+ instance normalization")
         tfm += [InstanceNormalization()]
 
-    return Compose(tfm)
+    return tfm
