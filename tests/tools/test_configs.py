@@ -30,7 +30,8 @@ def full_cfg():
 
 def test_each_benchmark_dataset_has_one_config_naming_it():
     """configs/datasets/ is the dataset table: one config per dataset the package registers
-    (fifteen; the synthetic test data has none), each naming a registered dataset, and every other tool reads the table from it."""
+    (fifteen; the synthetic test data has none), each naming a registered dataset; the results
+    tools and the grid runner read their table from it."""
     table = dataset_table()
     assert len(table) == 15
     assert table["dtd"] == "DescribableTextures" and table["imagenet_r"] == "ImageNetR"
