@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 from clip import clip  # noqa: E402
 from clip.model import convert_weights, text_length  # noqa: E402
 from clip.synthetic import RN50_DIMS, VIT_B16_DIMS, build_synthetic_model  # noqa: E402
-from tests.support.openai_clip import INSTALL_HINT, ORACLE_DIR, load_openai_clip  # noqa: E402
+from tools.openai_clip import INSTALL_HINT, ORACLE_DIR, load_openai_clip  # noqa: E402
 
 MODELS: dict[str, tuple[str, dict]] = {
     "small-vit": (

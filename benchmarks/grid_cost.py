@@ -1,7 +1,7 @@
 """What a grid costs: image-encoder forward passes and wall time per run and protocol, store on/off.
 
 A small grid (TaskRes, or --methods; x seeds x shot counts) on a synthetic dataset
-(tests/support/tiny_data.py, drawn at 224 px) with a ViT-B/32-sized CLIP of random weights, on
+(datasets/synthetic.py, drawn at 224 px) with a ViT-B/32-sized CLIP of random weights, on
 the CPU. For every protocol it runs the grid twice: with the feature store off, and with one fresh
 store shared by the grid's runs. Each run is built and trained in this process; a forward hook on
 CLIP's image encoder counts the images it encodes, and the run's "Image features (<split>)" lines
@@ -33,13 +33,12 @@ from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import tests.support.tiny_data  # noqa: E402,F401  (registers TinyImages)
 import trainers  # noqa: E402,F401  (registers the trainers and their config keys)
 from clip.synthetic import VIT_B32_DIMS, write_synthetic_checkpoint  # noqa: E402
 from dassl.config import extend_cfg, get_cfg_default  # noqa: E402
 from dassl.engine import TRAINER_REGISTRY, build_trainer  # noqa: E402
 from dassl.utils import set_random_seed  # noqa: E402
-from tests.support.tiny_data import write_tiny_image_dataset  # noqa: E402
+from datasets.synthetic import write_tiny_image_dataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FEATURE_LINE = re.compile(r"Image features \((\w+)\): (\d+) encoded, (\d+) from the feature store")

@@ -24,13 +24,12 @@ from yacs.config import CfgNode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import tests.support.tiny_data  # noqa: E402,F401  (registers TinyImages)
 import trainers  # noqa: E402,F401  (registers the trainers and their config keys)
 from clip.synthetic import VIT_B16_DIMS, write_synthetic_checkpoint  # noqa: E402
 from dassl.config import extend_cfg, get_cfg_default  # noqa: E402
 from dassl.engine import build_trainer  # noqa: E402
 from dassl.utils import set_random_seed  # noqa: E402
-from tests.support.tiny_data import write_tiny_image_dataset  # noqa: E402
+from datasets.synthetic import write_tiny_image_dataset  # noqa: E402
 from trainers.clip_base import PRECISIONS  # noqa: E402
 
 SETTINGS = {"none": (False, False), "eval": (True, False), "train+eval": (True, True)}

@@ -30,9 +30,10 @@ usage_if_short() {
     fi
 }
 
+# require_dataset_config <dataset config>: the dataset table (tools/dataset_configs.py, read from
+# configs/datasets/) names the missing config and the available ones.
 require_dataset_config() {
-    [ -f "configs/datasets/$1.yaml" ] || die "no dataset config configs/datasets/$1.yaml." \
-        "Available: $(cd configs/datasets && ls -- *.yaml | sed 's/\.yaml$//' | tr '\n' ' ')"
+    "$PYTHON" -m tools.dataset_configs name "$1" > /dev/null || exit 1
 }
 
 # require_trainer_config <trainer folder> <config name>
@@ -54,12 +55,6 @@ require_inputs() {
     require_data_root
 }
 
-# dataset_name <dataset config>: the registered DATASET.NAME written in configs/datasets/<name>.yaml.
-dataset_name() {
-    sed -n 's/^[[:space:]]*NAME:[[:space:]]*["'\'']\{0,1\}\([^"'\'']*\)["'\'']\{0,1\}[[:space:]]*$/\1/p' \
-        "configs/datasets/$1.yaml" | head -n 1
-}
-
 # train_unless_finished <output dir> <seed, or '' for none> <trainer> <dataset> <config file>
 #                       [train.py args ...]
 # Runs train.py for one output folder with --skip-finished: a folder that already holds a finished
@@ -79,6 +74,17 @@ train_unless_finished() {
         --output-dir "$dir" \
         --skip-finished \
         "$@"
+}
+
+# train_each_seed <run folder> <trainer> <dataset> <config file> [train.py args ...]
+# train_unless_finished once per seed in SEEDS, into OUTPUT_ROOT/<run folder>/seed<N> (OUTPUT_ROOT
+# defaults to output).
+train_each_seed() {
+    local folder=$1 seed
+    shift
+    for seed in $SEEDS; do
+        train_unless_finished "${OUTPUT_ROOT:-output}/$folder/seed$seed" "$seed" "$@"
+    done
 }
 
 # Optional positional arguments before trailing KEY VALUE overrides: a config key (OPTIM.LR,

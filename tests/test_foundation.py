@@ -10,6 +10,7 @@ import pytest
 import yaml
 from PIL import Image
 
+import dassl.config as dassl_config
 from dassl.config import extend_cfg, get_cfg_default, register_cfg_extension
 from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum, build_dataset
 from dassl.utils import (
@@ -78,7 +79,14 @@ def test_unknown_key_is_refused():
         cfg.merge_from_list(["OPTIM.LEARNING_RATE", "0.1"])
 
 
-def test_cfg_extension_adds_keys_and_defaults_stay_clean():
+@pytest.fixture
+def restore_cfg_extensions(monkeypatch):
+    """Extensions a test registers go with it: the registered list is a copy, put back after."""
+    monkeypatch.setattr(dassl_config, "_EXTENSIONS", list(dassl_config._EXTENSIONS))
+    return monkeypatch
+
+
+def test_cfg_extension_adds_keys_and_defaults_stay_clean(restore_cfg_extensions):
     from yacs.config import CfgNode as CN
 
     @register_cfg_extension
@@ -90,6 +98,9 @@ def test_cfg_extension_adds_keys_and_defaults_stay_clean():
     cfg.merge_from_list(["TRAINER.DEMOEXT.ALPHA", "0.25"])
     assert cfg.TRAINER.DEMOEXT.ALPHA == 0.25
     assert "DEMOEXT" not in get_cfg_default().TRAINER
+    restore_cfg_extensions.undo()  # what the fixture does after the test
+    assert add_demo_keys not in dassl_config._EXTENSIONS
+    assert "DEMOEXT" not in extend_cfg(get_cfg_default()).TRAINER
 
 
 def test_registry_unknown_name_lists_names_and_closest_match():

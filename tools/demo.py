@@ -15,7 +15,6 @@ The CLIP weights are random: the numbers show that the pipeline works, not how g
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -25,9 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageDraw
-
+from datasets.synthetic import CALTECH101, SHAPE_CLASSES, write_synthetic_dataset
 from tools.parse_test_res import ACCURACY_FIGURE
 from tools.results.figures import accuracy_vs_shots, save_figure
 from tools.results.logs import read_run
@@ -39,36 +36,12 @@ REPO = Path(__file__).resolve().parents[1]
 MARKER = "DEMO_OUTPUT"  # marks a folder the demo owns and may replace on the next run
 IMAGE_SIZE = 32  # clip.synthetic.TINY_INPUT_SIZE, the input resolution of the tiny checkpoint
 
-# Caltech101's layout, as datasets/caltech101.py reads it.
-DATASET_CONFIG = "caltech101"
-DATASET_DIR = "caltech-101"
-IMAGE_FOLDER = "101_ObjectCategories"
-SPLIT_FILE = "split_zhou_Caltech101.json"
-SPLITS = ("train", "val", "test")
+DATASET_CONFIG = "caltech101"  # the dataset config whose reader the demo data fits
+CLASSES = SHAPE_CLASSES
 
 
 class DemoError(Exception):
     """A step of the demo failed; the message says which and where its output is."""
-
-
-@dataclass(frozen=True)
-class DemoClass:
-    folder: str
-    colour: tuple[int, int, int]
-    shape: str
-
-    @property
-    def classname(self) -> str:
-        return self.folder.replace("_", " ")
-
-
-CLASSES = (
-    DemoClass("red_circle", (220, 40, 40), "circle"),
-    DemoClass("green_square", (40, 190, 60), "square"),
-    DemoClass("blue_triangle", (40, 70, 230), "triangle"),
-    DemoClass("yellow_cross", (235, 215, 40), "cross"),
-    DemoClass("purple_ring", (150, 50, 190), "ring"),
-)
 
 
 @dataclass(frozen=True)
@@ -104,57 +77,17 @@ METHODS = (
 )
 
 
-def _draw(spec: DemoClass, size: int, rng: np.random.Generator) -> Image.Image:
-    """One image: the class's shape in its colour (both jittered) on a noisy grey background."""
-    background = rng.integers(90, 160) + rng.normal(0, 18, (size, size, 3))
-    img = Image.fromarray(np.clip(background, 0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(img)
-    colour = tuple(int(np.clip(c + rng.integers(-25, 26), 0, 255)) for c in spec.colour)
-    half = size * rng.uniform(0.25, 0.38)
-    cx, cy = size / 2 + rng.uniform(-3, 3, size=2)
-    box = (cx - half, cy - half, cx + half, cy + half)
-    if spec.shape == "circle":
-        draw.ellipse(box, fill=colour)
-    elif spec.shape == "square":
-        draw.rectangle(box, fill=colour)
-    elif spec.shape == "triangle":
-        draw.polygon([(cx, cy - half), (cx - half, cy + half), (cx + half, cy + half)], fill=colour)
-    elif spec.shape == "cross":
-        bar = half / 3
-        draw.rectangle((cx - half, cy - bar, cx + half, cy + bar), fill=colour)
-        draw.rectangle((cx - bar, cy - half, cx + bar, cy + half), fill=colour)
-    elif spec.shape == "ring":
-        draw.ellipse(box, outline=colour, width=max(2, int(half / 2.5)))
-    else:
-        raise ValueError(f"unknown shape {spec.shape!r}")
-    return img
-
-
 def write_demo_dataset(
     root: str | Path,
     per_class: tuple[int, int, int] = (8, 4, 12),
     image_size: int = IMAGE_SIZE,
     seed: int = 0,
 ) -> Path:
-    """Write the synthetic dataset under ``root`` in Caltech101's layout; returns its folder.
+    """Write the demo's shapes dataset under ``root`` in Caltech101's layout; returns its folder.
 
     ``per_class`` is the number of (train, val, test) images of each class.
     """
-    dataset_dir = Path(root) / DATASET_DIR
-    image_dir = dataset_dir / IMAGE_FOLDER
-    rng = np.random.default_rng(seed)
-    split: dict[str, list[list]] = {name: [] for name in SPLITS}
-    for label, spec in enumerate(CLASSES):
-        (image_dir / spec.folder).mkdir(parents=True, exist_ok=True)
-        index = 0
-        for name, count in zip(SPLITS, per_class):
-            for _ in range(count):
-                relpath = f"{spec.folder}/image_{index:04d}.jpg"
-                _draw(spec, image_size, rng).save(image_dir / relpath, quality=95)
-                split[name].append([relpath, label, spec.classname])
-                index += 1
-    (dataset_dir / SPLIT_FILE).write_text(json.dumps(split))
-    return dataset_dir
+    return write_synthetic_dataset(root, CLASSES, CALTECH101, per_class, image_size, seed)
 
 
 def write_demo_checkpoint(path: str | Path, seed: int = 0) -> Path:

@@ -22,13 +22,9 @@ RATIO=${4:-0.2}
 shift $(( $# < 4 ? $# : 4 ))
 
 require_inputs "$DATASET" CLIP_Adapter "$CFG"
-OUTPUT_ROOT="${OUTPUT_ROOT:-output}"
 
-for SEED in $SEEDS; do
-    DIR="$OUTPUT_ROOT/$DATASET/CLIP_Adapter/${CFG}_${SHOTS}shots/ratio${RATIO}/seed$SEED"
-    train_unless_finished "$DIR" "$SEED" CLIP_Adapter "$DATASET" \
-        "configs/trainers/CLIP_Adapter/$CFG.yaml" \
-        DATASET.NUM_SHOTS "$SHOTS" \
-        TRAINER.CLIP_ADAPTER.RATIO "$RATIO" \
-        "$@"
-done
+train_each_seed "$DATASET/CLIP_Adapter/${CFG}_${SHOTS}shots/ratio$RATIO" CLIP_Adapter "$DATASET" \
+    "configs/trainers/CLIP_Adapter/$CFG.yaml" \
+    DATASET.NUM_SHOTS "$SHOTS" \
+    TRAINER.CLIP_ADAPTER.RATIO "$RATIO" \
+    "$@"

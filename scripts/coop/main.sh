@@ -26,14 +26,11 @@ CSC=$6
 shift 6
 
 require_inputs "$DATASET" CoOp "$CFG"
-OUTPUT_ROOT="${OUTPUT_ROOT:-output}"
 
-for SEED in $SEEDS; do
-    DIR="$OUTPUT_ROOT/$DATASET/CoOp/${CFG}_${SHOTS}shots/nctx${NCTX}_csc${CSC}_ctp${CTP}/seed$SEED"
-    train_unless_finished "$DIR" "$SEED" CoOp "$DATASET" "configs/trainers/CoOp/$CFG.yaml" \
-        TRAINER.COOP.N_CTX "$NCTX" \
-        TRAINER.COOP.CSC "$CSC" \
-        TRAINER.COOP.CLASS_TOKEN_POSITION "$CTP" \
-        DATASET.NUM_SHOTS "$SHOTS" \
-        "$@"
-done
+train_each_seed "$DATASET/CoOp/${CFG}_${SHOTS}shots/nctx${NCTX}_csc${CSC}_ctp$CTP" CoOp "$DATASET" \
+    "configs/trainers/CoOp/$CFG.yaml" \
+    TRAINER.COOP.N_CTX "$NCTX" \
+    TRAINER.COOP.CSC "$CSC" \
+    TRAINER.COOP.CLASS_TOKEN_POSITION "$CTP" \
+    DATASET.NUM_SHOTS "$SHOTS" \
+    "$@"

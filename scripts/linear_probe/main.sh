@@ -22,12 +22,8 @@ SHOTS=$3
 shift 3
 
 require_inputs "$DATASET" CoOp "$CFG"
-OUTPUT_ROOT="${OUTPUT_ROOT:-output}"
 
-for SEED in $SEEDS; do
-    DIR="$OUTPUT_ROOT/$DATASET/LinearProbeCLIP/${CFG}_${SHOTS}shots/seed$SEED"
-    train_unless_finished "$DIR" "$SEED" LinearProbeCLIP "$DATASET" \
-        "configs/trainers/CoOp/$CFG.yaml" \
-        DATASET.NUM_SHOTS "$SHOTS" \
-        "$@"
-done
+train_each_seed "$DATASET/LinearProbeCLIP/${CFG}_${SHOTS}shots" LinearProbeCLIP "$DATASET" \
+    "configs/trainers/CoOp/$CFG.yaml" \
+    DATASET.NUM_SHOTS "$SHOTS" \
+    "$@"

@@ -25,7 +25,6 @@ SCALE=$5
 shift 5
 
 require_inputs "$DATASET" TaskRes "$CFG"
-OUTPUT_ROOT="${OUTPUT_ROOT:-output}"
 BASE_KIND=debug
 if [ "$ENHANCE" != none ]; then
     [ -f "$ENHANCE" ] || die "enhanced base '$ENHANCE' not found. Download the enhanced bases" \
@@ -33,11 +32,9 @@ if [ "$ENHANCE" != none ]; then
     BASE_KIND=enhanced
 fi
 
-for SEED in $SEEDS; do
-    DIR="$OUTPUT_ROOT/FINAL/$BASE_KIND/$DATASET/${CFG}_${SHOTS}shots/seed$SEED"
-    train_unless_finished "$DIR" "$SEED" TaskRes "$DATASET" "configs/trainers/TaskRes/$CFG.yaml" \
-        --enhanced-base "$ENHANCE" \
-        DATASET.NUM_SHOTS "$SHOTS" \
-        TRAINER.TaskRes.RESIDUAL_SCALE "$SCALE" \
-        "$@"
-done
+train_each_seed "FINAL/$BASE_KIND/$DATASET/${CFG}_${SHOTS}shots" TaskRes "$DATASET" \
+    "configs/trainers/TaskRes/$CFG.yaml" \
+    --enhanced-base "$ENHANCE" \
+    DATASET.NUM_SHOTS "$SHOTS" \
+    TRAINER.TaskRes.RESIDUAL_SCALE "$SCALE" \
+    "$@"

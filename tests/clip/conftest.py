@@ -14,7 +14,7 @@ from types import ModuleType
 import pytest
 
 from clip import clip
-from tests.support.openai_clip import INSTALL_HINT, ORACLE_DIR, load_openai_clip
+from tools.openai_clip import INSTALL_HINT, ORACLE_DIR, load_openai_clip
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 import pytest
 
 from dassl.config import get_cfg_default
-from tests.support.tiny_data import write_tiny_image_dataset
+from datasets.synthetic import write_tiny_image_dataset
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from dassl.data import DataManager, DatasetWrapper, build_data_loader
 from dassl.data.datasets import DATASET_REGISTRY
 from dassl.data.transforms import build_transform
 from dassl.utils.tools import ImageReadError, read_image
-from tests.support.tiny_data import TinyImages
+from datasets.synthetic import TinyImages
 
 MEAN = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
 STD = torch.tensor([0.229, 0.224, 0.225])[:, None, None]

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import torch
 
-import tests.support.tiny_data  # noqa: F401  (registers TinyImages)
-import train
-from dassl.utils.logger import close_logger
+from tests.support.tiny_run import tiny_run_argv
 
 from .special_trainers import KILL_ENV
 
@@ -18,41 +16,36 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_NAME = "linear_head"  # what UpstreamStyleTrainer registers
 
 
+# The engine tests' run on top of TINY_RUN: 3 batches/epoch, val-picked best, every epoch saved.
+ENGINE_RUN = {
+    "INPUT.TRANSFORMS": "['random_flip', 'normalize']",
+    "DATALOADER.TRAIN_X.BATCH_SIZE": "4",
+    "DATALOADER.TEST.BATCH_SIZE": "8",
+    "OPTIM.NAME": "sgd",
+    "OPTIM.LR": "0.01",
+    "OPTIM.MAX_EPOCH": "4",
+    "OPTIM.LR_SCHEDULER": "cosine",
+    "TRAIN.CHECKPOINT_FREQ": "1",
+    "TRAIN.PRINT_FREQ": "2",
+    "TEST.FINAL_MODEL": "best_val",
+}
+
+
 def train_argv(
     root: Path, output_dir: Path, trainer: str = "UpstreamStyleTrainer", **overrides: str
 ) -> list[str]:
-    """train.py arguments for a 4-epoch run: 3 batches/epoch, val-picked best, every epoch saved.
+    """train.py arguments for a 4-epoch ENGINE_RUN.
 
     ``overrides`` maps config keys (dots as ``__``) to values, e.g. ``OPTIM__MAX_EPOCH="2"``.
     """
-    opts = {
-        "DATASET.NAME": "TinyImages",
-        "INPUT.SIZE": "(32, 32)",
-        "INPUT.TRANSFORMS": "['random_flip', 'normalize']",
-        "DATALOADER.NUM_WORKERS": "0",
-        "DATALOADER.TRAIN_X.BATCH_SIZE": "4",
-        "DATALOADER.TEST.BATCH_SIZE": "8",
-        "OPTIM.NAME": "sgd",
-        "OPTIM.LR": "0.01",
-        "OPTIM.MAX_EPOCH": "4",
-        "OPTIM.LR_SCHEDULER": "cosine",
-        "TRAIN.CHECKPOINT_FREQ": "1",
-        "TRAIN.PRINT_FREQ": "2",
-        "TEST.FINAL_MODEL": "best_val",
-        "USE_CUDA": "False",
-    }
-    opts.update({key.replace("__", "."): value for key, value in overrides.items()})
-    argv = ["--root", str(root), "--output-dir", str(output_dir), "--seed", "1"]
-    argv += ["--trainer", trainer]
-    for key, value in opts.items():
-        argv += [key, value]
-    return argv
+    keys = {**ENGINE_RUN, **{key.replace("__", "."): value for key, value in overrides.items()}}
+    return tiny_run_argv(trainer, root, output_dir, keys)
 
 
 # Runs train.py's main with the test dataset and trainers registered (they live under tests/).
 SUBPROCESS_MAIN = (
     "import sys, torch; torch.set_num_threads(1); "
-    "import tests.support.tiny_data, tests.engine.special_trainers, train; "
+    "import datasets.synthetic, tests.engine.special_trainers, train; "
     "train.main(train.build_parser().parse_args(sys.argv[1:]))"
 )
 
@@ -119,18 +112,3 @@ def final_result(log: str) -> list[str]:
     """The result lines of the test after training."""
     after = log.split("Finish training")[1]
     return [line for line in after.splitlines() if line.startswith("* ")]
-
-
-def run_train_in_process(argv: list[str]) -> str:
-    """train.main in this process, on one thread like the subprocesses; returns its log text."""
-    args = train.build_parser().parse_args(argv)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        train.main(args, argv)
-    finally:
-        torch.set_num_threads(threads)
-        close_logger()
-    output_dir = Path(args.output_dir)
-    newest_log = max(output_dir.glob("log.txt*"), key=lambda p: p.stat().st_mtime_ns)
-    return newest_log.read_text()

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from datasets.synthetic import write_tiny_image_dataset
 from tests.support.tiny_clip import tiny_clip_checkpoint
-from tests.support.tiny_data import write_tiny_image_dataset
+from tests.support.tiny_run import run_train_in_process
 
 from .helpers import (
     EXIT_STATUS,
     assert_same_checkpoint,
     final_result,
     load_state,
-    run_train_in_process,
     run_train_subprocess,
     train_argv,
 )

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.tiny_data import write_tiny_image_dataset
+from datasets.synthetic import write_tiny_image_dataset
+from tests.support.tiny_run import run_train_in_process
 
 from .helpers import (
     MODEL_NAME,
     assert_same_tensors,
     load_state,
-    run_train_in_process,
     start_train_subprocess,
     train_argv,
 )

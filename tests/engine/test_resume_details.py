@@ -6,9 +6,10 @@ import pytest
 
 import train
 from dassl.engine import build_trainer
-from tests.support.tiny_data import write_tiny_image_dataset
+from datasets.synthetic import write_tiny_image_dataset
+from tests.support.tiny_run import run_train_in_process
 
-from .helpers import MODEL_NAME, assert_same_tensors, load_state, run_train_in_process, train_argv
+from .helpers import MODEL_NAME, assert_same_tensors, load_state, train_argv
 
 
 def _two_model_run(tmp_path: Path) -> tuple[Path, list[str]]:

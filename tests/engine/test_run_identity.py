@@ -17,9 +17,10 @@ from dassl.config.run_identity import (
     read_recorded_config,
 )
 from dassl.data import data_manager
-from tests.support.tiny_data import write_tiny_image_dataset
+from datasets.synthetic import write_tiny_image_dataset
+from tests.support.tiny_run import run_train_in_process
 
-from .helpers import MODEL_NAME, run_train_in_process, train_argv
+from .helpers import MODEL_NAME, train_argv
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:

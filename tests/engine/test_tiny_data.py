@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 from dassl.config import get_cfg_default
-from tests.support.tiny_data import TinyImages, write_tiny_image_dataset
+from datasets.synthetic import TinyImages, write_tiny_image_dataset
 
 
 def test_split_file_and_images(tmp_path: Path) -> None:

@@ -8,14 +8,14 @@ import torch
 
 import train
 from dassl.engine import TRAINER_REGISTRY, build_trainer
-from tests.support.tiny_data import write_tiny_image_dataset
+from datasets.synthetic import write_tiny_image_dataset
+from tests.support.tiny_run import run_train_in_process
 
 from .helpers import (
     MODEL_NAME,
     assert_same_checkpoint,
     assert_same_tensors,
     load_state,
-    run_train_in_process,
     train_argv,
 )
 

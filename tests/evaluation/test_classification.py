@@ -5,8 +5,8 @@ from collections import OrderedDict
 import pytest
 import torch
 
-from dassl.config import get_cfg_default
 from dassl.evaluation import EVALUATOR_REGISTRY, Classification, build_evaluator
+from tests.support.tiny_run import full_cfg
 
 LAB2CNAME = {0: "cat", 1: "dog", 2: "fox"}
 
@@ -30,11 +30,14 @@ MACRO_F1 = 100 * (6 / 7 + 1 / 2 + 4 / 5) / 3
 
 
 def make_cfg(tmp_path, per_class=False, cmat=False):
-    cfg = get_cfg_default()
-    cfg.OUTPUT_DIR = str(tmp_path)
-    cfg.TEST.PER_CLASS_RESULT = per_class
-    cfg.TEST.COMPUTE_CMAT = cmat
-    return cfg
+    keys = {"OUTPUT_DIR": str(tmp_path), "TEST.PER_CLASS_RESULT": per_class}
+    return full_cfg({**keys, "TEST.COMPUTE_CMAT": cmat})
+
+
+def printed_from(capsys, header: str) -> list[str]:
+    """The lines printed so far, from the line ``header`` on."""
+    out = capsys.readouterr().out
+    return out[out.index(header) :].splitlines()
 
 
 def feed(evaluator):
@@ -55,9 +58,7 @@ def test_numbers_and_result_lines(tmp_path, capsys):
     assert results["macro_f1"] == pytest.approx(MACRO_F1)
     assert all(type(v) is float for v in results.values())
 
-    out = capsys.readouterr().out
-    lines = out[out.index("=> result") :].splitlines()
-    assert lines[:6] == [
+    assert printed_from(capsys, "=> result")[:6] == [
         "=> result",
         "* total: 8",
         "* correct: 6",
@@ -83,9 +84,7 @@ def test_per_class_lines(tmp_path, capsys):
     evaluator = build_evaluator(make_cfg(tmp_path, per_class=True), lab2cname=LAB2CNAME)
     feed(evaluator)
     results = evaluator.evaluate()
-    out = capsys.readouterr().out
-    per_class = out[out.index("=> per-class result") :].splitlines()
-    assert per_class[:5] == [
+    assert printed_from(capsys, "=> per-class result")[:5] == [
         "=> per-class result",
         "* class: 0 (cat)\ttotal: 4\tcorrect: 3\tacc: 75.0%",
         "* class: 1 (dog)\ttotal: 2\tcorrect: 1\tacc: 50.0%",

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 import datasets  # noqa: F401  (registers datasets and DATASET.SUBSAMPLE_CLASSES)
 import trainers  # noqa: F401  (registers trainers and their TRAINER.* keys)
@@ -14,39 +13,60 @@ from clip import clip
 from dassl.config import extend_cfg, get_cfg_default
 from dassl.data.datasets import DATASET_REGISTRY
 from dassl.engine import TRAINER_REGISTRY
+from datasets import synthetic
+from tools import dataset_configs
+from tools.dataset_configs import dataset_table
+from tools.results import runs
+from tools.sweep import grid
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 DATASET_CONFIGS = sorted((CONFIGS / "datasets").glob("*.yaml"))
 TRAINER_CONFIGS = sorted((CONFIGS / "trainers").glob("*/*.yaml"))
-
-EXPECTED_DATASETS = {
-    "imagenet": "ImageNet",
-    "caltech101": "Caltech101",
-    "oxford_pets": "OxfordPets",
-    "stanford_cars": "StanfordCars",
-    "oxford_flowers": "OxfordFlowers",
-    "food101": "Food101",
-    "fgvc_aircraft": "FGVCAircraft",
-    "sun397": "SUN397",
-    "dtd": "DescribableTextures",
-    "eurosat": "EuroSAT",
-    "ucf101": "UCF101",
-    "imagenetv2": "ImageNetV2",
-    "imagenet_sketch": "ImageNetSketch",
-    "imagenet_a": "ImageNetA",
-    "imagenet_r": "ImageNetR",
-}
 
 
 def full_cfg():
     return extend_cfg(get_cfg_default())
 
 
-def test_the_fifteen_dataset_configs_name_registered_datasets():
-    names = {p.stem: yaml.safe_load(p.read_text())["DATASET"]["NAME"] for p in DATASET_CONFIGS}
-    assert names == EXPECTED_DATASETS
-    for name in names.values():
-        assert name in DATASET_REGISTRY
+def test_each_benchmark_dataset_has_one_config_naming_it():
+    """configs/datasets/ is the dataset table: one config per dataset the package registers
+    (fifteen; the synthetic test data has none), each naming a registered dataset; the results
+    tools and the grid runner read their table from it."""
+    table = dataset_table()
+    assert len(table) == 15
+    assert table["dtd"] == "DescribableTextures" and table["imagenet_r"] == "ImageNetR"
+    benchmarks = {
+        name
+        for name in DATASET_REGISTRY.registered_names()
+        if DATASET_REGISTRY.get(name).__module__.startswith("datasets.")
+        and DATASET_REGISTRY.get(name).__module__ != synthetic.__name__
+    }
+    assert sorted(table.values()) == sorted(benchmarks)
+    assert runs.DATASETS == {key: table[key] for key in runs.DATASET_TITLES}
+    assert grid.dataset_name("oxford_flowers") == "OxfordFlowers"
+
+
+def test_dataset_config_command_prints_names_and_names_a_missing_config(capsys):
+    assert dataset_configs.main(["name", "sun397"]) == 0
+    assert capsys.readouterr().out == "SUN397\n"
+    assert dataset_configs.main(["list"]) == 0
+    assert capsys.readouterr().out.split() == sorted(p.stem for p in DATASET_CONFIGS)
+    assert dataset_configs.main(["name", "cifar10"]) == 1
+    err = capsys.readouterr().err
+    assert "configs/datasets/cifar10.yaml" in err and "caltech101 dtd" in err
+
+
+def test_a_dataset_config_without_a_name_is_named(tmp_path, monkeypatch):
+    (tmp_path / "broken.yaml").write_text("INPUT:\n  SIZE: (224, 224)\n")
+    monkeypatch.setattr(dataset_configs, "DATASET_CONFIGS", tmp_path)
+    dataset_configs.dataset_table.cache_clear()
+    try:
+        with pytest.raises(
+            dataset_configs.DatasetConfigError, match="broken.yaml sets no DATASET.NAME"
+        ):
+            dataset_configs.dataset_table()
+    finally:
+        dataset_configs.dataset_table.cache_clear()
 
 
 @pytest.mark.parametrize("path", TRAINER_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")

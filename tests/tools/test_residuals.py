@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-import tests.support.tiny_data  # noqa: F401  (registers TinyImages)
 from dassl.utils import save_checkpoint
-from tests.engine.helpers import run_train_in_process
+from datasets.synthetic import write_tiny_image_dataset
 from tests.support.tiny_clip import tiny_clip_checkpoint
-from tests.support.tiny_data import write_tiny_image_dataset
+from tests.support.tiny_run import run_train_in_process, tiny_run_argv
 from tests.tools.logs import training_log, write_log, write_run
 from tools import parse_test_res as ptr
 from tools.results.figures import residual_figure
@@ -188,14 +187,16 @@ def test_real_taskres_and_zero_shot_runs(tmp_path):
     clip = tiny_clip_checkpoint(tmp_path / "clip", arch="ViT")
 
     def argv(trainer: str, out: Path, *flags: str) -> list[str]:
-        return [
-            *flags, "--root", str(tmp_path / "data"), "--seed", "1", "--trainer", trainer,
-            "--output-dir", str(out), "DATASET.NAME", "TinyImages", "DATASET.NUM_SHOTS", "2",
-            "MODEL.BACKBONE.NAME", str(clip), "INPUT.SIZE", "(32, 32)",
-            "INPUT.TRANSFORMS", "['normalize']", "DATALOADER.NUM_WORKERS", "0",
-            "OPTIM.MAX_EPOCH", "2", "OPTIM.LR", "0.05", "USE_CUDA", "False",
-            "TRAINER.TaskRes.PREC", "fp32", "TRAINER.ZSCLIP.PREC", "fp32",
-        ]  # fmt: skip
+        keys = {
+            "DATASET.NUM_SHOTS": 2,
+            "MODEL.BACKBONE.NAME": clip,
+            "INPUT.TRANSFORMS": "['normalize']",
+            "OPTIM.MAX_EPOCH": 2,
+            "OPTIM.LR": 0.05,
+            "TRAINER.TaskRes.PREC": "fp32",
+            "TRAINER.ZSCLIP.PREC": "fp32",
+        }
+        return tiny_run_argv(trainer, tmp_path / "data", out, keys, flags)
 
     run_train_in_process(argv("TaskRes", tmp_path / "runs" / "taskres"))
     run_train_in_process(argv("ZeroshotCLIP2", tmp_path / "runs" / "zs", "--eval-only"))

@@ -312,20 +312,16 @@ def small(tmp_path: Path) -> Path:
 TITLE = "accuracy (%) at 4 shots: mean ± std over seeds (n = seeds); backbone RN50; protocol exact"
 
 
-def test_terminal_format(small):
-    text = render.render([by_dataset(results_of(small))], "terminal")
-    assert text.splitlines() == [
+# What each text format prints for the small grid's by-dataset table.
+RENDERED = {
+    "terminal": [
         TITLE,
         "method            Caltech101      EuroSAT      Average",
         "--------  ------------------  -----------  -----------",
         "TaskRes   91.00 ± 1.00 (n=2)  70.50 (n=1)  80.25 (n=1)",
         "Averages over datasets are taken per seed, over the seeds every dataset has.",
-    ]
-
-
-def test_markdown_format(small):
-    text = render.render([by_dataset(results_of(small))], "markdown")
-    assert text.splitlines() == [
+    ],
+    "markdown": [
         f"**{TITLE}**",
         "",
         "| method   |         Caltech101 |     EuroSAT |     Average |",
@@ -333,12 +329,8 @@ def test_markdown_format(small):
         "| TaskRes  | 91.00 ± 1.00 (n=2) | 70.50 (n=1) | 80.25 (n=1) |",
         "",
         "Averages over datasets are taken per seed, over the seeds every dataset has.",
-    ]
-
-
-def test_latex_format(small):
-    text = render.render([by_dataset(results_of(small))], "latex")
-    assert text.splitlines() == [
+    ],
+    "latex": [
         "\\begin{table}[t]",
         "\\centering",
         "\\caption{accuracy (\\%) at 4 shots: mean $\\pm$ std over seeds (n = seeds); backbone "
@@ -353,7 +345,14 @@ def test_latex_format(small):
         "\\bottomrule",
         "\\end{tabular}",
         "\\end{table}",
-    ]
+    ],
+}
+
+
+@pytest.mark.parametrize("fmt", list(RENDERED))
+def test_text_formats(small, fmt):
+    text = render.render([by_dataset(results_of(small))], fmt)
+    assert text.splitlines() == RENDERED[fmt]
 
 
 def test_csv_format(small):

@@ -8,12 +8,11 @@ import pytest
 import torch
 from yacs.config import CfgNode
 
-import tests.support.tiny_data  # noqa: F401  (registers TinyImages)
 import trainers  # noqa: F401  (registers the trainers and their config keys)
-from dassl.config import extend_cfg, get_cfg_default
 from dassl.engine import TRAINER_REGISTRY
-from tests.support.tiny_clip import TINY_INPUT_SIZE, tiny_clip_checkpoint
-from tests.support.tiny_data import write_tiny_image_dataset
+from datasets.synthetic import write_tiny_image_dataset
+from tests.support.tiny_clip import tiny_clip_checkpoint
+from tests.support.tiny_run import tiny_run_cfg
 from trainers import clip_base
 from trainers.feature_store import ENV_VAR
 
@@ -56,6 +55,25 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+# The method tests' run on top of TINY_RUN: full-batch Adam for a few epochs, the last step kept.
+METHOD_RUN = {
+    "DATASET.NUM_SHOTS": -1,
+    "INPUT.TRANSFORMS": ["random_flip", "normalize"],
+    "INPUT.PIXEL_MEAN": [0.48145466, 0.4578275, 0.40821073],
+    "INPUT.PIXEL_STD": [0.26862954, 0.26130258, 0.27577711],
+    "DATALOADER.TRAIN_X.BATCH_SIZE": 32,
+    "DATALOADER.TEST.BATCH_SIZE": 32,
+    "OPTIM.NAME": "adam",
+    "OPTIM.LR": 0.01,
+    "OPTIM.MAX_EPOCH": 4,
+    "OPTIM.LR_SCHEDULER": "cosine",
+    "TRAIN.PRINT_FREQ": 100,
+    "TRAIN.CHECKPOINT_FREQ": 0,
+    "TEST.FINAL_MODEL": "last_step",
+    "SEED": 1,
+}
+
+
 def build_cfg(
     trainer: str,
     backbone: Path,
@@ -64,32 +82,18 @@ def build_cfg(
     opts: list[Any] = (),
     prec: str = "fp32",
 ) -> CfgNode:
-    """A small CPU run: fp32 (unless `prec` says otherwise), no workers, few epochs."""
-    cfg = get_cfg_default()
-    extend_cfg(cfg)
-    cfg.TRAINER.NAME = trainer
-    cfg.TRAINER[TRAINER_REGISTRY.get(trainer).CFG_NODE].PREC = prec
-    cfg.MODEL.BACKBONE.NAME = str(backbone)
-    cfg.DATASET.NAME = "TinyImages"
-    cfg.DATASET.ROOT = str(data_root)
-    cfg.DATASET.NUM_SHOTS = -1
-    cfg.INPUT.SIZE = (TINY_INPUT_SIZE, TINY_INPUT_SIZE)
-    cfg.INPUT.TRANSFORMS = ["random_flip", "normalize"]
-    cfg.INPUT.PIXEL_MEAN = [0.48145466, 0.4578275, 0.40821073]
-    cfg.INPUT.PIXEL_STD = [0.26862954, 0.26130258, 0.27577711]
-    cfg.DATALOADER.NUM_WORKERS = 0
-    cfg.DATALOADER.TRAIN_X.BATCH_SIZE = 32
-    cfg.DATALOADER.TEST.BATCH_SIZE = 32
-    cfg.OPTIM.NAME = "adam"
-    cfg.OPTIM.LR = 0.01
-    cfg.OPTIM.MAX_EPOCH = 4
-    cfg.OPTIM.LR_SCHEDULER = "cosine"
-    cfg.TRAIN.PRINT_FREQ = 100
-    cfg.TRAIN.CHECKPOINT_FREQ = 0
-    cfg.TEST.FINAL_MODEL = "last_step"
-    cfg.OUTPUT_DIR = str(output_dir)
-    cfg.SEED = 1
-    cfg.USE_CUDA = False
+    """A METHOD_RUN of `trainer` on `backbone`: fp32 unless `prec` says otherwise, `opts`
+    (KEY VALUE ...) last."""
+    cfg = tiny_run_cfg(
+        {
+            **METHOD_RUN,
+            "TRAINER.NAME": trainer,
+            f"TRAINER.{TRAINER_REGISTRY.get(trainer).CFG_NODE}.PREC": prec,
+            "MODEL.BACKBONE.NAME": str(backbone),
+            "DATASET.ROOT": str(data_root),
+            "OUTPUT_DIR": str(output_dir),
+        }
+    )
     cfg.merge_from_list(list(opts))
     return cfg
 

@@ -9,12 +9,14 @@ from pathlib import Path
 
 from tests.support.tiny_clip import TINY_INPUT_SIZE
 
+from .conftest import NUM_CLASSES, PER_CLASS
+
 REPO = Path(__file__).resolve().parents[2]
 
 # Runs train.main() once per argument list; TinyImages must be registered first.
 RUNNER = """
 import json, sys
-import tests.support.tiny_data
+import datasets.synthetic
 import train
 for args in json.loads(sys.argv[1]):
     train.main(train.build_parser().parse_args(args))
@@ -67,4 +69,6 @@ def test_train_then_eval_only_and_zero_shot_via_train_py(vit_clip, data_root, tm
     assert (lp / "linear_probe" / "model-best.pth.tar").is_file()
     for folder in (run, zs, lp):
         assert _accuracies((folder / "log.txt").read_text())  # result lines reach the log
-    assert 0.0 <= from_epoch2 <= 100.0 and 0.0 <= zero_shot <= 100.0 and 0.0 <= probe <= 100.0
+    # Each of the five test evaluations scored every test image of the tiny dataset.
+    totals = re.findall(r"Evaluate on the \*test\* set.*?\* total: ([\d,]+)", proc.stdout, re.S)
+    assert totals == [str(NUM_CLASSES * PER_CLASS[2])] * 5

@@ -6,20 +6,20 @@ from pathlib import Path
 import pytest
 
 import train
-from dassl.config import extend_cfg, get_cfg_default
 from dassl.config.run_identity import read_recorded_config
-from tests.engine.helpers import run_train_in_process
+from tests.support.tiny_run import full_cfg, run_train_in_process, tiny_run_argv
 
 
 def argv(trainer: str, clip: Path, root: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "--root", str(root), "--seed", "1", "--trainer", trainer, "--output-dir", str(out),
-        "DATASET.NAME", "TinyImages", "MODEL.BACKBONE.NAME", str(clip),
-        "INPUT.SIZE", "(32, 32)", "INPUT.TRANSFORMS", "['normalize']",
-        "DATALOADER.NUM_WORKERS", "0", "OPTIM.MAX_EPOCH", "2", "OPTIM.LR", "0.05",
-        "USE_CUDA", "False", "TRAINER.TaskRes.PREC", "fp32", "TRAINER.COOP.PREC", "fp32",
-        *extra,
-    ]  # fmt: skip
+    keys = {
+        "MODEL.BACKBONE.NAME": clip,
+        "INPUT.TRANSFORMS": "['normalize']",
+        "OPTIM.MAX_EPOCH": 2,
+        "OPTIM.LR": 0.05,
+        "TRAINER.TaskRes.PREC": "fp32",
+        "TRAINER.COOP.PREC": "fp32",
+    }
+    return [*tiny_run_argv(trainer, root, out, keys), *extra]
 
 
 def accuracy(log: str) -> str:
@@ -109,9 +109,7 @@ def test_another_trainer_than_the_trained_one_is_refused(trained, tmp_path, vit_
 
 
 def transfer_cfg(trainer: str, dataset: str, *opts: str):
-    cfg = extend_cfg(get_cfg_default())
-    cfg.TRAINER.NAME = trainer
-    cfg.DATASET.NAME = dataset
+    cfg = full_cfg({"TRAINER.NAME": trainer, "DATASET.NAME": dataset})
     cfg.merge_from_list(list(opts))
     return cfg
 

@@ -12,8 +12,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from dassl.utils.tools import read_image
+from datasets.synthetic import write_tiny_image_dataset
 from tests.support.tiny_clip import TINY_INPUT_SIZE
-from tests.support.tiny_data import write_tiny_image_dataset
 from trainers.feature_store import FeatureStore, image_key
 from trainers.features import FEATURES
 from trainers.protocol import Protocol, ProtocolError, parse_protocol, protocol_of
@@ -23,7 +23,7 @@ from .conftest import NUM_CLASSES, PER_CLASS
 from .helpers import make_trainer
 
 REPO = Path(__file__).resolve().parents[2]
-RUNNER = "import sys, tests.support.tiny_data, train; train.main(train.build_parser().parse_args())"
+RUNNER = "import sys, datasets.synthetic, train; train.main(train.build_parser().parse_args())"
 EPOCHS = 3
 # Crops, so that augmented views of a 32 px image differ from each other and from the test view.
 AUGMENT = ("INPUT.TRANSFORMS", ["random_resized_crop", "random_flip", "normalize"])

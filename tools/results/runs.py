@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from ..dataset_configs import dataset_table
 from .logs import Run, read_run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,27 +27,7 @@ SEED_DIR = re.compile(r"seed(\d+)")
 SHOTS_PART = re.compile(r"(?:^|_)(\d+)shots?(?:_|$)")
 SHOTS_SUFFIX = re.compile(r"_\d+shots?$")
 
-# Dataset config names (configs/datasets/*.yaml) in the order the papers list them, with the
-# registered DATASET.NAME of each so folders and configs naming either are recognised.
-DATASETS = {
-    "imagenet": "ImageNet",
-    "caltech101": "Caltech101",
-    "oxford_pets": "OxfordPets",
-    "stanford_cars": "StanfordCars",
-    "oxford_flowers": "OxfordFlowers",
-    "food101": "Food101",
-    "fgvc_aircraft": "FGVCAircraft",
-    "sun397": "SUN397",
-    "dtd": "DescribableTextures",
-    "eurosat": "EuroSAT",
-    "ucf101": "UCF101",
-    "imagenetv2": "ImageNetV2",
-    "imagenet_sketch": "ImageNetSketch",
-    "imagenet_a": "ImageNetA",
-    "imagenet_r": "ImageNetR",
-}
-_DATASET_ALIASES = {k: k for k in DATASETS} | {v.lower(): k for k, v in DATASETS.items()}
-# The names the papers print.
+# The names the papers print, in the order the papers list the datasets.
 DATASET_TITLES = {
     "imagenet": "ImageNet",
     "caltech101": "Caltech101",
@@ -64,6 +45,19 @@ DATASET_TITLES = {
     "imagenet_a": "ImageNet-A",
     "imagenet_r": "ImageNet-R",
 }
+
+
+def dataset_order(key: str) -> tuple[int, str]:
+    """Known datasets in the papers' order, then the others alphabetically."""
+    known = list(DATASET_TITLES)
+    return (known.index(key) if key in known else len(known), key)
+
+
+# Config name (configs/datasets/*.yaml) -> its registered DATASET.NAME, in the papers' order
+# (others after, alphabetically), so folders and configs naming either are recognised.
+DATASETS = dict(sorted(dataset_table().items(), key=lambda item: dataset_order(item[0])))
+_DATASET_ALIASES = {k: k for k in DATASETS} | {v.lower(): k for k, v in DATASETS.items()}
+
 # Domain generalisation: models trained on ImageNet, tested on its four shifted test sets (which
 # have no train split, so a run on them always evaluates an ImageNet model).
 DG_SOURCE = "imagenet"
@@ -174,12 +168,6 @@ def dataset_key(name: str | None) -> str | None:
 
 def dataset_title(key: str) -> str:
     return DATASET_TITLES.get(key, key)
-
-
-def dataset_order(key: str) -> tuple[int, str]:
-    """Known datasets in the papers' order, then the others alphabetically."""
-    known = list(DATASETS)
-    return (known.index(key) if key in known else len(known), key)
 
 
 def dataset_of(parts: tuple[str, ...]) -> str | None:

@@ -21,8 +21,10 @@ from typing import Any
 
 import yaml
 
+from .. import dataset_configs
+
 REPO = Path(__file__).resolve().parents[2]
-DATASET_CONFIGS = REPO / "configs" / "datasets"
+DATASET_CONFIGS = dataset_configs.DATASET_CONFIGS
 TRAINER_CONFIGS = REPO / "configs" / "trainers"
 
 STAGE_KEYS = ("name", "trainer", "config", "datasets", "shots", "seeds", "vars", "rules", "args",
@@ -199,14 +201,10 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
 def dataset_name(dataset: str) -> str:
     """The registered DATASET.NAME in configs/datasets/<dataset>.yaml (e.g. dtd ->
     DescribableTextures), which the released enhanced bases are filed under."""
-    path = DATASET_CONFIGS / f"{dataset}.yaml"
-    if not path.is_file():
-        available = " ".join(sorted(p.stem for p in DATASET_CONFIGS.glob("*.yaml")))
-        raise GridError(
-            f"No dataset config configs/datasets/{dataset}.yaml. Available: {available}"
-        )
-    data = yaml.safe_load(path.read_text()) or {}
-    return str(data.get("DATASET", {}).get("NAME", dataset))
+    try:
+        return dataset_configs.dataset_name(dataset)
+    except dataset_configs.DatasetConfigError as err:
+        raise GridError(str(err)) from None
 
 
 def _format(template: Any, context: Mapping[str, Any], where: str) -> str:

@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 from types import ModuleType
 
-ORACLE_DIR = Path(__file__).resolve().parents[2] / ".oracle" / "clip"
+ORACLE_DIR = Path(__file__).resolve().parents[1] / ".oracle" / "clip"
 INSTALL_HINT = (
     "install it with `pip install --no-deps --target .oracle openai-clip` (needs setuptools<81)"
 )
