@@ -17,9 +17,9 @@ features, told apart by the batch's key. Features encoded once come from the fea
 Precision (PREC): fp16 converts CLIP to upstream's fp16 layout (`convert_weights`), so the frozen
 encoders run in fp16; amp keeps CLIP in fp32 and runs each training step under fp16 autocast with
 a GradScaler (evaluation stays fp32). Heads, their optimizer state and their checkpoints are fp32
-under every PREC: a head casts the features it receives to fp32. Upstream CoOp's fp16 runs save
-fp16 `ctx`/token tensors instead; `load_state_dict` casts either way, so checkpoints load across
-precisions.
+under every PREC: `FeatureClassifier` hands each head its features in fp32. Upstream CoOp's fp16
+runs save fp16 `ctx`/token tensors instead; `load_state_dict` casts either way, so checkpoints load
+across precisions.
 """
 
 import math
@@ -195,7 +195,8 @@ class FeatureClassifier(nn.Module):
         return encode_each(self.encode_images, images)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
+        # Heads compute in fp32 under every PREC (fp16 features included): cast once, here.
+        return self.head(features.float())
 
 
 class ClipTrainer(TrainerX):

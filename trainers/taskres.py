@@ -57,19 +57,16 @@ class TaskResHead(nn.Module):
         side: str = "text",
     ) -> None:
         super().__init__()
-        if side not in RESIDUAL_SIDES:
-            raise ValueError(
-                f"TRAINER.TaskRes.RESIDUAL_SIDE is {side!r}; choose one of {RESIDUAL_SIDES}"
-            )
         self.alpha = alpha
         self.logit_scale = logit_scale
         self.side = side
         self.register_buffer("base_text_features", base_text_features.float())
-        shape = base_text_features.shape if side == "text" else (1, base_text_features.shape[1])
-        self.text_feature_residuals = nn.Parameter(torch.zeros(shape))
+        # One residual per class (text) or one shared by every image; `side` is one of
+        # RESIDUAL_SIDES (the trainer checks TRAINER.TaskRes.RESIDUAL_SIDE before any work).
+        shape = {"text": base_text_features.shape, "image": (1, base_text_features.shape[1])}
+        self.text_feature_residuals = nn.Parameter(torch.zeros(shape[side]))
 
     def forward(self, image_features: torch.Tensor) -> torch.Tensor:
-        image_features = image_features.float()
         text_features = self.base_text_features
         if self.side == "text":
             text_features = text_features + self.alpha * self.text_feature_residuals  # t + a * x
