@@ -208,6 +208,9 @@ class ClipTrainer(TrainerX):
     MODEL_NAME: str | None = None  # register_model name; None for methods with nothing to learn
     PER_CLASS_KEYS: tuple[str, ...] = ()  # checkpoint tensors with one row per class
     FIXED_KEYS: tuple[str, ...] = ()  # checkpoint buffers rebuilt from class names, not loaded
+    # train.py flags of the method: "--flag": (KEY of that node it sets, help). A flag sets the
+    # key's value (a string) after the config files, before the trailing KEY VALUE overrides.
+    CLI_FLAGS: dict[str, tuple[str, str]] = {}
 
     def method_cfg(self, cfg: CN | None = None) -> CN:
         return (self.cfg if cfg is None else cfg).TRAINER[self.CFG_NODE]
@@ -225,6 +228,14 @@ class ClipTrainer(TrainerX):
     def build_head(self, backbone: ClipBackbone, classnames: list[str]) -> nn.Module:
         """The method: features [N, D] -> logits [N, K]. CLIP is on self.device, frozen."""
         raise NotImplementedError
+
+    @classmethod
+    def cli_flags(cls) -> dict[str, tuple[str, str]]:
+        """The method's train.py flags: flag -> (full config key, help)."""
+        return {
+            flag: (f"TRAINER.{cls.CFG_NODE}.{key}", help)
+            for flag, (key, help) in cls.CLI_FLAGS.items()
+        }
 
     @classmethod
     def learns_per_class(cls, cfg: CN) -> bool:

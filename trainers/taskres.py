@@ -129,6 +129,13 @@ class TaskRes(ClipTrainer):
     CFG_CHOICES = {**ClipTrainer.CFG_CHOICES, "RESIDUAL_SIDE": RESIDUAL_SIDES}
     MODEL_NAME = "prompt_learner"
     PER_CLASS_KEYS = ("base_text_features", "text_feature_residuals")
+    CLI_FLAGS = {
+        "--enhanced-base": (
+            "ENHANCED_BASE",
+            'TaskRes: path to an enhanced base classifier ("none", the default: the CLIP text '
+            "classifier)",
+        )
+    }
 
     def build_head(self, backbone: ClipBackbone, classnames: list[str]) -> nn.Module:
         tcfg = self.cfg.TRAINER.TaskRes
