@@ -73,6 +73,31 @@ def load_epoch_arg(value: str) -> int:
     return epoch
 
 
+def method_flags() -> dict[str, tuple[str, str]]:
+    """The flags the registered methods declare (``ClipTrainer.cli_flags``): flag -> (config
+    key, help). Subclasses of a method repeat its flags; two methods may not share a flag."""
+    flags: dict[str, tuple[str, str]] = {}
+    for name in TRAINER_REGISTRY.registered_names():
+        cli_flags = getattr(TRAINER_REGISTRY.get(name), "cli_flags", None)
+        for flag, (key, help) in (cli_flags() if cli_flags is not None else {}).items():
+            if flags.setdefault(flag, (key, help))[0] != key:
+                raise ValueError(
+                    f"Trainer {name} declares the flag {flag} for {key}, but another trainer "
+                    f"declares it for {flags[flag][0]}; rename one of them in its CLI_FLAGS."
+                )
+    return flags
+
+
+def method_flag_values(args: argparse.Namespace) -> dict[str, str]:
+    """Config key -> value of each method flag given on the command line."""
+    given = {}
+    for flag, (key, _) in method_flags().items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+        if value is not None:
+            given[key] = value
+    return given
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=str, default="", help="path to dataset")
@@ -109,13 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do nothing when OUTPUT_DIR already holds a finished run with this config",
     )
-    parser.add_argument(
-        "--enhanced-base",
-        type=str,
-        default=None,
-        help='TaskRes: path to an enhanced base classifier ("none", the default: the CLIP text '
-        "classifier)",
-    )
+    for flag, (_, help) in method_flags().items():
+        parser.add_argument(flag, type=str, default=None, help=help)
     parser.add_argument(
         "opts", default=None, nargs=argparse.REMAINDER, help="KEY VALUE config overrides"
     )
@@ -144,8 +164,12 @@ def reset_cfg(cfg: CfgNode, args: argparse.Namespace) -> None:
         cfg.MODEL.BACKBONE.NAME = args.backbone
     if args.head:
         cfg.MODEL.HEAD.NAME = args.head
-    if args.enhanced_base is not None and "TaskRes" in cfg.TRAINER:
-        cfg.TRAINER.TaskRes.ENHANCED_BASE = args.enhanced_base
+    for key, value in method_flag_values(args).items():
+        *path, name = key.split(".")
+        node = cfg
+        for part in path:
+            node = node[part]
+        node[name] = value
     cfg.RUN.EVAL_ONLY = bool(args.eval_only)
     cfg.RUN.MODEL_DIR = args.model_dir or ""
     if args.eval_only and args.load_epoch is not None:
@@ -159,8 +183,7 @@ def explicit_keys(args: argparse.Namespace) -> set[str]:
         keys.add("MODEL.BACKBONE.NAME")
     if args.trainer:
         keys.add("TRAINER.NAME")
-    if args.enhanced_base is not None:
-        keys.add("TRAINER.TaskRes.ENHANCED_BASE")
+    keys.update(method_flag_values(args))
     return keys
 
 

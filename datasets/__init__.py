@@ -1,27 +1,13 @@
-"""The benchmark datasets. Importing the package registers every dataset in DATASET_REGISTRY and
-declares ``DATASET.SUBSAMPLE_CLASSES`` (base-to-new experiments) in the config."""
+"""The benchmark datasets. Importing the package imports every module in it, which registers each
+dataset in DATASET_REGISTRY (a new dataset is a new file here), and declares
+``DATASET.SUBSAMPLE_CLASSES`` (base-to-new experiments) in the config."""
 
 from yacs.config import CfgNode
 
 from dassl.config import register_cfg_extension
+from dassl.utils.registry import import_submodules
 
-from . import (
-    caltech101,
-    dtd,
-    eurosat,
-    fgvc_aircraft,
-    food101,
-    imagenet,
-    imagenet_a,
-    imagenet_r,
-    imagenet_sketch,
-    imagenetv2,
-    oxford_flowers,
-    oxford_pets,
-    stanford_cars,
-    sun397,
-    ucf101,
-)
+import_submodules(__name__, __path__)
 
 
 @register_cfg_extension

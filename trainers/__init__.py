@@ -1,15 +1,10 @@
-"""CLIP methods. Importing the package registers every trainer and its config keys.
+"""CLIP methods, one module each, on the shared base in clip_base.py.
 
-Trainer (TRAINER.NAME)  config node          registered model (checkpoint folder)
-TaskRes                 TRAINER.TaskRes       prompt_learner
-CoOp                    TRAINER.COOP          prompt_learner
-CLIP_Adapter            TRAINER.CLIP_ADAPTER  clip_adapter
-ZeroshotCLIP(2)         TRAINER.ZSCLIP        none (evaluation only)
-LinearProbeCLIP         TRAINER.LINEAR_PROBE  linear_probe
-All share TRAINER.PROTOCOL (protocol.py), TRAINER.FEATURE_STORE (feature_store.py),
-TRAINER.FEATURE_CACHE and TRAINER.DECODE_ONCE_MB (clip_base.py).
+Importing the package imports every module in it, which registers each trainer in
+TRAINER_REGISTRY and its config keys (``TRAINER_REGISTRY.registered_names()`` lists them): a new
+method is a new file here (README, "Adding a method").
 """
 
-from . import clip_adapter, coop, linear_probe, taskres, zsclip
+from dassl.utils.registry import import_submodules
 
-__all__ = ["clip_adapter", "coop", "linear_probe", "taskres", "zsclip"]
+import_submodules(__name__, __path__)

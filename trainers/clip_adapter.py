@@ -55,7 +55,6 @@ class AdapterHead(nn.Module):
         self.logit_scale = logit_scale
 
     def forward(self, image_features: torch.Tensor) -> torch.Tensor:
-        image_features = image_features.float()
         mixed = self.ratio * self.adapter(image_features) + (1 - self.ratio) * image_features
         return self.logit_scale * normalize(mixed) @ self.text_features.t()
 

@@ -5,8 +5,8 @@ A method subclasses `ClipTrainer` and writes only its head: an `nn.Module` mappi
 or OpenCLIP's, the same interface for every method; INPUT.* follow its preprocessing unless the
 config chose otherwise, see `follow_backbone_input`), applies the precision,
 freezes CLIP, encodes images without gradients, builds the optimizer over the learnable part only,
-does the amp step, registers the model under its upstream name, loads checkpoints (best or given
-epoch; fixed buffers dropped; ImageNet rows picked for ImageNet-A/R).
+gives the engine its amp loss scaler, registers the model under its upstream name, and adapts the
+checkpoints the engine loads (fixed buffers dropped; ImageNet rows picked for ImageNet-A/R).
 
 Images reach a head only as features, along one path. The train loader serves what
 TRAINER.PROTOCOL asks for (trainers/protocol.py): image batches (exact) or feature batches (views,
@@ -17,9 +17,9 @@ features, told apart by the batch's key. Features encoded once come from the fea
 Precision (PREC): fp16 converts CLIP to upstream's fp16 layout (`convert_weights`), so the frozen
 encoders run in fp16; amp keeps CLIP in fp32 and runs each training step under fp16 autocast with
 a GradScaler (evaluation stays fp32). Heads, their optimizer state and their checkpoints are fp32
-under every PREC: a head casts the features it receives to fp32. Upstream CoOp's fp16 runs save
-fp16 `ctx`/token tensors instead; `load_state_dict` casts either way, so checkpoints load across
-precisions.
+under every PREC: `FeatureClassifier` hands each head its features in fp32. Upstream CoOp's fp16
+runs save fp16 `ctx`/token tensors instead; `load_state_dict` casts either way, so checkpoints load
+across precisions.
 """
 
 import math
@@ -38,10 +38,9 @@ from dassl.data.data_manager import DatasetWrapper, build_data_loader, effective
 from dassl.data.datasets import Datum
 from dassl.data.transforms import eval_view_identity
 from dassl.engine import TrainerX
-from dassl.engine.trainer import model_file_path
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
-from dassl.utils import load_checkpoint, load_pretrained_weights
+from dassl.utils import load_pretrained_weights
 
 from .class_subsets import NUM_IMAGENET_CLASSES, imagenet_rows
 from .decoded import MB, DecodeOnceWrapper
@@ -196,7 +195,8 @@ class FeatureClassifier(nn.Module):
         return encode_each(self.encode_images, images)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
+        # Heads compute in fp32 under every PREC (fp16 features included): cast once, here.
+        return self.head(features.float())
 
 
 class ClipTrainer(TrainerX):
@@ -208,6 +208,9 @@ class ClipTrainer(TrainerX):
     MODEL_NAME: str | None = None  # register_model name; None for methods with nothing to learn
     PER_CLASS_KEYS: tuple[str, ...] = ()  # checkpoint tensors with one row per class
     FIXED_KEYS: tuple[str, ...] = ()  # checkpoint buffers rebuilt from class names, not loaded
+    # train.py flags of the method: "--flag": (KEY of that node it sets, help). A flag sets the
+    # key's value (a string) after the config files, before the trailing KEY VALUE overrides.
+    CLI_FLAGS: dict[str, tuple[str, str]] = {}
 
     def method_cfg(self, cfg: CN | None = None) -> CN:
         return (self.cfg if cfg is None else cfg).TRAINER[self.CFG_NODE]
@@ -225,6 +228,14 @@ class ClipTrainer(TrainerX):
     def build_head(self, backbone: ClipBackbone, classnames: list[str]) -> nn.Module:
         """The method: features [N, D] -> logits [N, K]. CLIP is on self.device, frozen."""
         raise NotImplementedError
+
+    @classmethod
+    def cli_flags(cls) -> dict[str, tuple[str, str]]:
+        """The method's train.py flags: flag -> (full config key, help)."""
+        return {
+            flag: (f"TRAINER.{cls.CFG_NODE}.{key}", help)
+            for flag, (key, help) in cls.CLI_FLAGS.items()
+        }
 
     @classmethod
     def learns_per_class(cls, cfg: CN) -> bool:
@@ -305,8 +316,9 @@ class ClipTrainer(TrainerX):
             self.optim = build_optimizer(learner, cfg.OPTIM)
             self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
             self.register_model(self.MODEL_NAME, learner, self.optim, self.sched)
-        # On the run's device: a "cuda" scaler on CPU disables itself and would step unscaled.
-        self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "amp" else None
+        if self.precision == "amp":
+            # On the run's device: a "cuda" scaler on CPU disables itself and steps unscaled.
+            self.scaler = torch.amp.GradScaler(self.device.type)
 
     # ---- image -> features, through the feature store --------------------------------------
 
@@ -475,44 +487,15 @@ class ClipTrainer(TrainerX):
             output = self.model(features)
             loss = F.cross_entropy(output, label)
         self.model_backward_and_update(loss)
+        return {"loss": loss.item(), "acc": compute_accuracy(output, label)[0].item()}
 
-        summary = {"loss": loss.item(), "acc": compute_accuracy(output, label)[0].item()}
-        if (self.batch_idx + 1) == self.num_batches:
-            self.update_lr()
-        return summary
+    # ---- checkpoints: the engine's load_model, adapted to CLIP heads -----------------------
 
-    def model_backward_and_update(
-        self, loss: torch.Tensor, names: str | list[str] | None = None
-    ) -> None:
-        """Under amp, the GradScaler step: backward through the scaled loss (so small fp16
-        gradients survive), then every registered optimizer steps on the unscaled gradients,
-        skipping the step when they overflowed, and the scale adapts."""
-        if self.scaler is None:
-            super().model_backward_and_update(loss, names)
-            return
-        self.model_zero_grad(names)
-        self.detect_anomaly(loss)
-        self.scaler.scale(loss).backward()
-        for name in self.get_model_names(names):
-            if self._optims[name] is not None:
-                self.scaler.step(self._optims[name])
-        self.scaler.update()
+    def loading_line(self, name: str, model_path: str, checkpoint: dict[str, Any]) -> str:
+        """Upstream CoOp's line, as its method repositories log it."""
+        return f'Loading weights to {name} from "{model_path}" (epoch = {checkpoint["epoch"]})'
 
-    # ---- checkpoints ---------------------------------------------------------------------
-
-    def load_model(self, directory: str, epoch: int | None = None) -> None:
-        """Upstream CoOp's loading: fixed buffers and ImageNet-A/R rows adapted, keys checked."""
-        if not directory:
-            print("Note that load_model() is skipped as no pretrained model is given")
-            return
-        for name in self.get_model_names():
-            model_path = model_file_path(directory, name, epoch)
-            checkpoint = load_checkpoint(model_path)
-            state_dict = self.adapt_state_dict(dict(checkpoint["state_dict"]))
-            print(f'Loading weights to {name} from "{model_path}" (epoch = {checkpoint["epoch"]})')
-            self._load_state_dict(name, state_dict, model_path)
-
-    def adapt_state_dict(self, state_dict: dict) -> dict:
+    def adapt_state_dict(self, name: str, state_dict: dict[str, Any]) -> dict[str, Any]:
         """Drop buffers rebuilt from class names; keep ImageNet-A/R's rows of ImageNet ones."""
         for key in self.FIXED_KEYS:
             state_dict.pop(key, None)
@@ -524,19 +507,9 @@ class ClipTrainer(TrainerX):
                     state_dict[key] = tensor[rows]
         return state_dict
 
-    def _load_state_dict(self, name: str, state_dict: dict, model_path: str) -> None:
-        try:
-            result = self._models[name].load_state_dict(state_dict, strict=False)
-        except RuntimeError as err:
-            raise RuntimeError(
-                f'"{model_path}" does not fit this run\'s {name}: {err}\nIt was probably trained '
-                "on another dataset (number of classes) or backbone (feature width); evaluate it "
-                "with the dataset and backbone it was trained with."
-            ) from err
-        missing = [k for k in result.missing_keys if k not in self.FIXED_KEYS]
-        if missing or result.unexpected_keys:
-            raise KeyError(
-                f'"{model_path}" is not a {type(self).__name__} checkpoint: missing keys '
-                f"{missing}, unexpected keys {result.unexpected_keys}. Check --trainer and "
-                "--model-dir."
-            )
+    def check_loaded_keys(
+        self, name: str, model_path: str, missing: list[str], unexpected: list[str]
+    ) -> None:
+        """The fixed buffers are rebuilt from class names, so a checkpoint need not hold them."""
+        missing = [k for k in missing if k not in self.FIXED_KEYS]
+        super().check_loaded_keys(name, model_path, missing, unexpected)

@@ -42,18 +42,14 @@ def prompt_order(position: str, n_ctx: int, name_lens: list[int], length: int) -
     for name_len in name_lens:
         name = list(range(1 + n_ctx, 1 + n_ctx + name_len))
         rest = list(range(1 + n_ctx + name_len, length))
-        if position == "end":
-            order = sos + ctx + name + rest
-        elif position == "middle":
-            order = sos + ctx[:half] + name + ctx[half:] + rest
-        elif position == "front":
-            order = sos + name + ctx + rest
-        else:
-            raise ValueError(
-                f"TRAINER.COOP.CLASS_TOKEN_POSITION is {position!r}; choose one of "
-                f"{CLASS_TOKEN_POSITIONS}"
-            )
-        orders.append(order)
+        # `position` is one of CLASS_TOKEN_POSITIONS (CoOp.check_cfg refuses others up front).
+        orders.append(
+            {
+                "end": sos + ctx + name + rest,
+                "middle": sos + ctx[:half] + name + ctx[half:] + rest,
+                "front": sos + name + ctx + rest,
+            }[position]
+        )
     return torch.tensor(orders)
 
 
@@ -132,7 +128,7 @@ class CoOpHead(nn.Module):
     def forward(self, image_features: torch.Tensor) -> torch.Tensor:
         prompts = self.prompt_learner()
         text_features = self.text_encoder(prompts, self.prompt_learner.tokenized_prompts)
-        image_features = normalize(image_features.float())
+        image_features = normalize(image_features)
         return self.logit_scale * image_features @ normalize(text_features.float()).t()
 
 

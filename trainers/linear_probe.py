@@ -106,13 +106,6 @@ def linear_from_logistic(clf: LogisticRegression, num_classes: int) -> tuple[tor
     return weight, bias
 
 
-class LinearHead(nn.Linear):
-    """logits = W f + b on raw (unnormalised) features; keys `weight`, `bias`."""
-
-    def forward(self, image_features: torch.Tensor) -> torch.Tensor:
-        return super().forward(image_features.float())
-
-
 @TRAINER_REGISTRY.register()
 class LinearProbeCLIP(ClipTrainer):
     """Logistic-regression probe on frozen CLIP features (CoOp's lpclip protocol)."""
@@ -122,7 +115,8 @@ class LinearProbeCLIP(ClipTrainer):
     PER_CLASS_KEYS = ("weight", "bias")
 
     def build_head(self, backbone: ClipBackbone, classnames: list[str]) -> nn.Module:
-        head = LinearHead(backbone.embed_dim, len(classnames))
+        # logits = W f + b on raw (unnormalised) features; keys `weight`, `bias`.
+        head = nn.Linear(backbone.embed_dim, len(classnames))
         nn.init.zeros_(head.weight)
         nn.init.zeros_(head.bias)
         return head

@@ -57,19 +57,16 @@ class TaskResHead(nn.Module):
         side: str = "text",
     ) -> None:
         super().__init__()
-        if side not in RESIDUAL_SIDES:
-            raise ValueError(
-                f"TRAINER.TaskRes.RESIDUAL_SIDE is {side!r}; choose one of {RESIDUAL_SIDES}"
-            )
         self.alpha = alpha
         self.logit_scale = logit_scale
         self.side = side
         self.register_buffer("base_text_features", base_text_features.float())
-        shape = base_text_features.shape if side == "text" else (1, base_text_features.shape[1])
-        self.text_feature_residuals = nn.Parameter(torch.zeros(shape))
+        # One residual per class (text) or one shared by every image; `side` is one of
+        # RESIDUAL_SIDES (the trainer checks TRAINER.TaskRes.RESIDUAL_SIDE before any work).
+        shape = {"text": base_text_features.shape, "image": (1, base_text_features.shape[1])}
+        self.text_feature_residuals = nn.Parameter(torch.zeros(shape[side]))
 
     def forward(self, image_features: torch.Tensor) -> torch.Tensor:
-        image_features = image_features.float()
         text_features = self.base_text_features
         if self.side == "text":
             text_features = text_features + self.alpha * self.text_feature_residuals  # t + a * x
@@ -132,6 +129,13 @@ class TaskRes(ClipTrainer):
     CFG_CHOICES = {**ClipTrainer.CFG_CHOICES, "RESIDUAL_SIDE": RESIDUAL_SIDES}
     MODEL_NAME = "prompt_learner"
     PER_CLASS_KEYS = ("base_text_features", "text_feature_residuals")
+    CLI_FLAGS = {
+        "--enhanced-base": (
+            "ENHANCED_BASE",
+            'TaskRes: path to an enhanced base classifier ("none", the default: the CLIP text '
+            "classifier)",
+        )
+    }
 
     def build_head(self, backbone: ClipBackbone, classnames: list[str]) -> nn.Module:
         tcfg = self.cfg.TRAINER.TaskRes

@@ -33,7 +33,7 @@ class ZeroshotHead(nn.Module):
         self.logit_scale = logit_scale
 
     def forward(self, image_features: torch.Tensor) -> torch.Tensor:
-        return self.logit_scale * normalize(image_features.float()) @ self.text_features.t()
+        return self.logit_scale * normalize(image_features) @ self.text_features.t()
 
 
 def zeroshot_classifier(

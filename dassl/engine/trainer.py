@@ -26,6 +26,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -72,6 +73,16 @@ class TrainingInterrupted(SystemExit):
         self.message = message
 
 
+@dataclass(frozen=True)
+class ResumePoint:
+    """What a resume restores besides the weights: where training continues, the random state
+    to continue it with (applied right before that epoch) and the best val result so far."""
+
+    start_epoch: int = 0
+    rng_state: dict[str, Any] | None = None
+    best_result: float | None = None
+
+
 class TrainerBase:
     """Model registry, checkpoint hooks and the generic epoch loop."""
 
@@ -80,6 +91,17 @@ class TrainerBase:
         self._optims: OrderedDict[str, Any] = OrderedDict()
         self._scheds: OrderedDict[str, Any] = OrderedDict()
         self._writer = None
+        self.cfg: CfgNode | None = None
+        self.output_dir = ""
+        self.start_epoch = self.epoch = self.max_epoch = 0
+        self.batch_idx: int | None = None  # set while an epoch runs
+        self.num_batches = 0
+        self.best_result = -np.inf
+        # Set it (e.g. in build_model) to train through an amp loss scaler; it is checkpointed.
+        self.scaler: torch.amp.GradScaler | None = None
+        # The last resume_model_if_exist's result, until train() applies its RNG state.
+        self.resume_point: ResumePoint | None = None
+        self.lr_steps = 0  # update_lr calls so far (the engine's per-epoch step counts too)
 
     def register_model(
         self,
@@ -96,6 +118,10 @@ class TrainerBase:
         self._models[name] = model
         self._optims[name] = optim
         self._scheds[name] = sched
+
+    def get_model(self, name: str) -> nn.Module:
+        """The model registered as ``name``."""
+        return self._models[self.get_model_names(name)[0]]
 
     def get_model_names(self, names: str | list[str] | None = None) -> list[str]:
         names_real = list(self._models.keys())
@@ -124,10 +150,9 @@ class TrainerBase:
                     f"or inf. {self._nan_advice()}"
                 )
         # Extra keys (ignored by upstream) that make a resumed run identical to an unbroken one.
-        extras = {"rng_state": capture_rng_state(), "best_result": self._best_result_or_none()}
-        scaler = getattr(self, "scaler", None)
-        if scaler is not None:
-            extras["scaler"] = scaler.state_dict()
+        extras = {"rng_state": capture_rng_state(), "best_result": float(self.best_result)}
+        if self.scaler is not None:
+            extras["scaler"] = self.scaler.state_dict()
         for name in names:
             optim, sched = self._optims[name], self._scheds[name]
             save_checkpoint(
@@ -144,20 +169,15 @@ class TrainerBase:
                 model_name=model_name,
             )
 
-    def _best_result_or_none(self) -> float | None:
-        best = getattr(self, "best_result", None)
-        return None if best is None else float(best)
-
     def resume_directory(self) -> str:
         """Where running the same command again resumes from: OUTPUT_DIR once it holds this run's
         own checkpoints (so a run started with --resume DIR into a new folder continues from its
         own progress after an interruption), else RESUME (--resume) when given, else OUTPUT_DIR."""
-        output_dir = getattr(self, "output_dir", "")
+        output_dir = self.output_dir
         names = self.get_model_names()
         if names and all(read_checkpoint_pointer(os.path.join(output_dir, name)) for name in names):
             return output_dir
-        cfg = getattr(self, "cfg", None)
-        return (cfg.RESUME if cfg is not None else "") or output_dir
+        return (self.cfg.RESUME if self.cfg is not None else "") or output_dir
 
     def _last_good_checkpoint(self) -> str | None:
         """The file a resume would load for the first model (None before any epoch finished)."""
@@ -175,8 +195,7 @@ class TrainerBase:
     def _nan_advice(self) -> str:
         """How to continue after a NaN stop. A lower lr is another config, so (as run identity
         requires) it goes into a new folder, resuming from this run's last good checkpoint."""
-        cfg = getattr(self, "cfg", None)
-        lr = f" (now {cfg.OPTIM.LR})" if cfg is not None else ""
+        lr = f" (now {self.cfg.OPTIM.LR})" if self.cfg is not None else ""
         path = self._last_good_checkpoint()
         if path is None:
             return (
@@ -192,12 +211,23 @@ class TrainerBase:
         )
 
     def resume_model_if_exist(self, directory: str) -> int:
-        """Restore the latest checkpoints in ``directory``; returns the epoch to start from."""
+        """Restore the latest checkpoints in ``directory``; returns the epoch to start from.
+
+        The rest of what they restore is kept in ``resume_point``: ``train`` applies its RNG
+        state right before the first epoch it runs."""
+        self.resume_point = self.restore_checkpoints(directory)
+        if self.resume_point.best_result is not None:
+            self.best_result = self.resume_point.best_result
+        return self.resume_point.start_epoch
+
+    def restore_checkpoints(self, directory: str) -> ResumePoint:
+        """Load the latest checkpoints in ``directory`` into the registered models, optimizers,
+        schedulers and ``scaler``; returns what else they hold (a fresh start if none)."""
         names = self.get_model_names()
         paths = {name: read_checkpoint_pointer(os.path.join(directory, name)) for name in names}
         if not names or any(path is None for path in paths.values()):
             print("No checkpoint found, train from scratch")
-            return 0
+            return ResumePoint()
         print(f"Found checkpoint at {directory} (will resume training)")
 
         checkpoints = {name: load_checkpoint(path) for name, path in paths.items()}
@@ -221,15 +251,10 @@ class TrainerBase:
                 checkpoints[name], self._models[name], self._optims[name], self._scheds[name]
             )
         first = checkpoints[names[0]]
-        if first.get("best_result") is not None:
-            self.best_result = first["best_result"]
-        scaler = getattr(self, "scaler", None)
-        if scaler is not None and first.get("scaler"):
-            scaler.load_state_dict(first["scaler"])
+        if self.scaler is not None and first.get("scaler"):
+            self.scaler.load_state_dict(first["scaler"])
             print("Loaded amp GradScaler state")
-        # Applied by train() right before the next epoch, after whatever before_train still does.
-        self._resume_rng_state = first.get("rng_state")
-        return start_epoch
+        return ResumePoint(start_epoch, first.get("rng_state"), first.get("best_result"))
 
     def load_model(self, directory: str, epoch: int | None = None) -> None:
         """Load weights from ``model-best.pth.tar`` (epoch None) or ``model.pth.tar-<epoch>``."""
@@ -242,12 +267,39 @@ class TrainerBase:
         for name in self.get_model_names():
             model_path = model_file_path(directory, name, epoch)
             checkpoint = load_checkpoint(model_path)
-            val_result = checkpoint.get("val_result")
-            val_text = "None" if val_result is None else f"{val_result:.1f}"
-            print(
-                f"Load {model_path} to {name} (epoch={checkpoint['epoch']}, val_result={val_text})"
+            print(self.loading_line(name, model_path, checkpoint))
+            state_dict = self.adapt_state_dict(name, dict(checkpoint["state_dict"]))
+            try:
+                result = self._models[name].load_state_dict(state_dict, strict=False)
+            except RuntimeError as err:
+                raise RuntimeError(
+                    f'"{model_path}" does not fit this run\'s {name}: {err}\nIt was probably '
+                    "trained on another dataset (number of classes) or backbone (feature width); "
+                    "evaluate it with the dataset and backbone it was trained with."
+                ) from err
+            self.check_loaded_keys(name, model_path, result.missing_keys, result.unexpected_keys)
+
+    def loading_line(self, name: str, model_path: str, checkpoint: dict[str, Any]) -> str:
+        """The log line of loading ``model_path`` into model ``name``: upstream Dassl's."""
+        val_result = checkpoint.get("val_result")
+        val_text = "None" if val_result is None else f"{val_result:.1f}"
+        return f"Load {model_path} to {name} (epoch={checkpoint['epoch']}, val_result={val_text})"
+
+    def adapt_state_dict(self, name: str, state_dict: dict[str, Any]) -> dict[str, Any]:
+        """Hook: turn a checkpoint's state dict into what model ``name`` loads (e.g. drop
+        buffers the model rebuilds itself, or pick the rows of the classes it has)."""
+        return state_dict
+
+    def check_loaded_keys(
+        self, name: str, model_path: str, missing: list[str], unexpected: list[str]
+    ) -> None:
+        """Hook: refuse a checkpoint whose keys differ from model ``name``'s (an override may
+        accept keys the model rebuilds itself)."""
+        if missing or unexpected:
+            raise KeyError(
+                f'"{model_path}" is not a {type(self).__name__} checkpoint: missing keys '
+                f"{missing}, unexpected keys {unexpected}. Check --trainer and --model-dir."
             )
-            self._models[name].load_state_dict(checkpoint["state_dict"])
 
     def set_model_mode(self, mode: str = "train", names: str | list[str] | None = None) -> None:
         for name in self.get_model_names(names):
@@ -259,6 +311,9 @@ class TrainerBase:
                 raise KeyError(f'Unknown model mode "{mode}"; use "train", "eval" or "test"')
 
     def update_lr(self, names: str | list[str] | None = None) -> None:
+        """Step the schedulers. The engine does it once per epoch (``TrainerX.run_epoch``);
+        upstream trainers call it from ``forward_backward`` instead, and then it is not repeated."""
+        self.lr_steps += 1
         for name in self.get_model_names(names):
             if self._scheds[name] is not None:
                 self._scheds[name].step()
@@ -269,10 +324,10 @@ class TrainerBase:
         if torch.isfinite(loss).all():
             return
         where = ""
-        if hasattr(self, "epoch") and hasattr(self, "batch_idx"):
+        if self.batch_idx is not None:
             where = (
-                f" at epoch {self.epoch + 1}/{getattr(self, 'max_epoch', '?')}, batch "
-                f"{self.batch_idx + 1}/{getattr(self, 'num_batches', '?')}"
+                f" at epoch {self.epoch + 1}/{self.max_epoch}, batch "
+                f"{self.batch_idx + 1}/{self.num_batches}"
             )
         raise FloatingPointError(
             f"Loss is infinite or NaN{where} (loss={loss.detach().cpu().tolist()}). Training "
@@ -303,9 +358,10 @@ class TrainerBase:
         self.max_epoch = max_epoch
         with self._stop_on_signals():
             self.before_train()
-            rng_state = self.__dict__.pop("_resume_rng_state", None)
-            if rng_state is not None:
-                restore_rng_state(rng_state)
+            # After whatever before_train did past the resume (e.g. caching features).
+            point, self.resume_point = self.resume_point, None
+            if point is not None and point.rng_state is not None:
+                restore_rng_state(point.rng_state)
             for epoch in range(self.start_epoch, self.max_epoch):
                 self.epoch = epoch
                 self.stop_if_interrupted(f"the start of epoch {epoch + 1}/{self.max_epoch}")
@@ -394,13 +450,27 @@ class TrainerBase:
                 self._optims[name].zero_grad()
 
     def model_backward(self, loss: torch.Tensor) -> None:
+        """Backward; through the scaled loss when a ``scaler`` is set (so that small fp16
+        gradients survive)."""
         self.detect_anomaly(loss)
-        loss.backward()
+        if self.scaler is None:
+            loss.backward()
+        else:
+            self.scaler.scale(loss).backward()
 
     def model_update(self, names: str | list[str] | None = None) -> None:
+        """Step the optimizers. With a ``scaler`` they step on the unscaled gradients, skipping
+        the step when those overflowed, and the scale then adapts (so one call per step)."""
         for name in self.get_model_names(names):
-            if self._optims[name] is not None:
-                self._optims[name].step()
+            optim = self._optims[name]
+            if optim is None:
+                continue
+            if self.scaler is None:
+                optim.step()
+            else:
+                self.scaler.step(optim)
+        if self.scaler is not None:
+            self.scaler.update()
 
     def model_backward_and_update(
         self, loss: torch.Tensor, names: str | list[str] | None = None
@@ -449,7 +519,6 @@ class SimpleTrainer(TrainerBase):
         else:
             self.device = torch.device("cpu")
 
-        self.start_epoch = self.epoch = 0
         self.max_epoch = cfg.OPTIM.MAX_EPOCH
         self.output_dir = cfg.OUTPUT_DIR
 
@@ -457,7 +526,6 @@ class SimpleTrainer(TrainerBase):
         self.build_data_loader()
         self.build_model()
         self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
-        self.best_result = -np.inf
 
     def check_cfg(self, cfg: CfgNode) -> None:
         """Hook: raise here if the trainer needs particular settings (e.g. a sampler)."""
@@ -621,11 +689,14 @@ class TrainerX(SimpleTrainer):
         self.num_batches = len(self.train_loader_x)
         print_freq = self.cfg.TRAIN.PRINT_FREQ
 
+        lr_steps = self.lr_steps
         end = time.time()
         for batch_idx, batch in enumerate(self.train_loader_x):
             self.batch_idx = batch_idx
             data_time.update(time.time() - end)
             loss_summary = self.forward_backward(batch)
+            if self.batch_idx + 1 == self.num_batches and self.lr_steps == lr_steps:
+                self.update_lr()  # once per epoch, unless forward_backward did (as upstream's)
             batch_time.update(time.time() - end)
             losses.update(loss_summary)
 

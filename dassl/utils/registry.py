@@ -1,5 +1,9 @@
 """Name -> class registries, so configs can name trainers, datasets and evaluators as strings."""
 
+import importlib
+import pkgutil
+import sys
+from collections.abc import Iterable
 from typing import Any
 
 from .tools import did_you_mean
@@ -69,3 +73,17 @@ class Registry:
 
     def __repr__(self) -> str:
         return f"Registry({self._name!r}, {self.registered_names()})"
+
+
+def import_submodules(package: str, path: Iterable[str]) -> None:
+    """Import every module of ``package`` (``path`` is its ``__path__``), so that each one
+    registers what it defines: adding a file is all it takes, with no import list to keep.
+
+    The module being run with ``python -m`` is left to runpy, which would otherwise find it
+    imported already and warn that it may run twice."""
+    argv = sys.orig_argv
+    running = argv[argv.index("-m") + 1] if "-m" in argv[:-1] else None
+    for module in pkgutil.iter_modules(path):
+        name = f"{package}.{module.name}"
+        if name != running:
+            importlib.import_module(name)

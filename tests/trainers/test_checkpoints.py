@@ -30,12 +30,12 @@ def test_model_names_and_state_dict_keys_are_upstream(
         assert checkpoint["epoch"] == epoch
         assert sorted(checkpoint["state_dict"]) == keys
     # Only the head is optimised: the optimizer holds exactly the learnable tensors.
-    learnable = [p for p in trainer._models[model_name].parameters()]
+    learnable = [p for p in trainer.get_model(model_name).parameters()]
     assert trainer.optim.param_groups[0]["params"] == learnable
 
 
 def _state(trainer, name="prompt_learner"):
-    return {k: v.detach().clone() for k, v in trainer._models[name].state_dict().items()}
+    return {k: v.detach().clone() for k, v in trainer.get_model(name).state_dict().items()}
 
 
 def test_eval_only_from_best_and_from_epoch_reproduces_the_run(make_cfg, tmp_path):
@@ -108,12 +108,12 @@ def test_imagenet_checkpoint_rows_are_selected_for_a_and_r(make_cfg, dataset):
     residual = -base
     image_side = torch.ones(1, 4)
     adapted = trainer.adapt_state_dict(
-        {"base_text_features": base, "text_feature_residuals": residual}
+        "prompt_learner", {"base_text_features": base, "text_feature_residuals": residual}
     )
     rows = torch.tensor(imagenet_rows(dataset))
     assert torch.equal(adapted["base_text_features"][:, 0], rows.float())
     assert torch.equal(adapted["text_feature_residuals"][:, 0], -rows.float())
     kept = trainer.adapt_state_dict(
-        {"base_text_features": base, "text_feature_residuals": image_side}
+        "prompt_learner", {"base_text_features": base, "text_feature_residuals": image_side}
     )
     assert torch.equal(kept["text_feature_residuals"], image_side)

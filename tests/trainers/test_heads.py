@@ -74,8 +74,6 @@ def test_taskres_residual_changes_logits_by_alpha(clip_model):
     assert sorted(head.state_dict()) == ["base_text_features", "text_feature_residuals"]
     image_side = TaskResHead(base, 1.0, 1.0, side="image")
     assert image_side.text_feature_residuals.shape == (1, 8)
-    with pytest.raises(ValueError, match="RESIDUAL_SIDE"):
-        TaskResHead(base, 1.0, 1.0, side="both")
 
 
 def test_zeroshot_ensemble_normalises_each_template_then_the_mean(clip_model):

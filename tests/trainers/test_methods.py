@@ -106,9 +106,11 @@ def test_inputs_left_at_a_default_follow_the_backbone(make_cfg, capsys):
         ("CoOp", "TRAINER.COOP.CLASS_TOKEN_POSITION", "left"),
     ],
 )
-def test_bad_method_options_are_refused(make_cfg, trainer, key, value):
+def test_bad_method_options_are_refused(make_cfg, tmp_path, trainer, key, value):
+    # Refused before any work: neither the backbone nor the dataset (both missing) is read.
+    missing = ("DATASET.ROOT", str(tmp_path / "no_data"))
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
-        make_trainer(make_cfg(trainer, key, value))
+        make_trainer(make_cfg(trainer, key, value, *missing, backbone=tmp_path / "no_clip.pt"))
 
 
 def test_zeroshot_trainers_have_nothing_to_register_and_evaluate(make_cfg):

@@ -105,7 +105,7 @@ def _learned(trainer):
     names = trainer.get_model_names()
     if not names:
         return {}
-    return {k: v.detach().clone() for k, v in trainer._models[names[0]].state_dict().items()}
+    return {k: v.detach().clone() for k, v in trainer.get_model(names[0]).state_dict().items()}
 
 
 @pytest.mark.parametrize("trainer_name, opts", METHODS, ids=[m[0] for m in METHODS])

@@ -184,7 +184,7 @@ def test_amp_step_updates_every_registered_model(make_cfg, force_precision):
     trainer.batch_idx, trainer.num_batches = 0, len(trainer.train_loader_x)
     trainer.forward_backward(next(iter(trainer.train_loader_x)))
     for name in ("prompt_learner", "class_bias"):
-        param = next(trainer._models[name].parameters())
+        param = next(trainer.get_model(name).parameters())
         assert param.abs().sum() > 0, name  # both moved from their zero initialisation
 
 
