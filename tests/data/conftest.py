@@ -2,8 +2,8 @@
 
 import pytest
 
-from dassl.config import get_cfg_default
 from datasets.synthetic import write_tiny_image_dataset
+from tests.support.tiny_run import tiny_run_cfg
 
 
 @pytest.fixture
@@ -15,13 +15,12 @@ def tiny_root(tmp_path):
 
 @pytest.fixture
 def cfg(tiny_root):
-    cfg = get_cfg_default()
-    cfg.DATASET.NAME = "TinyImages"
-    cfg.DATASET.ROOT = str(tiny_root)
-    cfg.INPUT.SIZE = (32, 32)
-    cfg.INPUT.TRANSFORMS = ("random_resized_crop", "random_flip", "normalize")
-    cfg.DATALOADER.NUM_WORKERS = 0
-    cfg.DATALOADER.TRAIN_X.BATCH_SIZE = 5
-    cfg.DATALOADER.TEST.BATCH_SIZE = 4
-    cfg.USE_CUDA = False
-    return cfg
+    """A tiny CPU run's config (32 px TinyImages, in-process loading) with small batches."""
+    return tiny_run_cfg(
+        {
+            "DATASET.ROOT": str(tiny_root),
+            "INPUT.TRANSFORMS": ("random_resized_crop", "random_flip", "normalize"),
+            "DATALOADER.TRAIN_X.BATCH_SIZE": 5,
+            "DATALOADER.TEST.BATCH_SIZE": 4,
+        }
+    )

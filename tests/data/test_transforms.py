@@ -7,20 +7,16 @@ import torch
 from PIL import Image
 from torchvision.transforms import InterpolationMode, RandomResizedCrop, Resize
 
-from dassl.config import get_cfg_default
 from dassl.data.transforms import AVAI_CHOICES, build_transform
+from tests.support.tiny_run import full_cfg
 
 MEAN = [0.485, 0.456, 0.406]
 STD = [0.229, 0.224, 0.225]
 
 
 def make_cfg(size=(24, 20), transforms=(), interpolation="bilinear"):
-    cfg = get_cfg_default()
-    cfg.INPUT.SIZE = size
-    cfg.INPUT.TRANSFORMS = transforms
-    cfg.INPUT.INTERPOLATION = interpolation
-    cfg.INPUT.GB_K = 3
-    return cfg
+    keys = {"INPUT.SIZE": size, "INPUT.TRANSFORMS": transforms, "INPUT.GB_K": 3}
+    return full_cfg({**keys, "INPUT.INTERPOLATION": interpolation})
 
 
 def stripes_image(width=48, height=32) -> Image.Image:

@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from dassl.config import get_cfg_default
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils.torchtools import restore_from_checkpoint
+from tests.support.tiny_run import full_cfg
 
 from .helpers import assert_same_checkpoint
 
@@ -28,7 +28,7 @@ SCHEDULES = {
 
 
 def _optim_cfg(**keys):
-    cfg = get_cfg_default().OPTIM
+    cfg = full_cfg().OPTIM
     cfg.NAME, cfg.LR, cfg.MOMENTUM, cfg.MAX_EPOCH = "sgd", 0.1, 0.9, 8
     cfg.merge_from_list([item for kv in keys.items() for item in kv])
     return cfg

@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 import train
-from dassl.config import extend_cfg, get_cfg_default
 from dassl.config.run_identity import (
     COMMAND_FILE,
     CONFIG_FILE,
@@ -18,7 +17,7 @@ from dassl.config.run_identity import (
 )
 from dassl.data import data_manager
 from datasets.synthetic import write_tiny_image_dataset
-from tests.support.tiny_run import run_train_in_process
+from tests.support.tiny_run import full_cfg, run_train_in_process
 
 from .helpers import MODEL_NAME, train_argv
 
@@ -111,7 +110,7 @@ def test_a_folder_with_outputs_but_no_config_is_refused(tmp_path, tiny_root):
 
 
 def test_a_missing_key_in_an_older_record_counts_as_its_default():
-    defaults = flatten(extend_cfg(get_cfg_default()))
+    defaults = flatten(full_cfg())
     requested = dict(defaults)
     recorded = {k: v for k, v in defaults.items() if not k.startswith("RUN.")}
     assert diff_configs(recorded, requested, defaults) == []
@@ -120,7 +119,7 @@ def test_a_missing_key_in_an_older_record_counts_as_its_default():
 
 
 def test_where_features_come_from_is_not_compared_but_the_protocol_is():
-    defaults = flatten(extend_cfg(get_cfg_default()))
+    defaults = flatten(full_cfg())
     sources = {
         "TRAINER.FEATURE_STORE.ENABLED": False,
         "TRAINER.FEATURE_STORE.DIR": "/elsewhere",
@@ -134,7 +133,7 @@ def test_where_features_come_from_is_not_compared_but_the_protocol_is():
 
 
 def test_the_ignored_keys_exist():
-    assert IGNORED_KEYS <= set(flatten(extend_cfg(get_cfg_default())))
+    assert IGNORED_KEYS <= set(flatten(full_cfg()))
 
 
 # ---- config values and command-line mistakes, refused before any work -----------------------

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dassl.config import get_cfg_default
 from datasets.synthetic import TinyImages, write_tiny_image_dataset
+from tests.support.tiny_run import full_cfg
 
 
 def test_split_file_and_images(tmp_path: Path) -> None:
@@ -32,8 +32,7 @@ def test_split_file_and_images(tmp_path: Path) -> None:
 
 def test_dataset_honours_num_shots(tmp_path: Path) -> None:
     write_tiny_image_dataset(tmp_path, num_classes=3, per_class=(4, 2, 3))
-    cfg = get_cfg_default()
-    cfg.DATASET.ROOT = str(tmp_path)
+    cfg = full_cfg({"DATASET.ROOT": str(tmp_path)})
     full = TinyImages(cfg)
     assert (len(full.train_x), len(full.val), len(full.test)) == (12, 6, 9)
     assert full.num_classes == 3 and full.classnames == ["class_0", "class_1", "class_2"]

@@ -7,13 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from dassl.config import get_cfg_default
 from dassl.optim import (
     ConstantWarmupScheduler,
     LinearWarmupScheduler,
     build_lr_scheduler,
     build_optimizer,
 )
+from tests.support.tiny_run import full_cfg
 
 BASE_LR = 0.1
 MAX_EPOCH = 8
@@ -26,7 +26,7 @@ GAMMA = 0.5
 
 
 def make_cfg(schedule: str, warmup: str | None = None, recount: bool = True):
-    cfg = get_cfg_default()
+    cfg = full_cfg()
     o = cfg.OPTIM
     o.NAME = "sgd"
     o.LR = BASE_LR

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from dassl.config import get_cfg_default
 from dassl.optim import build_optimizer
+from tests.support.tiny_run import full_cfg
 
 
 class Net(nn.Module):
@@ -18,7 +18,7 @@ class Net(nn.Module):
 
 
 def optim_cfg(name: str, **overrides):
-    cfg = get_cfg_default()
+    cfg = full_cfg()
     cfg.OPTIM.NAME = name
     cfg.OPTIM.LR = 0.02
     cfg.OPTIM.WEIGHT_DECAY = 0.001

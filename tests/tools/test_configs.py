@@ -10,10 +10,10 @@ import pytest
 import datasets  # noqa: F401  (registers datasets and DATASET.SUBSAMPLE_CLASSES)
 import trainers  # noqa: F401  (registers trainers and their TRAINER.* keys)
 from clip import clip
-from dassl.config import extend_cfg, get_cfg_default
 from dassl.data.datasets import DATASET_REGISTRY
 from dassl.engine import TRAINER_REGISTRY
 from datasets import synthetic
+from tests.support.tiny_run import full_cfg
 from tools import dataset_configs
 from tools.dataset_configs import dataset_table
 from tools.results import runs
@@ -22,10 +22,6 @@ from tools.sweep import grid
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 DATASET_CONFIGS = sorted((CONFIGS / "datasets").glob("*.yaml"))
 TRAINER_CONFIGS = sorted((CONFIGS / "trainers").glob("*/*.yaml"))
-
-
-def full_cfg():
-    return extend_cfg(get_cfg_default())
 
 
 def test_each_benchmark_dataset_has_one_config_naming_it():

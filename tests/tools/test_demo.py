@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 
 from clip import clip
-from dassl.config import extend_cfg, get_cfg_default
+from dassl.config import get_cfg_default
 from datasets.caltech101 import Caltech101
+from tests.support.tiny_run import full_cfg
 from tests.tools.logs import write_run
 from tools import demo
 
@@ -60,11 +61,8 @@ def test_classes_are_learnable_from_pixels(dataset_dir):
 
 
 def test_registered_caltech101_reader_accepts_it(dataset_dir):
-    cfg = extend_cfg(get_cfg_default())
-    cfg.DATASET.ROOT = str(dataset_dir.parent)
-    cfg.DATASET.NAME = "Caltech101"
-    cfg.DATASET.NUM_SHOTS = 2
-    cfg.SEED = 1
+    keys = {"DATASET.NAME": "Caltech101", "DATASET.NUM_SHOTS": 2, "SEED": 1}
+    cfg = full_cfg({**keys, "DATASET.ROOT": str(dataset_dir.parent)})
     data = Caltech101(cfg)
     assert data.num_classes == len(demo.CLASSES)
     assert data.classnames == [c.classname for c in demo.CLASSES]

@@ -72,3 +72,45 @@ def test_train_then_eval_only_and_zero_shot_via_train_py(vit_clip, data_root, tm
     # Each of the five test evaluations scored every test image of the tiny dataset.
     totals = re.findall(r"Evaluate on the \*test\* set.*?\* total: ([\d,]+)", proc.stdout, re.S)
     assert totals == [str(NUM_CLASSES * PER_CLASS[2])] * 5
+
+
+FLAG_CLASH = """
+import train
+from dassl.engine import TRAINER_REGISTRY
+from trainers.clip_base import ClipTrainer
+from trainers.taskres import TaskRes
+
+
+class TaskResVariant(TaskRes):  # inherits --enhanced-base for the same key: allowed
+    pass
+
+
+class Alpha(ClipTrainer):
+    CFG_NODE = "ALPHA"
+    CLI_FLAGS = {"--shared": ("X", "alpha's")}
+
+
+class Beta(ClipTrainer):
+    CFG_NODE = "BETA"
+    CLI_FLAGS = {"--shared": ("Y", "beta's")}
+
+
+TRAINER_REGISTRY.register(TaskResVariant)
+TRAINER_REGISTRY.register(Alpha)
+train.build_parser()
+print("variant accepted")
+TRAINER_REGISTRY.register(Beta)
+train.build_parser()
+"""
+
+
+def test_two_methods_cannot_claim_one_flag_for_different_keys():
+    result = subprocess.run(
+        [sys.executable, "-c", FLAG_CLASH], cwd=REPO, capture_output=True, text=True
+    )
+    assert result.stdout.strip() == "variant accepted"
+    assert result.returncode != 0
+    assert (
+        "Trainer Beta declares the flag --shared for TRAINER.BETA.Y, but another trainer "
+        "declares it for TRAINER.ALPHA.X; rename one of them in its CLI_FLAGS."
+    ) in result.stderr

@@ -23,7 +23,7 @@ BETA = 5.5  # TRAINER.CACHE.BETA's default
 # commands, it saves the method's logits on the test split, as the last command loaded it.
 RUNNER = """
 import json, sys, torch
-import tests.support.tiny_data, tests.trainers.cache_method
+import tests.trainers.cache_method
 import train
 from dassl.engine import build_trainer
 commands = json.loads(sys.argv[1])
