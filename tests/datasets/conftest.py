@@ -2,13 +2,17 @@
 shares (few-shot caching, generated split files, layout errors).
 
 Import the plain functions with ``from tests.datasets.conftest import write_image, ...``. Images
-are 8x8 so that writing a miniature copy of a dataset layout takes milliseconds.
+are 8x8 so that writing a miniature copy of a dataset layout takes milliseconds. A dataset whose
+split is built from its raw files describes itself with a ``SplitCase`` (next to its layout
+writer); test_split_flow.py runs the flow they all share on each one.
 """
 
 import json
 import os
+import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -51,12 +55,17 @@ def write_split_file(
     return path
 
 
+def split_relpath(folder: str, key: str, i: int) -> str:
+    """Where ``write_split_dataset`` puts image ``i`` of a class folder's ``key`` part."""
+    return f"{folder}/{key}_{i}.jpg"
+
+
 def write_split_dataset(
     image_dir: str | os.PathLike,
     split_path: str | os.PathLike,
     sizes: dict[str, tuple[int, int, int]],
     names: Sequence[str] | None = None,
-    relpath: Callable[[str, str, int], str] = lambda folder, key, i: f"{folder}/{key}_{i}.jpg",
+    relpath: Callable[[str, str, int], str] = split_relpath,
 ) -> dict[str, list]:
     """Images plus a CoOp split file listing them, for datasets read from their split file.
 
@@ -192,10 +201,30 @@ def check_layout_error(
 
 
 def remove(path: Path) -> None:
-    """Delete a file, or a folder of files."""
+    """Delete a file, or a folder with everything in it."""
     if path.is_dir():
-        for f in path.iterdir():
-            f.unlink()
-        path.rmdir()
+        shutil.rmtree(path)
     else:
         path.unlink()
+
+
+@dataclass(frozen=True)
+class SplitCase:
+    """What the shared split-file tests (test_split_flow.py) need to know about one dataset.
+
+    ``write(root)`` writes the raw layout (no split file) and returns the dataset folder;
+    ``classnames`` and ``sizes`` (label -> train, val and test count) are what building from it
+    must give. ``missing`` lists pieces of that layout (relative to the dataset folder) whose
+    absence is a layout error. Few-shot sampling is tried with K = ``shots`` on the raw layout, or
+    on ``published``: a split file written by ``write_split_dataset`` from these class folders
+    and (train, val, test) counts, for a dataset whose raw layout has too few images for that K.
+    """
+
+    cls: type[DatasetBase]
+    write: Callable[[Path], Path]
+    classnames: list[str]
+    sizes: tuple[dict[int, int], dict[int, int], dict[int, int]]
+    missing: tuple[str, ...]
+    shots: int
+    published: dict[str, tuple[int, int, int]] | None = None
+    relpath: Callable[[str, str, int], str] = split_relpath

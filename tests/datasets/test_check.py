@@ -40,24 +40,24 @@ def test_missing_dataset_is_reported_with_docs_section_and_exit_code(tmp_path, c
     assert "1 of 2 dataset(s) complete" in out
 
 
-def test_missing_annotation_is_listed(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("missing", "name", "report", "code_skipping_images"),
+    [
+        # a layout piece: named with its section, whatever --skip-images says
+        ("annotations/trainval.txt", "oxfordpets", "DATASETS.md#oxfordpets", 1),
+        # an image the split lists: counted, and not looked for under --skip-images
+        ("images/Bengal_12.jpg", "OxfordPets", "1 of 39 images listed by the split are missing", 0),
+    ],
+)
+def test_missing_file_is_listed(tmp_path, capsys, missing, name, report, code_skipping_images):
     ds_dir = write_pets(tmp_path)
-    (ds_dir / "annotations" / "trainval.txt").unlink()
-    code, out = run(capsys, "--root", tmp_path, "oxfordpets")
+    (ds_dir / missing).unlink()
+    code, out = run(capsys, "--root", tmp_path, name)
     assert code == 1
-    assert str(ds_dir / "annotations" / "trainval.txt") in out
-    assert "DATASETS.md#oxfordpets" in out
-
-
-def test_images_listed_by_the_split_but_absent_are_reported(tmp_path, capsys):
-    ds_dir = write_pets(tmp_path)
-    (ds_dir / "images" / "Bengal_12.jpg").unlink()
-    code, out = run(capsys, "--root", tmp_path, "OxfordPets")
-    assert code == 1
-    assert "1 of 39 images listed by the split are missing" in out
-    assert "Bengal_12.jpg" in out
-    code, _ = run(capsys, "--root", tmp_path, "--skip-images", "OxfordPets")
-    assert code == 0
+    assert str(ds_dir / missing) in out
+    assert report in out
+    code, _ = run(capsys, "--root", tmp_path, "--skip-images", name)
+    assert code == code_skipping_images
 
 
 def test_unreadable_split_file_is_reported(tmp_path, capsys):

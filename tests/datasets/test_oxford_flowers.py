@@ -8,15 +8,10 @@ from scipy.io import savemat
 
 from datasets.oxford_flowers import OxfordFlowers
 from tests.datasets.conftest import (
-    build_from_split_file,
-    check_fewshot_cache,
-    check_layout_error,
-    check_split_file_is_deterministic,
+    SplitCase,
+    build,
     impaths,
-    make_cfg,
     per_class,
-    per_split,
-    remove,
     split_counts,
     write_image,
     write_split_file,
@@ -42,12 +37,9 @@ def write_flowers(root, names=NAMES):
 # images per label (0-based), computed from the fixture
 COUNTS = [LABELS.count(y) for y in (1, 2, 3)]
 
-
-def test_builds_split_from_mat_and_names_and_writes_it(tmp_path):
+def test_every_image_gets_the_label_and_name_the_mat_file_gives_it(tmp_path):
     ds_dir = write_flowers(tmp_path)
-    ds = OxfordFlowers(make_cfg(tmp_path, "OxfordFlowers"))
-    assert ds.classnames == list(NAMES.values())
-    assert per_split(ds) == split_counts(COUNTS)
+    ds = build(OxfordFlowers, tmp_path)
     # every image lands in exactly one split, with the label the .mat gives it (0-based)
     all_items = ds.train_x + ds.val + ds.test
     assert sorted(impaths(all_items)) == sorted(
@@ -57,20 +49,6 @@ def test_builds_split_from_mat_and_names_and_writes_it(tmp_path):
         i = int(item.impath[-9:-4])
         assert item.label == LABELS[i - 1] - 1
         assert item.classname == NAMES[str(LABELS[i - 1])]
-
-    split = json.loads((ds_dir / SPLIT_NAME).read_text())
-    assert sorted(rel for rel, _, _ in split["test"]) == sorted(
-        item.impath.rsplit("/", 1)[1] for item in ds.test
-    )
-
-
-def test_generated_split_is_deterministic_and_read_back(tmp_path):
-    a = check_split_file_is_deterministic(
-        OxfordFlowers, write_flowers, tmp_path, SPLIT_NAME, (1, 5)
-    )
-    (a / "imagelabels.mat").unlink()  # not needed once the split file exists
-    ds = build_from_split_file(OxfordFlowers, tmp_path / "a")
-    assert len(ds.train_x) + len(ds.val) + len(ds.test) == len(LABELS)
 
 
 def test_reads_published_split_file_without_raw_annotations(tmp_path):
@@ -86,35 +64,21 @@ def test_reads_published_split_file_without_raw_annotations(tmp_path):
                 split[key].append([f"image_{n:05d}.jpg", label, name])
     write_split_file(ds_dir / SPLIT_NAME, split["train"], split["val"], split["test"])
 
-    ds = OxfordFlowers(make_cfg(tmp_path, "OxfordFlowers"))
+    ds = build(OxfordFlowers, tmp_path)
     assert ds.classnames == list(NAMES.values())
     assert (len(ds.train_x), len(ds.val), len(ds.test)) == (18, 15, 6)
     assert impaths(ds.test)[0] == str(ds_dir / "jpg" / split["test"][0][0])
 
-    fewshot = OxfordFlowers(make_cfg(tmp_path, "OxfordFlowers", num_shots=5))
+    fewshot = build(OxfordFlowers, tmp_path, num_shots=5)
     assert per_class(fewshot.train_x) == {0: 5, 1: 5, 2: 5}
     assert per_class(fewshot.val) == {0: 4, 1: 4, 2: 4}
     assert (ds_dir / "split_fewshot" / "shot_5-seed_1.pkl").is_file()
 
 
-def test_second_fewshot_build_reads_the_cache(tmp_path):
-    ds_dir = write_flowers(tmp_path)
-    # label 1 (7 images) has round(7 * 0.2) = 1 val image, fewer than min(2, 4): it keeps it
-    check_fewshot_cache(OxfordFlowers, ds_dir, 2, 3, {0: 2, 1: 2, 2: 2}, {0: 2, 1: 1, 2: 2})
-
-
-@pytest.mark.parametrize("missing", ["imagelabels.mat", "cat_to_name.json", "jpg"])
-def test_missing_piece_names_path_and_section(tmp_path, missing):
-    ds_dir = write_flowers(tmp_path)
-    remove(ds_dir / missing)
-    check_layout_error(OxfordFlowers, tmp_path, ds_dir / missing, "oxfordflowers")
-    assert not (ds_dir / SPLIT_NAME).exists()
-
-
 def test_label_without_a_name_is_reported(tmp_path):
     ds_dir = write_flowers(tmp_path, names={"1": "pink primrose", "2": "hard-leaved pocket orchid"})
     with pytest.raises(ValueError, match='no name for label "3"'):
-        OxfordFlowers(make_cfg(tmp_path, "OxfordFlowers"))
+        build(OxfordFlowers, tmp_path)
     assert not (ds_dir / SPLIT_NAME).exists()
 
 
@@ -126,7 +90,7 @@ def test_corrupt_annotation_file_is_named(tmp_path, name, content):
     ds_dir = write_flowers(tmp_path)
     (ds_dir / name).write_bytes(content)
     with pytest.raises(ValueError, match="re-download it") as err:
-        OxfordFlowers(make_cfg(tmp_path, "OxfordFlowers"))
+        build(OxfordFlowers, tmp_path)
     assert str(ds_dir / name) in str(err.value)
     assert not (ds_dir / SPLIT_NAME).exists()
 
@@ -135,7 +99,7 @@ def test_mat_without_labels_array_is_named(tmp_path):
     ds_dir = write_flowers(tmp_path)
     savemat(ds_dir / "imagelabels.mat", {"setid": np.array([[1, 2]])})
     with pytest.raises(ValueError, match='"labels" array'):
-        OxfordFlowers(make_cfg(tmp_path, "OxfordFlowers"))
+        build(OxfordFlowers, tmp_path)
 
 
 def test_class_too_small_to_split_names_the_label_and_the_published_file(tmp_path):
@@ -146,6 +110,12 @@ def test_class_too_small_to_split_names_the_label_and_the_published_file(tmp_pat
     savemat(ds_dir / "imagelabels.mat", {"labels": np.array([LABELS + [4, 4]], dtype=np.uint8)})
     (ds_dir / "cat_to_name.json").write_text(json.dumps({**NAMES, "4": "sweet pea"}))
     with pytest.raises(ValueError, match="2 images") as err:
-        OxfordFlowers(make_cfg(tmp_path, "OxfordFlowers"))
+        build(OxfordFlowers, tmp_path)
     assert "label 4" in str(err.value) and SPLIT_NAME in str(err.value)
     assert not (ds_dir / SPLIT_NAME).exists()
+
+
+CASE = SplitCase(
+    OxfordFlowers, write_flowers, list(NAMES.values()), split_counts(COUNTS),
+    missing=("imagelabels.mat", "cat_to_name.json", "jpg"), shots=2,
+)

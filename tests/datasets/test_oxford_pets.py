@@ -7,13 +7,10 @@ import pytest
 from datasets.oxford_pets import OxfordPets
 from datasets.splits import SplitError
 from tests.datasets.conftest import (
+    SplitCase,
+    build,
     build_from_split_file,
-    check_fewshot_cache,
-    check_layout_error,
-    check_split_file_is_deterministic,
     impaths,
-    make_cfg,
-    per_split,
     trainval_counts,
     write_image,
     write_split_file,
@@ -40,23 +37,12 @@ def write_pets(root):
     return ds_dir
 
 
-def test_builds_split_from_official_lists_and_writes_it(tmp_path):
+def test_test_list_images_keep_their_names_and_breed_label(tmp_path):
     ds_dir = write_pets(tmp_path)
-    ds = OxfordPets(make_cfg(tmp_path, "OxfordPets"))
-    assert ds.classnames == ["abyssinian", "american_bulldog", "bengal"]
-    train, val = trainval_counts([TRAINVAL_PER_CLASS] * 3)
-    assert per_split(ds) == (train, val, {k: TEST_PER_CLASS for k in range(3)})
+    ds = build(OxfordPets, tmp_path)
     assert str(ds_dir / "images" / "Bengal_11.jpg") in impaths(ds.test)
-
     split = json.loads((ds_dir / "split_zhou_OxfordPets.json").read_text())
     assert ["Bengal_11.jpg", 2, "bengal"] in split["test"]
-    assert len(split["train"]) == len(ds.train_x)
-
-
-def test_generated_split_is_deterministic(tmp_path):
-    check_split_file_is_deterministic(
-        OxfordPets, write_pets, tmp_path, "split_zhou_OxfordPets.json", (1, 7)
-    )
 
 
 def test_reads_existing_split_file_instead_of_annotations(tmp_path):
@@ -70,24 +56,10 @@ def test_reads_existing_split_file_instead_of_annotations(tmp_path):
     assert ds.num_classes == 2 and len(ds.val) == 1
 
 
-def test_fewshot_and_cache_reuse(tmp_path):
-    ds_dir = write_pets(tmp_path)
-    # val holds round(10 * 0.2) = 2 per class, fewer than min(4, 4): all are kept
-    check_fewshot_cache(
-        OxfordPets, ds_dir, 4, 1, {k: 4 for k in range(3)}, {k: 2 for k in range(3)}
-    )
-
-
-def test_missing_annotation_file_names_it(tmp_path):
-    ds_dir = write_pets(tmp_path)
-    (ds_dir / "annotations" / "test.txt").unlink()
-    check_layout_error(OxfordPets, tmp_path, ds_dir / "annotations" / "test.txt", "oxfordpets")
-
-
 def test_missing_image_folder_names_it(tmp_path):
     (tmp_path / "oxford_pets").mkdir()
     with pytest.raises(FileNotFoundError, match="image folder") as err:
-        OxfordPets(make_cfg(tmp_path, "OxfordPets"))
+        build(OxfordPets, tmp_path)
     assert str(tmp_path / "oxford_pets" / "images") in str(err.value)
 
 
@@ -95,7 +67,7 @@ def test_malformed_annotation_line_is_named(tmp_path):
     ds_dir = write_pets(tmp_path)
     (ds_dir / "annotations" / "test.txt").write_text("Bengal_11 3\n")
     with pytest.raises(ValueError, match="test.txt:1"):
-        OxfordPets(make_cfg(tmp_path, "OxfordPets"))
+        build(OxfordPets, tmp_path)
 
 
 def test_annotation_class_without_trainval_images_stops_before_writing(tmp_path):
@@ -104,8 +76,15 @@ def test_annotation_class_without_trainval_images_stops_before_writing(tmp_path)
     test_list = ds_dir / "annotations" / "test.txt"
     test_list.write_text(test_list.read_text() + "Bengal_1 9 1 1\n")
     with pytest.raises(SplitError) as err:
-        OxfordPets(make_cfg(tmp_path, "OxfordPets"))
+        build(OxfordPets, tmp_path)
     assert '"Bengal_1.jpg", 8, "bengal"]: label 8 has no train images' in str(err.value)
     assert f"the split read from the files under {ds_dir}" in str(err.value)
     assert "DATASETS.md#oxfordpets" in str(err.value)
     assert not (ds_dir / "split_zhou_OxfordPets.json").exists()
+
+
+CASE = SplitCase(
+    OxfordPets, write_pets, ["abyssinian", "american_bulldog", "bengal"],
+    (*trainval_counts([TRAINVAL_PER_CLASS] * 3), dict.fromkeys(range(3), TEST_PER_CLASS)),
+    missing=("annotations/test.txt", "annotations/trainval.txt"), shots=4,
+)

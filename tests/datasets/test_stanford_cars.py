@@ -9,13 +9,11 @@ from scipy.io import savemat
 from datasets.check import main as check_main
 from datasets.stanford_cars import StanfordCars
 from tests.datasets.conftest import (
+    SplitCase,
+    build,
     build_from_split_file,
-    check_fewshot_cache,
-    check_layout_error,
-    check_split_file_is_deterministic,
     impaths,
-    make_cfg,
-    per_split,
+    remove,
     trainval_counts,
     write_image,
     write_split_file,
@@ -56,23 +54,13 @@ def write_cars(root):
     return ds_dir
 
 
-def test_builds_split_from_mat_files_with_year_first_names(tmp_path):
+def test_labels_come_from_the_1_based_mat_classes(tmp_path):
     ds_dir = write_cars(tmp_path)
-    ds = StanfordCars(make_cfg(tmp_path, "StanfordCars"))
-    assert ds.classnames == EXPECTED_NAMES
-    train, val = trainval_counts([TRAIN_PER_CLASS] * 3)
-    assert per_split(ds) == (train, val, {k: TEST_PER_CLASS for k in range(3)})
+    ds = build(StanfordCars, tmp_path)
     # test image 00003.jpg is the first of class 2 (0-based label 1)
     assert [d.label for d in ds.test if d.impath.endswith("cars_test/00003.jpg")] == [1]
-
     split = json.loads((ds_dir / "split_zhou_StanfordCars.json").read_text())
     assert ["cars_test/00003.jpg", 1, "2012 Acura RL Sedan"] in split["test"]
-
-
-def test_generated_split_is_deterministic(tmp_path):
-    check_split_file_is_deterministic(
-        StanfordCars, write_cars, tmp_path, "split_zhou_StanfordCars.json", (1, 5)
-    )
 
 
 def test_reads_split_file_relative_to_dataset_folder(tmp_path):
@@ -84,25 +72,12 @@ def test_reads_split_file_relative_to_dataset_folder(tmp_path):
     assert impaths(ds.test) == [str(ds_dir / "cars_test" / "00001.jpg")]
 
 
-def test_fewshot_and_cache_reuse(tmp_path):
-    ds_dir = write_cars(tmp_path)
-    # val holds round(5 * 0.2) = 1 per class
-    one_each = {k: 1 for k in range(3)}
-    check_fewshot_cache(StanfordCars, ds_dir, 1, 1, train=one_each, val=one_each)
-
-
-def test_missing_meta_file_names_it(tmp_path):
-    ds_dir = write_cars(tmp_path)
-    (ds_dir / "devkit" / "cars_meta.mat").unlink()
-    check_layout_error(StanfordCars, tmp_path, ds_dir / "devkit" / "cars_meta.mat", "stanfordcars")
-
-
 def test_missing_test_images_folder_names_it_even_with_split_file(tmp_path):
     ds_dir = write_cars(tmp_path)
-    StanfordCars(make_cfg(tmp_path, "StanfordCars"))
+    build(StanfordCars, tmp_path)
     (ds_dir / "cars_test").rename(ds_dir / "elsewhere")
     with pytest.raises(FileNotFoundError, match="cars_test"):
-        StanfordCars(make_cfg(tmp_path, "StanfordCars"))
+        build(StanfordCars, tmp_path)
 
 
 def test_split_using_only_cars_train_needs_no_cars_test(tmp_path, capsys):
@@ -112,9 +87,7 @@ def test_split_using_only_cars_train_needs_no_cars_test(tmp_path, capsys):
     entries = [[f"cars_train/{i:05d}.jpg", (i - 1) // 5, f"m{(i - 1) // 5}"] for i in range(1, 11)]
     split = ds_dir / "split_zhou_StanfordCars.json"
     write_split_file(split, entries[0::5] + entries[1::5], entries[2::5], entries[3::5])
-    for f in (ds_dir / "cars_test").iterdir():
-        f.unlink()
-    (ds_dir / "cars_test").rmdir()
+    remove(ds_dir / "cars_test")
     ds = build_from_split_file(StanfordCars, tmp_path)
     assert len(ds.train_x) == 4 and all("/cars_train/" in p for p in impaths(ds.test))
     assert ds.classnames == ["m0", "m1"]
@@ -126,10 +99,16 @@ def test_split_using_only_cars_train_needs_no_cars_test(tmp_path, capsys):
     )
 
 
-def test_building_the_split_needs_both_image_folders(tmp_path, capsys):
+def test_checker_says_building_the_split_needs_both_image_folders(tmp_path, capsys):
     ds_dir = write_cars(tmp_path)
     (ds_dir / "cars_test").rename(ds_dir / "elsewhere")
-    check_layout_error(StanfordCars, tmp_path, ds_dir / "cars_test", "stanfordcars")
     assert check_main(["--root", str(tmp_path), "StanfordCars"]) == 1
     what = "cars_test (to build the absent split_zhou_StanfordCars.json)"
     assert f"{what}: {ds_dir / 'cars_test'}" in capsys.readouterr().out
+
+
+CASE = SplitCase(
+    StanfordCars, write_cars, EXPECTED_NAMES,
+    (*trainval_counts([TRAIN_PER_CLASS] * 3), dict.fromkeys(range(3), TEST_PER_CLASS)),
+    missing=("devkit/cars_meta.mat", "cars_test"), shots=1,
+)

@@ -7,16 +7,11 @@ import pytest
 from datasets.benchmark import DatasetLayoutError
 from datasets.sun397 import SUN397
 from tests.datasets.conftest import (
-    build_from_split_file,
-    check_fewshot_cache,
-    check_layout_error,
-    check_split_file_is_deterministic,
+    SplitCase,
+    build,
     impaths,
-    make_cfg,
-    per_split,
     trainval_counts,
     write_image,
-    write_split_dataset,
     write_split_file,
 )
 
@@ -46,12 +41,9 @@ def write_sun(root):
     return ds_dir
 
 
-def test_builds_split_from_first_partition_and_writes_it(tmp_path):
+def test_paths_keep_the_full_folder_and_unlisted_images_are_not_used(tmp_path):
     ds_dir = write_sun(tmp_path)
-    ds = SUN397(make_cfg(tmp_path, "SUN397"))
-    assert ds.classnames == NAMES
-    assert per_split(ds) == (*trainval_counts(TRAINING), dict(enumerate(TESTING)))
-    # the image path keeps the full folder; unlisted images are not used
+    ds = build(SUN397, tmp_path)
     shop = ds_dir / "SUN397" / "b" / "bakery" / "shop"
     assert str(shop / f"sun_{TRAINING[2]:04d}.jpg") in impaths(ds.test)
     last = TRAINING[2] + TESTING[2]
@@ -61,33 +53,11 @@ def test_builds_split_from_first_partition_and_writes_it(tmp_path):
     assert [f"b/bakery/shop/sun_{TRAINING[2]:04d}.jpg", 2, "shop bakery"] in split["test"]
 
 
-def test_generated_split_is_deterministic_and_read_back(tmp_path):
-    a = check_split_file_is_deterministic(SUN397, write_sun, tmp_path, SPLIT_NAME, (1, 4))
-    (a / "ClassName.txt").unlink()  # not needed once the split file exists
-    assert build_from_split_file(SUN397, tmp_path / "a").classnames == NAMES
-
-
-def test_split_file_fewshot_and_cache(tmp_path):
-    ds_dir = tmp_path / "sun397"
-    sizes = {folder.lstrip("/"): (3, 2, 1) for folder in FOLDERS}
-    write_split_dataset(ds_dir / "SUN397", ds_dir / SPLIT_NAME, sizes, names=NAMES)
-    # K = 1 train and min(1, 4) val per class
-    check_fewshot_cache(SUN397, ds_dir, 1, 1, {0: 1, 1: 1, 2: 1}, {0: 1, 1: 1, 2: 1})
-
-
-@pytest.mark.parametrize("missing", ["ClassName.txt", "Testing_01.txt"])
-def test_missing_partition_file_names_path_and_section(tmp_path, missing):
-    ds_dir = write_sun(tmp_path)
-    (ds_dir / missing).unlink()
-    check_layout_error(SUN397, tmp_path, ds_dir / missing, "sun397")
-    assert not (ds_dir / SPLIT_NAME).exists()
-
-
 def test_missing_image_folder_names_path(tmp_path):
     (tmp_path / "sun397").mkdir()
     write_split_file(tmp_path / "sun397" / SPLIT_NAME, [], [], [])
     with pytest.raises(DatasetLayoutError, match="image folder") as err:
-        SUN397(make_cfg(tmp_path, "SUN397"))
+        build(SUN397, tmp_path)
     assert str(tmp_path / "sun397" / "SUN397") in str(err.value)
 
 
@@ -95,4 +65,11 @@ def test_partition_folder_missing_from_classname_txt_is_named(tmp_path):
     ds_dir = write_sun(tmp_path)
     (ds_dir / "ClassName.txt").write_text("\n".join(FOLDERS[:2]) + "\n")
     with pytest.raises(ValueError, match=r'Training_01.txt:\d+: folder "/b/bakery/shop"'):
-        SUN397(make_cfg(tmp_path, "SUN397"))
+        build(SUN397, tmp_path)
+
+
+CASE = SplitCase(
+    SUN397, write_sun, NAMES, (*trainval_counts(TRAINING), dict(enumerate(TESTING))),
+    missing=("ClassName.txt", "Testing_01.txt"), shots=1,
+    published={folder.lstrip("/"): (3, 2, 1) for folder in FOLDERS},
+)
