@@ -20,9 +20,9 @@ from PIL import Image
 from yacs.config import CfgNode
 
 import datasets  # noqa: F401  (registers the datasets and the DATASET.SUBSAMPLE_CLASSES key)
-from dassl.config import extend_cfg, get_cfg_default
 from dassl.data.datasets import DatasetBase, Datum
 from datasets.benchmark import DatasetLayoutError
+from tests.support.tiny_run import full_cfg
 
 IMAGE_SIZE = 8
 
@@ -92,15 +92,9 @@ def make_cfg(
     seed: int = 1,
     subsample: str = "all",
 ) -> CfgNode:
-    """The config a run would build: upstream defaults plus the registered extensions."""
-    cfg = get_cfg_default()
-    extend_cfg(cfg)
-    cfg.DATASET.ROOT = str(root)
-    cfg.DATASET.NAME = name
-    cfg.DATASET.NUM_SHOTS = num_shots
-    cfg.DATASET.SUBSAMPLE_CLASSES = subsample
-    cfg.SEED = seed
-    return cfg
+    """The config a run would build (``full_cfg``) for dataset ``name`` under ``root``."""
+    keys = {"DATASET.NAME": name, "DATASET.NUM_SHOTS": num_shots, "SEED": seed}
+    return full_cfg({**keys, "DATASET.ROOT": str(root), "DATASET.SUBSAMPLE_CLASSES": subsample})
 
 
 def per_class(items: Iterable[Datum] | None) -> Counter:
