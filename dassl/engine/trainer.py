@@ -91,6 +91,7 @@ class TrainerBase:
         self._optims: OrderedDict[str, Any] = OrderedDict()
         self._scheds: OrderedDict[str, Any] = OrderedDict()
         self._writer = None
+        self._stop_signal: int | None = None  # SIGINT/SIGTERM received while training
         self.cfg: CfgNode | None = None
         self.output_dir = ""
         self.start_epoch = self.epoch = self.max_epoch = 0
@@ -335,7 +336,7 @@ class TrainerBase:
         )
 
     def init_writer(self, log_dir: str) -> None:
-        if self.__dict__.get("_writer") is None:
+        if self._writer is None:
             # Imported here: tensorboard is slow to import and only training writes scalars.
             from torch.utils.tensorboard import SummaryWriter
 
@@ -378,7 +379,7 @@ class TrainerBase:
         if threading.current_thread() is not threading.main_thread():
             yield  # signal handlers can only be set from the main thread
             return
-        self._stop_signal: int | None = None
+        self._stop_signal = None
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         for sig in previous:
             signal.signal(sig, self._on_stop_signal)
@@ -391,7 +392,7 @@ class TrainerBase:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            del self._stop_signal
+            self._stop_signal = None
 
     def _on_stop_signal(self, signum: int, frame: Any) -> None:
         # Nothing is printed here: a handler may run in the middle of another print.
@@ -406,7 +407,7 @@ class TrainerBase:
         """Called at batch boundaries: raise ``TrainingInterrupted`` if SIGINT/SIGTERM arrived.
 
         ``where`` says what was interrupted (e.g. "epoch 3/10 (after batch 5/20)")."""
-        signum = self.__dict__.get("_stop_signal")
+        signum = self._stop_signal
         if signum is not None:
             raise TrainingInterrupted(
                 signum,
