@@ -28,7 +28,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 from yacs.config import CfgNode
 
-from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum
+from dassl.data.datasets import DATASET_REGISTRY, DatasetBase
+
+from .splits import read_split
 
 SPLITS = ("train", "val", "test")
 
@@ -192,13 +194,8 @@ class TinyImages(DatasetBase):
                 f'No tiny dataset at "{root}": call '
                 "datasets.synthetic.write_tiny_image_dataset(DATASET.ROOT) first"
             )
-        with open(split_path) as f:
-            split = json.load(f)
         image_dir = os.path.join(root, TINY_IMAGES.image_folder)
-        train, val, test = (
-            [Datum(os.path.join(image_dir, p), int(y), 0, c) for p, y, c in split[name]]
-            for name in SPLITS
-        )
+        train, val, test = read_split(split_path, image_dir)
         num_shots = cfg.DATASET.NUM_SHOTS
         if num_shots >= 1:
             train = self.generate_fewshot_dataset(train, num_shots=num_shots)
