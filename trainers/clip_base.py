@@ -202,6 +202,7 @@ class FeatureClassifier(nn.Module):
 class ClipTrainer(TrainerX):
     """Base trainer of CLIP methods. Subclasses set the class attributes and `build_head`."""
 
+    LR_STEP = "epoch"  # the engine steps the schedule after each epoch's last batch (as CoOp)
     CFG_NODE = ""  # the method's config node under TRAINER, holding at least PREC
     # Keys of that node with a fixed set of values, checked before any data or model is built.
     CFG_CHOICES: dict[str, tuple[str, ...]] = {"PREC": PRECISIONS}

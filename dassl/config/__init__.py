@@ -35,6 +35,14 @@ def extend_cfg(cfg: CfgNode) -> CfgNode:
     return cfg
 
 
+def clean_cfg(cfg: CfgNode, trainer: str) -> None:
+    """Drop every ``TRAINER`` node but ``NAME`` and ``trainer.upper()``, in place: upstream
+    Dassl's helper (plugins such as DePT call it before adding their own keys)."""
+    for key in list(cfg.TRAINER.keys()):
+        if key not in ("NAME", trainer.upper()):
+            cfg.TRAINER.pop(key)
+
+
 from . import run_identity  # noqa: E402  (registers the RUN keys every config has)
 
-__all__ = ["CfgNode", "get_cfg_default", "register_cfg_extension", "extend_cfg"]
+__all__ = ["CfgNode", "clean_cfg", "get_cfg_default", "register_cfg_extension", "extend_cfg"]

@@ -59,9 +59,20 @@ from dassl.utils.torchtools import (
     read_checkpoint_pointer,
     restore_from_checkpoint,
     restore_rng_state,
+    resume_from_checkpoint,  # noqa: F401  (upstream's module exports it; plugins import it here)
 )
 
 from .simple_net import SimpleNet
+
+
+def __getattr__(name: str) -> Any:
+    """``SummaryWriter``, which upstream's module imports at the top (plugins import it from here),
+    imported on first use: tensorboard is slow to import and only training writes scalars."""
+    if name == "SummaryWriter":
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class TrainingInterrupted(SystemExit):
@@ -86,6 +97,18 @@ class ResumePoint:
 class TrainerBase:
     """Model registry, checkpoint hooks and the generic epoch loop."""
 
+    # When the engine steps the LR schedulers: None never (upstream Dassl: a trainer steps them
+    # itself, through update_lr or its scheduler's step), "epoch" after each epoch's last batch,
+    # "iteration" after every batch. Only this project's own methods opt in.
+    LR_STEP: str | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.LR_STEP not in (None, "epoch", "iteration"):
+            raise TypeError(
+                f'{cls.__name__}.LR_STEP is {cls.LR_STEP!r}; use None, "epoch" or "iteration"'
+            )
+
     def __init__(self) -> None:
         self._models: OrderedDict[str, nn.Module] = OrderedDict()
         self._optims: OrderedDict[str, Any] = OrderedDict()
@@ -102,7 +125,6 @@ class TrainerBase:
         self.scaler: torch.amp.GradScaler | None = None
         # The last resume_model_if_exist's result, until train() applies its RNG state.
         self.resume_point: ResumePoint | None = None
-        self.lr_steps = 0  # update_lr calls so far (the engine's per-epoch step counts too)
 
     def register_model(
         self,
@@ -312,9 +334,8 @@ class TrainerBase:
                 raise KeyError(f'Unknown model mode "{mode}"; use "train", "eval" or "test"')
 
     def update_lr(self, names: str | list[str] | None = None) -> None:
-        """Step the schedulers. The engine does it once per epoch (``TrainerX.run_epoch``);
-        upstream trainers call it from ``forward_backward`` instead, and then it is not repeated."""
-        self.lr_steps += 1
+        """Step the schedulers: upstream trainers call it from ``forward_backward``; for trainers
+        that declare ``LR_STEP``, ``TrainerX.run_epoch`` calls it."""
         for name in self.get_model_names(names):
             if self._scheds[name] is not None:
                 self._scheds[name].step()
@@ -690,14 +711,13 @@ class TrainerX(SimpleTrainer):
         self.num_batches = len(self.train_loader_x)
         print_freq = self.cfg.TRAIN.PRINT_FREQ
 
-        lr_steps = self.lr_steps
         end = time.time()
         for batch_idx, batch in enumerate(self.train_loader_x):
             self.batch_idx = batch_idx
             data_time.update(time.time() - end)
             loss_summary = self.forward_backward(batch)
-            if self.batch_idx + 1 == self.num_batches and self.lr_steps == lr_steps:
-                self.update_lr()  # once per epoch, unless forward_backward did (as upstream's)
+            if self.engine_steps_lr_now():
+                self.update_lr()
             batch_time.update(time.time() - end)
             losses.update(loss_summary)
 
@@ -727,6 +747,12 @@ class TrainerX(SimpleTrainer):
                 f"(after batch {self.batch_idx + 1}/{self.num_batches})"
             )
             end = time.time()
+
+    def engine_steps_lr_now(self) -> bool:
+        """Whether the batch that just ran ends an LR step that the trainer declared (LR_STEP)."""
+        if self.LR_STEP == "iteration":
+            return True
+        return self.LR_STEP == "epoch" and self.batch_idx + 1 == self.num_batches
 
     def parse_batch_train(
         self, batch: dict[str, Any]

@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from yacs.config import CfgNode
 
+from .radam import RAdam
+
 AVAI_OPTIMS = ["adam", "amsgrad", "sgd", "rmsprop", "radam", "adamw"]
 
 
@@ -98,9 +100,7 @@ def _optimizer_settings(optim_cfg: CfgNode) -> dict[str, tuple[type, dict[str, A
             },
         ),
         "rmsprop": (torch.optim.RMSprop, {"momentum": momentum, "alpha": optim_cfg.RMSPROP_ALPHA}),
-        # Upstream's RAdam (Liu et al.) decays weights decoupled from the gradient and falls
-        # back to bias-corrected momentum SGD while the variance estimate is unreliable;
-        # torch's RAdam does the same with decoupled_weight_decay=True.
-        "radam": (torch.optim.RAdam, {"betas": betas, "decoupled_weight_decay": True}),
+        # Upstream's own RAdam, whose rectification threshold and arithmetic torch's lacks.
+        "radam": (RAdam, {"betas": betas}),
         "adamw": (torch.optim.AdamW, {"betas": betas}),
     }

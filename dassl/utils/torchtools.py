@@ -385,6 +385,59 @@ def _as_tuples(value: Any) -> Any:
     return value
 
 
+def init_network_weights(model: nn.Module, init_type: str = "normal", gain: float = 0.02) -> None:
+    """Upstream's initialisation: conv/linear weights by ``init_type`` (normal, xavier, kaiming,
+    orthogonal) with zero biases; batch and instance norms to weight 1, bias 0."""
+    initialisers = {
+        "normal": lambda w: nn.init.normal_(w, 0.0, gain),
+        "xavier": lambda w: nn.init.xavier_normal_(w, gain=gain),
+        "kaiming": lambda w: nn.init.kaiming_normal_(w, a=0, mode="fan_in"),
+        "orthogonal": lambda w: nn.init.orthogonal_(w, gain=gain),
+    }
+    if init_type not in initialisers:
+        raise NotImplementedError(f"init_type {init_type!r}; use one of {list(initialisers)}")
+
+    def initialise(module: nn.Module) -> None:
+        name = type(module).__name__
+        if getattr(module, "weight", None) is not None and ("Conv" in name or "Linear" in name):
+            initialisers[init_type](module.weight.data)
+            if getattr(module, "bias", None) is not None:
+                nn.init.constant_(module.bias.data, 0.0)
+        elif "BatchNorm" in name or ("InstanceNorm" in name and module.weight is not None):
+            nn.init.constant_(module.weight.data, 1.0)
+            nn.init.constant_(module.bias.data, 0.0)
+
+    model.apply(initialise)
+
+
+def set_bn_to_eval(module: nn.Module) -> None:
+    """For ``model.apply``: batch norms stop updating their running statistics (their scale and
+    shift stay trainable)."""
+    if "BatchNorm" in type(module).__name__:
+        module.eval()
+
+
+def adjust_learning_rate(
+    optimizer: torch.optim.Optimizer,
+    base_lr: float,
+    epoch: int,
+    stepsize: int = 20,
+    gamma: float = 0.1,
+    linear_decay: bool = False,
+    final_lr: float = 0,
+    max_epoch: int = 100,
+) -> None:
+    """Upstream's deprecated manual schedule: linear from ``base_lr`` to ``final_lr`` over
+    ``max_epoch``, or ``base_lr * gamma ** (epoch // stepsize)``."""
+    if linear_decay:
+        done = epoch / max_epoch
+        lr = done * final_lr + (1.0 - done) * base_lr
+    else:
+        lr = base_lr * (gamma ** (epoch // stepsize))
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
 def open_all_layers(model: nn.Module) -> None:
     """Train mode and gradients on for every layer."""
     model.train()
@@ -459,6 +512,9 @@ __all__ = [
     "read_checkpoint_pointer",
     "capture_rng_state",
     "restore_rng_state",
+    "init_network_weights",
+    "set_bn_to_eval",
+    "adjust_learning_rate",
     "open_all_layers",
     "open_specified_layers",
     "count_num_param",
