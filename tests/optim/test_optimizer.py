@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from dassl.optim import build_optimizer
+from dassl.optim.radam import RAdam
 from tests.support.tiny_run import full_cfg
 
 
@@ -33,7 +34,7 @@ def optim_cfg(name: str, **overrides):
         ("adam", torch.optim.Adam, {"amsgrad": False, "betas": (0.8, 0.95)}),
         ("amsgrad", torch.optim.Adam, {"amsgrad": True, "betas": (0.8, 0.95)}),
         ("adamw", torch.optim.AdamW, {"betas": (0.8, 0.95)}),
-        ("radam", torch.optim.RAdam, {"betas": (0.8, 0.95), "decoupled_weight_decay": True}),
+        ("radam", RAdam, {"betas": (0.8, 0.95)}),  # upstream's own, not torch's
         ("sgd", torch.optim.SGD, {"momentum": 0.7, "dampening": 0.1, "nesterov": False}),
         ("rmsprop", torch.optim.RMSprop, {"momentum": 0.7, "alpha": 0.9}),
     ],
