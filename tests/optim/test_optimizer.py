@@ -67,9 +67,10 @@ def test_radam_matches_upstream_update_rule():
     """Upstream's RAdam (Liu et al.): weight decay p *= 1 - lr * wd, decoupled from the
     moments; plain bias-corrected momentum while rho_t < 5, the rectified Adam step after.
     With beta2 = 0.9 the rectified step starts at t = 6. The gradient is held at 1, so the
-    moments are m_t = 1 - b1^t and v_t = 1 - b2^t whatever the weights are."""
+    moments are m_t = 1 - b1^t and v_t = 1 - b2^t whatever the weights are. Upstream computes
+    in fp32 whatever the parameter's dtype, hence the tolerance."""
     lr, wd, b1, b2, eps = 0.02, 0.5, 0.9, 0.9, 1e-8
-    p = nn.Parameter(torch.tensor([2.0], dtype=torch.float64))
+    p = nn.Parameter(torch.tensor([2.0]))
     opt = build_optimizer([p], optim_cfg("radam", LR=lr, WEIGHT_DECAY=wd, ADAM_BETA2=b2))
 
     expected = 2.0
@@ -85,7 +86,7 @@ def test_radam_matches_upstream_update_rule():
             expected -= lr * math.sqrt(v * r) / (1 - b1**t) * m / (math.sqrt(v) + eps)
         else:
             expected -= lr * m / (1 - b1**t)
-        assert p.item() == pytest.approx(expected, rel=1e-9), t
+        assert p.item() == pytest.approx(expected, rel=1e-6), t
 
 
 def test_params_iterable_and_explicit_param_groups():
