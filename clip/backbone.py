@@ -119,6 +119,17 @@ class ClipBackbone(nn.Module):
         """Convert the weights to the family's fp16 layout, in place (PREC fp16)."""
         raise NotImplementedError
 
+    def config(self) -> dict[str, Any] | None:
+        """The family's description of the architecture the weights run in; None if unknown."""
+        raise NotImplementedError
+
+    def architecture(self) -> dict[str, Any]:
+        """What runs the weights, for the feature store's key (weights alone do not say: OpenCLIP's
+        ViT-B-32 and ViT-B-32-quickgelu read one file): the class, the family's config and a
+        digest of the image tower's module tree (classes, sizes, activations, from its repr)."""
+        tree = hashlib.sha256(repr(self.visual).encode()).hexdigest()
+        return {"class": type(self).__name__, "config": self.config(), "image_tower": tree}
+
     def weights_digest(self) -> str:
         """SHA-256 identifying the weights: of the file they were read from, or, for a model
         built in memory, of its state dict (names, dtypes, shapes and bytes)."""
@@ -158,6 +169,9 @@ class OpenAIBackbone(ClipBackbone):
     @property
     def embed_dim(self) -> int:
         return self.model.visual.output_dim
+
+    def config(self) -> dict[str, Any]:
+        return dict(self.model.architecture)
 
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         return tokenize(texts, context_length=self.model.context_length)
@@ -203,8 +217,14 @@ class OpenClipBackbone(ClipBackbone):
     Hugging Face text towers. Its own `encode_text` computes the fixed text features."""
 
     def __init__(
-        self, model: nn.Module, tokenizer: Any, name: str = "", weights_file: Path | None = None
+        self,
+        model: nn.Module,
+        tokenizer: Any,
+        name: str = "",
+        weights_file: Path | None = None,
+        model_cfg: dict[str, Any] | None = None,
     ) -> None:
+        """``model_cfg``: OpenCLIP's model config it was built from (None: built elsewhere)."""
         config = openclip.import_open_clip().get_model_preprocess_cfg(model)
         size = config["size"]
         preprocess = Preprocess(
@@ -216,12 +236,24 @@ class OpenClipBackbone(ClipBackbone):
         )
         super().__init__(model, name, weights_file, preprocess)
         self.tokenizer = tokenizer
+        self.model_cfg = model_cfg
         self._dtype = torch.float32
 
     @classmethod
     def load(cls, name: str) -> OpenClipBackbone:
         loaded = openclip.load_openclip(name)
-        return cls(loaded.model, loaded.tokenizer, name, loaded.weights)
+        return cls(loaded.model, loaded.tokenizer, name, loaded.weights, loaded.model_cfg)
+
+    def config(self) -> dict[str, Any] | None:
+        """OpenCLIP's model config (``quick_gelu`` included), its model class and version."""
+        if self.model_cfg is None:
+            return None
+        open_clip = openclip.import_open_clip()
+        return {
+            "model_cfg": self.model_cfg,
+            "model_class": type(self.model).__name__,
+            "open_clip": open_clip.__version__,
+        }
 
     @property
     def dtype(self) -> torch.dtype:

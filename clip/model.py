@@ -297,6 +297,22 @@ class CLIP(nn.Module):
     ) -> None:
         super().__init__()
         self.context_length = context_length
+        # The sizes this model was built with (read off the state dict by `build_model`): part of
+        # the feature store's key, since weights alone do not say how they are run.
+        self.architecture: dict[str, Any] = {
+            "embed_dim": embed_dim,
+            "image_resolution": image_resolution,
+            "vision_layers": list(vision_layers)
+            if isinstance(vision_layers, (tuple, list))
+            else vision_layers,
+            "vision_width": vision_width,
+            "vision_patch_size": vision_patch_size,
+            "context_length": context_length,
+            "vocab_size": vocab_size,
+            "transformer_width": transformer_width,
+            "transformer_heads": transformer_heads,
+            "transformer_layers": transformer_layers,
+        }
 
         if isinstance(vision_layers, (tuple, list)):
             self.visual = ModifiedResNet(

@@ -267,6 +267,7 @@ class LoadedOpenClip:
     tokenizer: Any
     weights: Path
     preprocess: dict[str, Any]
+    model_cfg: dict[str, Any]  # OpenCLIP's model config the model was built from
 
 
 def _tokenizer_from_config(open_clip: ModuleType, text_cfg: dict[str, Any]) -> Any:
@@ -299,6 +300,7 @@ def load_openclip(name: str) -> LoadedOpenClip:
             },
         )
         tokenizer = open_clip.get_tokenizer(parsed.arch)
+        model_cfg = open_clip.get_model_config(parsed.arch.replace("/", "-"))
     else:
         # OpenCLIP reads the folder: its config and the weights file `_folder_files` names.
         model = open_clip.create_model(
@@ -308,7 +310,11 @@ def load_openclip(name: str) -> LoadedOpenClip:
         tokenizer = _tokenizer_from_config(open_clip, model_cfg.get("text_cfg", {}))
     model.eval()
     return LoadedOpenClip(
-        model, tokenizer, located.weights, dict(open_clip.get_model_preprocess_cfg(model))
+        model,
+        tokenizer,
+        located.weights,
+        dict(open_clip.get_model_preprocess_cfg(model)),
+        model_cfg,
     )
 
 

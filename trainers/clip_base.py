@@ -341,8 +341,9 @@ class ClipTrainer(TrainerX):
         )
 
     def _namespaces(self, store: FeatureStore) -> Callable[[dict[str, Any]], Namespace]:
-        """View identity -> the store namespace of this backbone (by checksum), precision and
-        device. The checksum is computed (once per weights file) on first use."""
+        """View identity -> the store namespace of what computes the features: this backbone's
+        weights (by checksum) and architecture, the precision and the device. The checksum is
+        computed (once per weights file) on first use."""
         checksum: list[str] = []
 
         def namespace(view: dict[str, Any]) -> Namespace:
@@ -355,6 +356,7 @@ class ClipTrainer(TrainerX):
                 )
             identity = {
                 "backbone_sha256": checksum[0],
+                "architecture": self.backbone.architecture(),
                 "precision": str(self.backbone.dtype).replace("torch.", ""),
                 "device": self.device.type,
                 "batching": batching(self.device),

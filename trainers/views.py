@@ -7,10 +7,11 @@ How a view is drawn (the rule the feature store's keys rely on):
   decoded image, with python's ``random`` and torch's CPU generator both seeded with
   ``view_seed(stable key, v)``: the first 8 bytes (little-endian, top bit cleared) of
   SHA-256(``"<stable key>|view<v>"``), where the stable key is the image's path relative to
-  DATASET.ROOT and its size in bytes, ``"<relpath>|<size>"`` (its feature-store key without the
-  mtime). Every transform here draws from those two generators, so a view depends on nothing but
-  the image, v and the transform settings: not on the run's seed, shot count, method, loader
-  workers or the order images are encoded in. Runs that use the same image share its views.
+  DATASET.ROOT and its size in bytes, ``"<relpath>|<size>"`` (the start of its feature-store
+  key, without the file's times and inode). Every transform here draws from those two
+  generators, so a view depends on nothing but the image, v and the transform settings: not on
+  the run's seed, shot count, method, loader workers or the order images are encoded in. Runs
+  that use the same image share its views.
 - The global random streams are saved before and restored after each view, so drawing views never
   moves a run's own random numbers.
 - Each epoch, before its batches are shuffled, the run picks one view per train image with its own
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import random
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -33,14 +35,13 @@ from torch.utils.data import Dataset
 from dassl.data.datasets import Datum
 from dassl.utils.tools import read_image
 
-from .feature_store import image_key
-
 SEEDING = "sha256(relpath|size|view<v>)[:8] seeds python random and torch cpu"
 
 
 def stable_key(path: str, root: str) -> str:
-    """``"<relpath>|<size>"``: the image's store key without its mtime (views survive a touch)."""
-    return image_key(path, root).rsplit("|", 1)[0]
+    """``"<relpath>|<size>"``: the start of the image's store key, without the file's times and
+    inode (views survive a touch or a copy)."""
+    return f"{os.path.relpath(path, root)}|{os.path.getsize(path)}"
 
 
 def view_seed(key: str, view: int) -> int:

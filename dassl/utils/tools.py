@@ -110,12 +110,44 @@ def listdir_nohidden(path: PathLike, sort: bool = False) -> list[str]:
     return items
 
 
+def _high_depth_to_rgb(img: Image.Image, path: PathLike) -> Image.Image | None:
+    """8-bit RGB of a single-channel image deeper than 8 bits, or None for other modes.
+
+    PIL's ``convert("RGB")`` clips these modes to 255 instead of scaling them (a 16-bit PNG turns
+    white), so they are scaled here:
+    - ``I;16*`` (16-bit PNGs and TIFFs) and ``I`` (32-bit integer, read as 16-bit values, the
+      range PIL writes to 16-bit files): round(value / 257), so 65535 -> 255; an ``I`` value
+      outside [0, 65535] is refused;
+    - ``F`` (32-bit float): round(value * 255) for values in [0, 1]; others are refused.
+    """
+    if img.mode.startswith("I;16") or img.mode == "I":
+        values = np.asarray(img).astype(np.float64)
+        low, high, limit = 0.0, 65535.0, "[0, 65535] (16-bit)"
+        scale = 1 / 257
+    elif img.mode == "F":
+        values = np.asarray(img).astype(np.float64)
+        low, high, limit = 0.0, 1.0, "[0, 1]"
+        scale = 255.0
+    else:
+        return None
+    finite = np.isfinite(values).all()
+    if values.size and not (finite and low <= values.min() <= values.max() <= high):
+        raise ImageReadError(
+            f'Image "{path}" has {img.mode} pixels (PIL mode) outside {limit}, which have no '
+            "defined 8-bit rendering. Fix: save it as an 8-bit RGB or grayscale image (or with "
+            f"values in {limit})."
+        )
+    gray = np.rint(values * scale).astype(np.uint8)
+    return Image.fromarray(gray, "L").convert("RGB")
+
+
 def read_image(path: PathLike) -> Image.Image:
     """Open an image as RGB, decoding it fully so a truncated file fails here, by name.
 
     An image over PIL's ``Image.MAX_IMAGE_PIXELS`` (about 89 megapixels) is an error here, not
     just PIL's unnamed DecompressionBombWarning (PIL itself refuses twice that): no benchmark
     image comes near it, so such a file is corrupt or hostile. It is refused before decoding.
+    Single-channel images of more than 8 bits are scaled to 8 bits (``_high_depth_to_rgb``).
     """
     try:
         with Image.open(path) as img:
@@ -126,7 +158,9 @@ def read_image(path: PathLike) -> Image.Image:
                     f"({limit})"
                 )
             img.load()
-            return img.convert("RGB")
+            return _high_depth_to_rgb(img, path) or img.convert("RGB")
+    except ImageReadError:
+        raise
     except FileNotFoundError as err:
         raise ImageReadError(
             f'Image file not found: "{path}". Check DATASET.ROOT and that the dataset folder is '

@@ -1,6 +1,8 @@
 """The feature store's storage: keys that cannot serve stale features, whole-or-nothing shards,
-corrupt shards found and re-encoded, concurrent writers."""
+corrupt or malformed shards found and re-encoded, concurrent writers, a store that cannot be
+written."""
 
+import errno
 import json
 import multiprocessing
 import os
@@ -9,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainers.feature_store import ENV_VAR, FeatureStore, image_key, store_root
+from trainers import feature_store
+from trainers.feature_store import ENV_VAR, FeatureStore, file_identity, image_key, store_root
 
 IDENTITY = {"backbone": "ab" * 32, "precision": "fp32", "device": "cpu", "view": {"size": 32}}
 
@@ -53,6 +56,27 @@ def test_other_identities_and_changed_images_miss(tmp_path):
     assert image_key(str(image), str(tmp_path / "data")) != before
 
 
+def test_a_file_replaced_with_its_size_and_mtime_restored_changes_identity(tmp_path):
+    """What ``cp -p``, ``rsync -t`` and ``touch -r`` leave: same size, same mtime, other bytes,
+    whether written in place (same inode) or renamed over the file (same ctime tick or not)."""
+    root = tmp_path / "data"
+    image = root / "ds" / "a.jpg"
+    image.parent.mkdir(parents=True)
+    image.write_bytes(b"x" * 10)
+    before, key = file_identity(image), image_key(str(image), str(root))
+    assert key == f"ds/a.jpg|{before}"
+    stat = image.stat()
+    image.write_bytes(b"y" * 10)
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (image.stat().st_size, image.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    assert file_identity(image) != before and image_key(str(image), str(root)) != key
+    copy = tmp_path / "copy.jpg"
+    copy.write_bytes(b"z" * 10)
+    os.utime(copy, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    os.replace(copy, image)
+    assert file_identity(image) != before
+
+
 def test_the_backbone_is_identified_by_content(tmp_path):
     store = FeatureStore(tmp_path / "store")
     a, b = tmp_path / "a.pt", tmp_path / "b.pt"
@@ -61,9 +85,16 @@ def test_the_backbone_is_identified_by_content(tmp_path):
     assert store.backbone_checksum(a) == store.backbone_checksum(b)
     b.write_bytes(b"other weights")
     assert store.backbone_checksum(a) != store.backbone_checksum(b)
+    # Replaced in place by other bytes of the same size, mtime restored: hashed again.
+    stat = a.stat()
+    a.write_bytes(b"WEIGHTS")
+    os.utime(a, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert store.backbone_checksum(a) == FeatureStore(tmp_path / "fresh").backbone_checksum(a)
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip", "index", "no-array"])
+@pytest.mark.parametrize(
+    "damage", ["truncate", "flip", "index", "no-array", "key-not-string", "keys-shifted"]
+)
 def test_a_corrupt_shard_is_reported_moved_aside_and_missed(tmp_path, damage, capsys):
     ns = FeatureStore(tmp_path).namespace(IDENTITY)
     index = ns.add(keys(3), np.arange(12, dtype=np.float32).reshape(3, 4), "ds")
@@ -76,6 +107,13 @@ def test_a_corrupt_shard_is_reported_moved_aside_and_missed(tmp_path, damage, ca
         array.write_bytes(bytes(data))
     elif damage == "index":
         index.write_text("{not json")
+    elif damage in ("key-not-string", "keys-shifted"):
+        meta = json.loads(index.read_text())
+        # One key a list (unhashable), or the first key lost: each row under the next one's key.
+        meta["keys"] = (
+            [["ds/img0.jpg"], *meta["keys"][1:]] if damage == "key-not-string" else meta["keys"][1:]
+        )
+        index.write_text(json.dumps(meta))
     else:
         array.unlink()
     found, missing = ns.lookup(keys(3), "ds")
@@ -83,6 +121,42 @@ def test_a_corrupt_shard_is_reported_moved_aside_and_missed(tmp_path, damage, ca
     assert "corrupt and will be re-encoded" in capsys.readouterr().out
     assert not index.exists()
     assert ns.shard_indexes("ds") == []
+
+
+@pytest.mark.parametrize("shifted", [False, True])
+def test_listings_skip_malformed_indexes(tmp_path, shifted):
+    store = FeatureStore(tmp_path)
+    index = store.namespace(IDENTITY).add(keys(3), np.ones((3, 4), np.float32), "ds")
+    meta = json.loads(index.read_text())
+    meta["keys"] = meta["keys"][1:] if shifted else [[k] for k in meta["keys"]]
+    index.write_text(json.dumps(meta))
+    assert store.shards() == []
+
+
+def test_a_store_that_cannot_be_written_says_so_once_and_keeps_serving(
+    tmp_path, monkeypatch, capsys
+):
+    store = FeatureStore(tmp_path / "store")
+    ns = store.namespace(IDENTITY)
+    ns.add(keys(2), np.ones((2, 4), np.float32), "ds")
+    weights = tmp_path / "weights.pt"
+    weights.write_bytes(b"weights")
+    checksum = FeatureStore(tmp_path / "other").backbone_checksum(weights)
+
+    def full_disk(path, mode="wb"):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(feature_store, "atomic_write", full_disk)
+    assert ns.add(keys(3, prefix="new"), np.ones((3, 4), np.float32), "ds") is None
+    assert ns.add(keys(3, prefix="more"), np.ones((3, 4), np.float32), "ds") is None
+    assert store.backbone_checksum(weights) == checksum  # hashed; only the memo is not kept
+    store.namespace({**IDENTITY, "precision": "fp16"})
+    out = capsys.readouterr().out
+    assert out.count("cannot be written") == 1
+    assert f"the feature store {tmp_path / 'store'} cannot be written (the disk is full:" in out
+    found, missing = ns.lookup([*keys(2), *keys(1, prefix="new")], "ds")
+    assert sorted(found) == [0, 1] and missing == [2]
+    assert len(ns.shard_indexes("ds")) == 1
 
 
 def test_files_are_readable_by_others(tmp_path):
