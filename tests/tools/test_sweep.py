@@ -362,3 +362,85 @@ def test_local_workers_are_pinned_to_one_device_each(monkeypatch):
     assert local_devices(None, 2) == (["0", "1"], None)
     devices, threads = local_devices(2, 0)
     assert devices == ["", ""] and threads == max(1, (os.cpu_count() or 1) // 2)
+
+
+# ---- grids and options refused before any work ------------------------------------------------
+
+
+def own_grid(tmp_path: Path, **keys) -> Path:
+    """A grid file of 2 datasets x 1 shot count x 2 seeds, with ``keys`` replaced."""
+    data = {
+        "trainer": "TaskRes", "config": f"TaskRes/{CONFIG}", "datasets": ["caltech101", "dtd"],
+        "shots": [1], "seeds": [1, 2], "output": "{dataset}/{shots}shots/seed{seed}", **keys,
+    }  # fmt: skip
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_grid_mapping_two_cells_to_one_folder_is_refused_naming_them(tmp_path, capsys):
+    grid = own_grid(tmp_path, output="{dataset}/{shots}shots")  # no {seed}
+    folder = tmp_path / "out" / "caltech101" / "1shots"
+    with pytest.raises(GridError) as refused:
+        expand(load_grid(grid), "data", tmp_path / "out")
+    assert str(refused.value) == (
+        f'Grid file "{grid}" maps the cells caltech101 1-shot seed 1 and caltech101 1-shot '
+        f'seed 2 to one folder, {folder}; add {{seed}} to the "output" template so that each '
+        "cell writes its own folder."
+    )
+    assert sweep_main([str(grid), "--output-root", str(tmp_path / "out")]) == 2
+    assert "to one folder" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "output",
+    ["../../..", "{dataset}/../../elsewhere/seed{seed}", "/elsewhere/{dataset}/seed{seed}", "."],
+)
+def test_an_output_outside_the_output_root_is_refused(tmp_path, capsys, output):
+    argv = [str(own_grid(tmp_path, output=output)), "--output-root", str(tmp_path / "out")]
+    assert sweep_main([*argv, "--dry-run"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"is {output!r}, which gives " in line
+    assert f"not a folder below the output root {tmp_path / 'out'}" in line
+    assert "pass --output-root to write elsewhere" in line
+
+
+def test_an_absolute_output_below_the_output_root_is_the_relative_one(world, tmp_path, capsys):
+    """``{output_root}/...`` spells the same folders; a root given with '..' works too."""
+    relative = expand(load_grid(own_grid(tmp_path)), "data", tmp_path / "out")
+    absolute = own_grid(tmp_path, output="{output_root}/{dataset}/{shots}shots/seed{seed}")
+    roundabout = tmp_path / "x" / ".." / "out"
+    assert expand(load_grid(absolute), "data", roundabout) == relative
+    argv = [str(absolute), "--root", str(world["data"]), "--output-root", str(roundabout)]
+    assert sweep_main([*argv, "--dry-run"]) == 0
+    listing = capsys.readouterr().out
+    assert "pending     caltech101 1-shot seed 1 caltech101/1shots/seed1\n" in listing
+    assert "0 finished, 4 pending, 0 conflicting, 0 blocked" in listing
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        {"output": "{dataset.__class__.__name__}/seed{seed}"},
+        {"output": "{dataset[0]}/{shots}shots/seed{seed}"},
+        {"output": "{dataset!r}/{shots}shots/seed{seed}"},
+        {"output": "{dataset}/seed{seed:03d}"},
+        {"opts": {"OPTIM.LR": "{seed.real}"}},
+    ],
+)
+def test_templates_allow_only_plain_fields(tmp_path, keys):
+    with pytest.raises(GridError, match=r"templates allow only plain \{name\} fields"):
+        expand(load_grid(own_grid(tmp_path, **keys)), "data", tmp_path)
+
+
+@pytest.mark.parametrize(
+    "option",
+    [("--workers", "-1"), ("--workers", "0"), ("--progress-interval", "-1"),
+     ("--timeout-min", "0"), ("--array-parallelism", "-2")],
+)  # fmt: skip
+def test_numbers_out_of_range_are_one_usage_line(tmp_path, capsys, option):
+    with pytest.raises(SystemExit) as stop:
+        sweep_main([str(own_grid(tmp_path)), *option])
+    assert stop.value.code == 2
+    assert f"argument {option[0]}: '{option[1]}' is not a" in capsys.readouterr().err
