@@ -25,6 +25,7 @@ from tests.datasets.conftest import write_split_dataset
 from tests.engine.test_run_identity import snapshot
 from tools.demo import write_demo_checkpoint, write_demo_dataset
 from tools.parse_test_res import read_run
+from tools.sweep import orphans
 from tools.sweep.cli import main as sweep_main
 from tools.sweep.grid import GridError, expand, load_grid
 from tools.sweep.job import CellJob
@@ -65,10 +66,10 @@ def world(tmp_path_factory) -> dict:
 EPOCHS = 50  # long enough to be killed mid-run (an epoch of the tiny model takes ~30 ms)
 
 
-def sweep_argv(world: dict, out: Path, *options: str) -> list[str]:
+def sweep_argv(world: dict, out: Path, *options: str, epochs: int = EPOCHS) -> list[str]:
     return [
         str(GRID), "--root", str(world["data"]), "--output-root", str(out), *NARROW, *options,
-        *world["tiny"], "OPTIM.MAX_EPOCH", str(EPOCHS), "TRAIN.CHECKPOINT_FREQ", "1",
+        *world["tiny"], "OPTIM.MAX_EPOCH", str(epochs), "TRAIN.CHECKPOINT_FREQ", "1",
     ]  # fmt: skip
 
 
@@ -272,6 +273,74 @@ def test_sigterm_stops_the_running_job_and_starts_no_other(world):
     assert "caltech101 1-shot seed 1" in output.split("Summary:")[1]
     assert "start  caltech101 1-shot seed 2" not in output
     assert not Path(f"/proc/{pid}").exists()
+
+
+def _gone(pid: int) -> bool:
+    """Whether a process has exited (a zombie nobody has reaped yet counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def _all_gone(pids: list[int], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not all(_gone(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.mark.slow
+def test_a_sigkilled_sweep_stops_its_train_py_children(world):
+    """No orphan goes on writing its folder: each train.py gets SIGTERM, saves and exits."""
+    out = world["tmp"] / "orphans"
+    argv = sweep_argv(world, out, "--shots", "1", "--seeds", "1", "--workers", "2", epochs=5000)
+    proc = start_sweep(argv)
+    runs = [cell_dir(out, dataset, 1, 1) for dataset in ("caltech101", "dtd")]
+    pids = [_train_pid(run, proc) for run in runs]
+    try:
+        for run in runs:
+            _wait_for_epoch(run, 0, proc)
+        proc.kill()
+        proc.communicate()
+        assert _all_gone(pids, timeout=30)
+    finally:
+        for pid in pids:
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
+    for run in runs:
+        console = out / "sweeps/taskres_regular/console" / run.relative_to(out).parent
+        text = (console / f"{run.name}.txt").read_text()
+        assert "Interrupted by SIGTERM during epoch" in text, text[-2000:]
+        assert 1 <= _saved_epoch(run) < 5000
+
+
+def test_without_the_kernel_signal_a_watchdog_stops_the_orphan():
+    """The fallback where Linux's parent-death signal is missing: a watchdog process stops the
+    child once its parent dies, and not before."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess, sys, time\n"
+         "from tools.sweep import orphans\n"
+         "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+         "orphans.watch(child.pid)\n"
+         "print(child.pid, flush=True)\n"
+         "time.sleep(60)\n"],
+        cwd=REPO, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    child = int(parent.stdout.readline())
+    try:
+        time.sleep(3 * orphans.WATCH_POLL_S)
+        assert not _gone(child)
+        parent.kill()
+        parent.communicate()
+        assert _all_gone([child], timeout=10 * orphans.WATCH_POLL_S)
+    finally:
+        if not _gone(child):
+            os.kill(child, signal.SIGKILL)
 
 
 def test_options_after_the_overrides_are_refused(world, capsys):
