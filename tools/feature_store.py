@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 from tabulate import tabulate
 
+from tools.arguments import positive_number
 from trainers.feature_store import FeatureStore, ShardInfo, store_root
 
 DAY = 86400.0
@@ -83,7 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     prune = commands.add_parser("prune", help="remove shards matching every filter given")
     prune.add_argument("--backbone", help="backbone name as runs gave it, or a SHA-256 prefix")
     prune.add_argument("--dataset", help="DATASET.NAME, e.g. Caltech101")
-    prune.add_argument("--older-than", type=float, metavar="DAYS", help="written before then")
+    prune.add_argument(
+        "--older-than", type=positive_number, metavar="DAYS", help="written more than DAYS ago"
+    )
     prune.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
     args = parser.parse_args(argv)
 

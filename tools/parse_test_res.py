@@ -22,6 +22,7 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tools.results.logs import Run, read_run, read_test_metrics  # noqa: E402
+from tools.results.outputs import check_folder, writing  # noqa: E402
 from tools.results.render import EXTENSIONS, render  # noqa: E402
 from tools.results.runs import (  # noqa: E402
     DATASETS,
@@ -111,11 +112,11 @@ def _tables(results: Results, args: argparse.Namespace) -> int:
         print()
         print(render(tables, "terminal", results.spread_name()), end="")
     if args.export:
-        args.export.mkdir(parents=True, exist_ok=True)
         spread = "ci95" if args.ci95 else "std"
         for fmt in ("csv", "markdown", "latex"):
             path = args.export / f"{EXPORT_NAME}.{EXTENSIONS[fmt]}"
-            path.write_text(render(tables, fmt, spread), encoding="utf-8")
+            with writing(path, "--export"):
+                path.write_text(render(tables, fmt, spread), encoding="utf-8")
             print(f"Wrote {path}")
     return 0
 
@@ -127,7 +128,8 @@ def _accuracy_figure(results: Results, folder: Path) -> int:
     if fig is None:
         print("No accuracy figure: no trained run with a shot count under the tree.")
         return 1
-    paths = save_figure(fig, folder / ACCURACY_FIGURE)
+    with writing(folder / ACCURACY_FIGURE, "--figures"):
+        paths = save_figure(fig, folder / ACCURACY_FIGURE)
     print(f"Wrote the accuracy-vs-shots figure: {', '.join(map(str, paths))}")
     return 0
 
@@ -153,7 +155,8 @@ def _residuals(results: Results, args: argparse.Namespace) -> int:
 
         fig = residual_figure(analyses)
         if fig is not None:
-            paths = save_figure(fig, args.figures / RESIDUAL_FIGURE)
+            with writing(args.figures / RESIDUAL_FIGURE, "--figures"):
+                paths = save_figure(fig, args.figures / RESIDUAL_FIGURE)
             print(f"Wrote the residual-analysis figure: {', '.join(map(str, paths))}")
     return status
 
@@ -223,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
 
     status = 0
     try:
+        for folder, flag in ((args.export, "--export"), (args.figures, "--figures")):
+            if folder is not None:
+                check_folder(folder, flag)
         settings = collect_settings(args.directory)
         for setting in settings:
             print(describe_setting(setting, args.directory, args.metric, args.ci95))

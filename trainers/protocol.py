@@ -6,7 +6,7 @@
   with INPUT.TRANSFORMS and encoded anew; CPU fp32 results are bit-identical to upstream's.
 - ``views:V``: V augmented views of each train image, encoded once (and kept in the feature
   store, shared with every run that uses the same image); each epoch trains on one view per
-  image. How views are drawn and seeded: trainers/views.py.
+  image. How views are drawn and seeded: trainers/views.py. V is at most MAX_VIEWS (1000).
 - ``plain``: one un-augmented view (the test transform) of each train image, encoded once.
 
 ``TRAINER.FEATURE_CACHE.TRAIN True`` is the older spelling of ``plain`` and keeps working.
@@ -23,6 +23,10 @@ from typing import Any
 
 EXACT, VIEWS, PLAIN = "exact", "views", "plain"
 PROTOCOL_KEY = "TRAINER.PROTOCOL"
+# Every view of every train image is encoded before training, and each epoch trains on one view
+# per image: beyond the epochs a run trains (the shipped configs train at most 200), more views
+# cost more than exact, which encodes each image once per epoch, and are mostly never trained on.
+MAX_VIEWS = 1000
 ALIAS_KEY = "TRAINER.FEATURE_CACHE.TRAIN"
 
 
@@ -45,13 +49,19 @@ class Protocol:
 
 
 def parse_protocol(text: str) -> Protocol:
-    """``"exact"``, ``"plain"`` or ``"views:V"`` (V >= 1) as a Protocol."""
+    """``"exact"``, ``"plain"`` or ``"views:V"`` (1 <= V <= MAX_VIEWS) as a Protocol."""
     value = str(text).strip()
     if value in (EXACT, PLAIN):
         return Protocol(value)
     kind, _, count = value.partition(":")
-    if kind == VIEWS and count.isdigit() and int(count) >= 1:
+    if kind == VIEWS and count.isdigit() and 1 <= int(count) <= MAX_VIEWS:
         return Protocol(VIEWS, int(count))
+    if kind == VIEWS and count.isdigit() and int(count) > MAX_VIEWS:
+        raise ProtocolError(
+            f"{PROTOCOL_KEY} is {text!r}: at most {MAX_VIEWS} views per train image. Every view "
+            "is encoded before training and each epoch trains on one, so views beyond the "
+            "epochs trained are never used; for fresh augmentations every epoch use exact."
+        )
     raise ProtocolError(
         f"{PROTOCOL_KEY} is {text!r}; choose exact (the published protocol), views:V (V "
         "augmented views per train image, encoded once, e.g. views:10) or plain (one "

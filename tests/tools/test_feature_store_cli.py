@@ -82,3 +82,12 @@ def test_prune_by_age_and_refusing_no_filter(store, capsys):
 def test_an_absent_store_is_said_so(tmp_path, capsys):
     assert cli.main(["--root", str(tmp_path / "none"), "list"]) == 0
     assert "No feature store" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("age", ["-5", "0", "nan", "inf", "x"])
+def test_prune_refuses_an_age_that_is_not_above_zero(store, age, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["--root", str(store.root), "prune", "--older-than", age])
+    assert stop.value.code == 2
+    assert f"--older-than: '{age}' is not a number above 0" in capsys.readouterr().err
+    assert len(store.shards()) == 5

@@ -25,6 +25,7 @@ from tests.datasets.conftest import write_split_dataset
 from tests.engine.test_run_identity import snapshot
 from tools.demo import write_demo_checkpoint, write_demo_dataset
 from tools.parse_test_res import read_run
+from tools.sweep import orphans
 from tools.sweep.cli import main as sweep_main
 from tools.sweep.grid import GridError, expand, load_grid
 from tools.sweep.job import CellJob
@@ -65,10 +66,10 @@ def world(tmp_path_factory) -> dict:
 EPOCHS = 50  # long enough to be killed mid-run (an epoch of the tiny model takes ~30 ms)
 
 
-def sweep_argv(world: dict, out: Path, *options: str) -> list[str]:
+def sweep_argv(world: dict, out: Path, *options: str, epochs: int = EPOCHS) -> list[str]:
     return [
         str(GRID), "--root", str(world["data"]), "--output-root", str(out), *NARROW, *options,
-        *world["tiny"], "OPTIM.MAX_EPOCH", str(EPOCHS), "TRAIN.CHECKPOINT_FREQ", "1",
+        *world["tiny"], "OPTIM.MAX_EPOCH", str(epochs), "TRAIN.CHECKPOINT_FREQ", "1",
     ]  # fmt: skip
 
 
@@ -274,6 +275,74 @@ def test_sigterm_stops_the_running_job_and_starts_no_other(world):
     assert not Path(f"/proc/{pid}").exists()
 
 
+def _gone(pid: int) -> bool:
+    """Whether a process has exited (a zombie nobody has reaped yet counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def _all_gone(pids: list[int], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not all(_gone(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.mark.slow
+def test_a_sigkilled_sweep_stops_its_train_py_children(world):
+    """No orphan goes on writing its folder: each train.py gets SIGTERM, saves and exits."""
+    out = world["tmp"] / "orphans"
+    argv = sweep_argv(world, out, "--shots", "1", "--seeds", "1", "--workers", "2", epochs=5000)
+    proc = start_sweep(argv)
+    runs = [cell_dir(out, dataset, 1, 1) for dataset in ("caltech101", "dtd")]
+    pids = [_train_pid(run, proc) for run in runs]
+    try:
+        for run in runs:
+            _wait_for_epoch(run, 0, proc)
+        proc.kill()
+        proc.communicate()
+        assert _all_gone(pids, timeout=30)
+    finally:
+        for pid in pids:
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
+    for run in runs:
+        console = out / "sweeps/taskres_regular/console" / run.relative_to(out).parent
+        text = (console / f"{run.name}.txt").read_text()
+        assert "Interrupted by SIGTERM during epoch" in text, text[-2000:]
+        assert 1 <= _saved_epoch(run) < 5000
+
+
+def test_without_the_kernel_signal_a_watchdog_stops_the_orphan():
+    """The fallback where Linux's parent-death signal is missing: a watchdog process stops the
+    child once its parent dies, and not before."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess, sys, time\n"
+         "from tools.sweep import orphans\n"
+         "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+         "orphans.watch(child.pid)\n"
+         "print(child.pid, flush=True)\n"
+         "time.sleep(60)\n"],
+        cwd=REPO, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    child = int(parent.stdout.readline())
+    try:
+        time.sleep(3 * orphans.WATCH_POLL_S)
+        assert not _gone(child)
+        parent.kill()
+        parent.communicate()
+        assert _all_gone([child], timeout=10 * orphans.WATCH_POLL_S)
+    finally:
+        if not _gone(child):
+            os.kill(child, signal.SIGKILL)
+
+
 def test_options_after_the_overrides_are_refused(world, capsys):
     with pytest.raises(SystemExit):
         sweep_main([*sweep_argv(world, world["out"]), "--dry-run"])
@@ -362,3 +431,85 @@ def test_local_workers_are_pinned_to_one_device_each(monkeypatch):
     assert local_devices(None, 2) == (["0", "1"], None)
     devices, threads = local_devices(2, 0)
     assert devices == ["", ""] and threads == max(1, (os.cpu_count() or 1) // 2)
+
+
+# ---- grids and options refused before any work ------------------------------------------------
+
+
+def own_grid(tmp_path: Path, **keys) -> Path:
+    """A grid file of 2 datasets x 1 shot count x 2 seeds, with ``keys`` replaced."""
+    data = {
+        "trainer": "TaskRes", "config": f"TaskRes/{CONFIG}", "datasets": ["caltech101", "dtd"],
+        "shots": [1], "seeds": [1, 2], "output": "{dataset}/{shots}shots/seed{seed}", **keys,
+    }  # fmt: skip
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_grid_mapping_two_cells_to_one_folder_is_refused_naming_them(tmp_path, capsys):
+    grid = own_grid(tmp_path, output="{dataset}/{shots}shots")  # no {seed}
+    folder = tmp_path / "out" / "caltech101" / "1shots"
+    with pytest.raises(GridError) as refused:
+        expand(load_grid(grid), "data", tmp_path / "out")
+    assert str(refused.value) == (
+        f'Grid file "{grid}" maps the cells caltech101 1-shot seed 1 and caltech101 1-shot '
+        f'seed 2 to one folder, {folder}; add {{seed}} to the "output" template so that each '
+        "cell writes its own folder."
+    )
+    assert sweep_main([str(grid), "--output-root", str(tmp_path / "out")]) == 2
+    assert "to one folder" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "output",
+    ["../../..", "{dataset}/../../elsewhere/seed{seed}", "/elsewhere/{dataset}/seed{seed}", "."],
+)
+def test_an_output_outside_the_output_root_is_refused(tmp_path, capsys, output):
+    argv = [str(own_grid(tmp_path, output=output)), "--output-root", str(tmp_path / "out")]
+    assert sweep_main([*argv, "--dry-run"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"is {output!r}, which gives " in line
+    assert f"not a folder below the output root {tmp_path / 'out'}" in line
+    assert "pass --output-root to write elsewhere" in line
+
+
+def test_an_absolute_output_below_the_output_root_is_the_relative_one(world, tmp_path, capsys):
+    """``{output_root}/...`` spells the same folders; a root given with '..' works too."""
+    relative = expand(load_grid(own_grid(tmp_path)), "data", tmp_path / "out")
+    absolute = own_grid(tmp_path, output="{output_root}/{dataset}/{shots}shots/seed{seed}")
+    roundabout = tmp_path / "x" / ".." / "out"
+    assert expand(load_grid(absolute), "data", roundabout) == relative
+    argv = [str(absolute), "--root", str(world["data"]), "--output-root", str(roundabout)]
+    assert sweep_main([*argv, "--dry-run"]) == 0
+    listing = capsys.readouterr().out
+    assert "pending     caltech101 1-shot seed 1 caltech101/1shots/seed1\n" in listing
+    assert "0 finished, 4 pending, 0 conflicting, 0 blocked" in listing
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        {"output": "{dataset.__class__.__name__}/seed{seed}"},
+        {"output": "{dataset[0]}/{shots}shots/seed{seed}"},
+        {"output": "{dataset!r}/{shots}shots/seed{seed}"},
+        {"output": "{dataset}/seed{seed:03d}"},
+        {"opts": {"OPTIM.LR": "{seed.real}"}},
+    ],
+)
+def test_templates_allow_only_plain_fields(tmp_path, keys):
+    with pytest.raises(GridError, match=r"templates allow only plain \{name\} fields"):
+        expand(load_grid(own_grid(tmp_path, **keys)), "data", tmp_path)
+
+
+@pytest.mark.parametrize(
+    "option",
+    [("--workers", "-1"), ("--workers", "0"), ("--progress-interval", "-1"),
+     ("--timeout-min", "0"), ("--array-parallelism", "-2")],
+)  # fmt: skip
+def test_numbers_out_of_range_are_one_usage_line(tmp_path, capsys, option):
+    with pytest.raises(SystemExit) as stop:
+        sweep_main([str(own_grid(tmp_path)), *option])
+    assert stop.value.code == 2
+    assert f"argument {option[0]}: '{option[1]}' is not a" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from datasets.synthetic import write_tiny_image_dataset
 from tests.support.tiny_clip import TINY_INPUT_SIZE
 from trainers.feature_store import FeatureStore, image_key
 from trainers.features import FEATURES
-from trainers.protocol import Protocol, ProtocolError, parse_protocol, protocol_of
+from trainers.protocol import MAX_VIEWS, Protocol, ProtocolError, parse_protocol, protocol_of
 from trainers.views import seeded_rng, stable_key, view_seed
 
 from .conftest import NUM_CLASSES, PER_CLASS
@@ -61,6 +61,15 @@ def test_protocol_values_and_the_alias():
 def test_an_unknown_protocol_is_refused_before_any_work(make_cfg):
     with pytest.raises(ProtocolError, match="views:V"):
         make_trainer(make_cfg("TaskRes", "TRAINER.PROTOCOL", "views10"))
+
+
+def test_a_view_count_above_the_bound_is_refused_before_any_encoding(make_cfg):
+    assert parse_protocol(f"views:{MAX_VIEWS}") == Protocol("views", MAX_VIEWS)
+    for bad in (f"views:{MAX_VIEWS + 1}", "views:1000000"):
+        with pytest.raises(ProtocolError, match=f"{bad}.*at most {MAX_VIEWS} views"):
+            parse_protocol(bad)
+    with pytest.raises(ProtocolError, match=f"at most {MAX_VIEWS} views"):
+        make_trainer(make_cfg("TaskRes", "TRAINER.PROTOCOL", "views:1000000"))
 
 
 # ---- what each protocol's epochs draw --------------------------------------------------------

@@ -24,8 +24,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tools import parse_test_res
+from tools.arguments import positive_number, whole_number
 
-from .grid import Cell, Grid, GridError, expand, load_grid
+from .grid import Cell, Grid, GridError, absolute_output_root, expand, load_grid
 from .job import CellJob
 from .launch import (
     DONE,
@@ -80,29 +81,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--launcher", choices=("local", "slurm"), default="local")
     parser.add_argument(
-        "--progress-interval", type=float, default=30.0, help="seconds between progress lines"
+        "--progress-interval",
+        type=positive_number,
+        default=30.0,
+        help="seconds between progress lines",
     )
     local = parser.add_argument_group("local launcher")
     local.add_argument(
         "--workers",
-        type=int,
+        type=whole_number(1),
         help="parallel runs (default: one per visible GPU, or 1 without GPU); each is pinned to "
         "one GPU, or to the CPU",
     )
     slurm = parser.add_argument_group("slurm launcher (through submitit)")
     slurm.add_argument("--partition", help="Slurm partition")
     slurm.add_argument(
-        "--timeout-min", type=int, default=24 * 60, help="time limit per job (minutes)"
+        "--timeout-min", type=whole_number(1), default=24 * 60, help="time limit per job (minutes)"
     )
-    slurm.add_argument("--gpus-per-job", type=int, default=1)
-    slurm.add_argument("--cpus-per-job", type=int, default=8)
-    slurm.add_argument("--mem-gb", type=int, help="memory per job")
+    slurm.add_argument("--gpus-per-job", type=whole_number(0), default=1)
+    slurm.add_argument("--cpus-per-job", type=whole_number(1), default=8)
+    slurm.add_argument("--mem-gb", type=whole_number(1), help="memory per job")
     slurm.add_argument(
-        "--array-parallelism", type=int, help="most jobs of the array running at once"
+        "--array-parallelism", type=whole_number(1), help="most jobs of the array running at once"
     )
     slurm.add_argument(
         "--max-requeues",
-        type=int,
+        type=whole_number(0),
         default=3,
         help="times a job reaching its time limit is requeued (preemptions do not count)",
     )
@@ -164,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stages = expand(
             grid,
             root=os.path.abspath(os.path.expanduser(args.root)),
-            output_root=Path(args.output_root).expanduser(),
+            output_root=args.output_root,
             datasets=args.datasets,
             shots=args.shots,
             seeds=args.seeds,
@@ -196,7 +200,7 @@ class Sweep:
         self.stages = stages
         self.args = args
         self.extra = extra
-        self.output_root = Path(args.output_root).expanduser().absolute()
+        self.output_root = absolute_output_root(args.output_root)
         self.folder = self.output_root / SWEEPS_FOLDER / grid.name
         self.width = max((len(cell.label) for cells in stages for cell in cells), default=0)
 

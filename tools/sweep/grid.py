@@ -14,6 +14,8 @@ the models the training stage wrote). Keys given at the top level are defaults f
 from __future__ import annotations
 
 import itertools
+import os
+import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -207,8 +209,21 @@ def dataset_name(dataset: str) -> str:
         raise GridError(str(err)) from None
 
 
+def _check_fields(template: str, where: str) -> None:
+    """Only plain ``{name}`` fields: no attribute or index access, conversion or format spec,
+    which would let a grid file reach into Python objects (``{dataset.__class__}``)."""
+    for _, field_name, spec, conversion in string.Formatter().parse(template):
+        if field_name is not None and (not field_name.isidentifier() or spec or conversion):
+            raise GridError(
+                f"{where} is {template!r}: templates allow only plain {{name}} fields such as "
+                "{dataset}, {shots}, {seed} or a variable's name (no attribute or index access, "
+                "conversion or format spec)."
+            )
+
+
 def _format(template: Any, context: Mapping[str, Any], where: str) -> str:
     try:
+        _check_fields(str(template), where)
         return str(template).format_map(context)
     except KeyError as err:
         raise GridError(
@@ -242,6 +257,12 @@ def check_filters(grid: Grid, filters: Mapping[str, Sequence | None]) -> None:
             )
 
 
+def absolute_output_root(path: str | Path) -> Path:
+    """The output root as an absolute path without ``..``: the one spelling the cells' folders
+    are built on and compared with."""
+    return Path(os.path.normpath(Path(path).expanduser().absolute()))
+
+
 def expand(
     grid: Grid,
     root: str | Path,
@@ -258,7 +279,7 @@ def expand(
     last on every cell's command line, so they win over the grid's own overrides.
     """
     check_filters(grid, {"dataset": datasets, "shots": shots, "seed": seeds})
-    output_root = Path(output_root).absolute()
+    output_root = absolute_output_root(output_root)
     stages = []
     for stage in grid.stages:
         cells = []
@@ -271,7 +292,49 @@ def expand(
                 _cell(grid, stage, axes, str(root), output_root, variables or {}, overrides)
             )
         stages.append(cells)
+    _check_distinct_folders(grid, [cell for cells in stages for cell in cells])
     return stages
+
+
+def _check_distinct_folders(grid: Grid, cells: Sequence[Cell]) -> None:
+    """Two cells writing one folder would train over each other: refuse the grid, naming both
+    cells and the axes its "output" template must tell apart."""
+    owners: dict[Path, Cell] = {}
+    for cell in cells:
+        first = owners.setdefault(cell.output_dir, cell)
+        if first is cell:
+            continue
+        axes = [
+            f"{{{axis}}}"
+            for axis, a, b in (
+                ("dataset", first.dataset, cell.dataset),
+                ("shots", first.shots, cell.shots),
+                ("seed", first.seed, cell.seed),
+            )
+            if a != b
+        ]
+        stages = "" if first.stage == cell.stage else f' (stages "{first.stage}", "{cell.stage}")'
+        fix = f"add {' and '.join(axes)} to" if axes else "make the cells differ in"
+        raise GridError(
+            f'Grid file "{grid.path}" maps the cells {first.label} and {cell.label}{stages} to '
+            f'one folder, {cell.output_dir}; {fix} the "output" template so that each cell '
+            "writes its own folder."
+        )
+
+
+def _output_dir(template: str, context: Mapping[str, Any], output_root: Path, where: str) -> Path:
+    """The run folder: strictly below the output root (``..`` and absolute paths elsewhere are
+    refused, so that --output-root decides where a grid writes, and the run folder never holds
+    another run's folders)."""
+    relative = _format(template, context, where)
+    folder = Path(os.path.normpath(output_root / relative))
+    if folder == output_root or not folder.is_relative_to(output_root):
+        raise GridError(
+            f"{where} is {template!r}, which gives {folder}: not a folder below the output root "
+            f"{output_root}. Make it a relative path without '..' (e.g. "
+            "'{dataset}/shots{shots}/seed{seed}'), and pass --output-root to write elsewhere."
+        )
+    return folder
 
 
 def _cell(
@@ -302,7 +365,7 @@ def _cell(
             'not exist. Fix the grid\'s "config" (configs/trainers/<trainer>/<name>, no .yaml).'
         )
     context["config_name"] = config_file.stem
-    output_dir = output_root / _format(stage.output, context, f'"output" of {where}')
+    output_dir = _output_dir(stage.output, context, output_root, f'"output" of {where}')
     argv = ["--root", root]
     if axes["seed"] is not None:
         argv += ["--seed", str(axes["seed"])]

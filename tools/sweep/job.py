@@ -11,6 +11,7 @@ person killed outright resumes the same way when the grid command is run again.
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import shlex
 import signal
@@ -22,6 +23,8 @@ from pathlib import Path
 
 from submitit import JobEnvironment
 from submitit.helpers import Checkpointable, DelayedSubmission
+
+from . import orphans
 
 REPO = Path(__file__).resolve().parents[2]
 STOP_GRACE_S = 60  # how long train.py may take to save and exit before it is killed
@@ -40,6 +43,12 @@ class CellJob(Checkpointable):
     run by submitit: train.py then ignores submitit's preemption signal, which Slurm sends to
     every process of the job, so that ``checkpoint()`` stops it with SIGTERM, the signal that
     makes it save and exit.
+
+    train.py stops (SIGTERM: it saves and exits) when the process that called the job dies, even
+    by SIGKILL, so that no orphan goes on writing its folder (``orphans``); on Linux the signal
+    comes when the calling *thread* exits, which waits for train.py here. A local job runs in a
+    session of its own, so a Ctrl-C at the terminal reaches only the sweep, which stops every
+    train.py with one SIGTERM (a second signal would make train.py stop without saving).
     """
 
     def __init__(
@@ -76,11 +85,17 @@ class CellJob(Checkpointable):
                 self.command,
                 cwd=REPO,
                 env=env,
+                stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_ignore_preemption_signal if self.preemptible else None,
+                start_new_session=not self.preemptible,
+                preexec_fn=functools.partial(_prepare_child, os.getpid(), self.preemptible),
             )
+            watchdog = None if orphans.KERNEL_SIGNAL else orphans.watch(self._process.pid)
             code = self._process.wait()
+        if watchdog is not None:
+            watchdog.terminate()
+            watchdog.wait()
         self._process = None
         if code != 0:
             raise CellFailed(f"train.py exited with status {code}; its output: {self.console}")
@@ -114,9 +129,13 @@ class CellJob(Checkpointable):
         return state
 
 
-def _ignore_preemption_signal() -> None:
-    """In the child before exec (submitit's worker runs no threads): SIG_IGN survives exec."""
-    signal.signal(getattr(signal, f"SIG{JobEnvironment.USR_SIG}"), signal.SIG_IGN)
+def _prepare_child(parent_pid: int, preemptible: bool) -> None:
+    """In the child before exec (what it sets survives exec): stop with the parent and, under
+    submitit, ignore its preemption signal. It allocates little and takes no lock, as code
+    forked from a threaded parent must."""
+    orphans.stop_with_parent(parent_pid)
+    if preemptible:
+        signal.signal(getattr(signal, f"SIG{JobEnvironment.USR_SIG}"), signal.SIG_IGN)
 
 
 def _exited(pid: int) -> bool:
