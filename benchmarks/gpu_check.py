@@ -114,7 +114,7 @@ GPU = Sizes(
     judge_accuracy=True,
     long_epochs=200,
     coop_epochs=50,
-    jpegs=2000,
+    jpegs=2048,  # 8 full batches of 256
     jpeg_size=(400, 350),
     workers=(8, 16),
     loader_epochs=2,
@@ -464,10 +464,13 @@ def epoch_and_store(setup: Setup, label: str, root: Path, images: int, loader_ra
                     DATALOADER__TEST__BATCH_SIZE=setup.sizes.batches["TaskRes"])  # fmt: skip
     with report.quiet():
         epochs, _ = time_setting(cfg)
-    epoch_rate = images / epochs[-1]
+    batch = cfg.DATALOADER.TRAIN_X.BATCH_SIZE
+    trained = images // batch * batch if images >= batch else images  # the loader drops the rest
+    epoch_rate = trained / epochs[-1]
     report.line(
         f"epoch   {label} TaskRes exact fp16, {workers} workers: epochs "
-        f"{', '.join(f'{t:.2f}' for t in epochs)} s; the last {epoch_rate:.1f} images/s"
+        f"{', '.join(f'{t:.2f}' for t in epochs)} s; the last {epoch_rate:.1f} images/s "
+        f"({trained} images an epoch)"
     )
     bound, other = ("loader", "encoder") if loader_rate < encoder_rate else ("encoder", "loader")
     slower, faster = sorted((loader_rate, encoder_rate))
