@@ -62,6 +62,16 @@ def private_mb(pid: int) -> float:
     return total / 1024
 
 
+def train_loader_cfg(batch_size: int):
+    """The exact protocol's train transform at CLIP's 224 px, with `batch_size` images a batch."""
+    cfg = extend_cfg(get_cfg_default())
+    cfg.INPUT.SIZE = (224, 224)
+    cfg.INPUT.INTERPOLATION = "bicubic"
+    cfg.INPUT.TRANSFORMS = ("random_resized_crop", "random_flip", "normalize")
+    cfg.DATALOADER.TRAIN_X.BATCH_SIZE = batch_size
+    return cfg
+
+
 def time_loader(cfg, items: list[Datum], decode: bool, epochs: int) -> tuple[float, str]:
     with contextlib.redirect_stdout(io.StringIO()):
         tfm = build_transform(cfg, is_train=True)
@@ -96,11 +106,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    cfg = extend_cfg(get_cfg_default())
-    cfg.INPUT.SIZE = (224, 224)
-    cfg.INPUT.INTERPOLATION = "bicubic"
-    cfg.INPUT.TRANSFORMS = ("random_resized_crop", "random_flip", "normalize")
-    cfg.DATALOADER.TRAIN_X.BATCH_SIZE = args.batch_size
+    cfg = train_loader_cfg(args.batch_size)
     print(f"{args.images} JPEGs of {args.size[0]}x{args.size[1]}, batch {args.batch_size}, "
           f"{args.epochs} epochs, {args.threads} torch threads")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
