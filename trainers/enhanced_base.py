@@ -81,21 +81,6 @@ def read_enhanced_base(path: str) -> tuple[torch.Tensor, dict[str, Any] | None]:
     return state_dict["weight"], provenance if isinstance(provenance, dict) else None
 
 
-def describe(path: str) -> str:
-    """Which base a TaskRes run used, for the results: built here (dataset, shots, seed) or a
-    file without provenance (upstream's released bases)."""
-    try:
-        _, provenance = read_enhanced_base(path)
-    except (OSError, KeyError, RuntimeError):
-        return f"file {path} (unreadable now)"
-    if provenance is None:
-        return f"file {path}"
-    return (
-        f"built here by {provenance['trainer']} on {provenance['dataset']}, "
-        f"{provenance['shots']} shots, seed {provenance['seed']} ({provenance['run']})"
-    )
-
-
 def load_enhanced_projection(path: str, backbone: ClipBackbone, cfg: CN) -> torch.Tensor:
     """The text projection [width, D] of an enhanced base: the checkpoint's weight, transposed.
 
