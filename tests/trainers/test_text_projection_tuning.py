@@ -138,3 +138,20 @@ def test_resume_and_eval_only(vit_clip, data_root, tmp_path):
     )
     accuracy = [line for line in log.splitlines() if line.startswith("* accuracy")]
     assert accuracy and accuracy[-1] in evaluated
+
+
+def test_fp16_build_loads_in_an_fp32_taskres(make_cfg, force_precision, tmp_path):
+    """PREC fp16 (CLIP in fp16, the projection learned in fp32): the base's digest of the start
+    projection agrees with an fp32 run of the same backbone, so TaskRes accepts it."""
+    trainer = make_trainer(make_cfg("TextProjectionTuning", *FAST, prec="fp16"))
+    assert trainer.head.projection.weight.dtype == torch.float32
+    trainer.train()
+    cfg = make_cfg("TaskRes", "TRAINER.TaskRes.ENHANCED_BASE", str(tmp_path / "output" / FILE_NAME))
+    cfg.OUTPUT_DIR = str(tmp_path / "taskres")
+    enhanced = make_trainer(cfg)
+    torch.testing.assert_close(
+        enhanced.head.base_text_features,
+        trainer.head.class_features().detach(),
+        rtol=1e-2,
+        atol=1e-2,
+    )
