@@ -97,6 +97,16 @@ class ClipBackbone(nn.Module):
         """The text tower's projection as a [width, embed_dim] matrix, None if it has none."""
         raise NotImplementedError
 
+    @property
+    def text_projection_bias(self) -> torch.Tensor | None:
+        """The bias [embed_dim] added after the projection (OpenCLIP's biased ones), or None."""
+        return None
+
+    def encode_text_pooled(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The text tower's output before its projection [N, width]: what a tuned projection
+        (TextProjectionTuning) maps to text features."""
+        raise NotImplementedError
+
     # What CoOp needs: token embeddings in, text features out.
 
     @property
@@ -192,9 +202,18 @@ class OpenAIBackbone(ClipBackbone):
     def encode_embeddings(self, prompts: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         return self._encode(prompts, tokens, None)
 
+    def encode_text_pooled(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self._pool(self.token_embedding(tokens), tokens)
+
     def _encode(
         self, prompts: torch.Tensor, tokens: torch.Tensor, text_projection: torch.Tensor | None
     ) -> torch.Tensor:
+        own = self.model.text_projection
+        projection = own if text_projection is None else text_projection.to(own.device, own.dtype)
+        return self._pool(prompts, tokens) @ projection
+
+    def _pool(self, prompts: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """The end token's output [N, width] of prompts [N, L, width]."""
         model = self.model
         # Drop the padding after the last end token (as CLIP.encode_text): [N, L] -> [N, length].
         length = text_length(tokens)
@@ -203,10 +222,7 @@ class OpenAIBackbone(ClipBackbone):
         x = model.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)  # NLD -> LND -> NLD
         x = model.ln_final(x).type(self.dtype)
         # The end-of-text token has the largest id: its output summarises the prompt.
-        eot = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
-        own = model.text_projection
-        projection = own if text_projection is None else text_projection.to(own.device, own.dtype)
-        return eot @ projection
+        return x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
 
     def half_(self) -> None:
         convert_weights(self.model)
@@ -283,12 +299,19 @@ class OpenClipBackbone(ClipBackbone):
             return own.weight.t()
         return own if isinstance(own, torch.Tensor) else None
 
+    @property
+    def text_projection_bias(self) -> torch.Tensor | None:
+        return getattr(self._projection_module, "bias", None)
+
     def encode_text(
         self, tokens: torch.Tensor, text_projection: torch.Tensor | None = None
     ) -> torch.Tensor:
         if text_projection is None:
             return self.model.encode_text(tokens)
         return self._encode(self._checked_tower().token_embedding(tokens), tokens, text_projection)
+
+    def encode_text_pooled(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self._pool(self._checked_tower().token_embedding(tokens), tokens)
 
     def _checked_tower(self) -> nn.Module:
         """The text tower, when it can run from token embeddings in CLIP's token layout."""
@@ -323,6 +346,10 @@ class OpenClipBackbone(ClipBackbone):
     ) -> torch.Tensor:
         """OpenCLIP's text forward (`TextTransformer.forward`, `CLIP.encode_text`), starting
         from token embeddings instead of ids."""
+        return self._project(self._pool(prompts, tokens), text_projection)
+
+    def _pool(self, prompts: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """The pooled output [N, width] of the text tower on token embeddings [N, L, width]."""
         tower = self._checked_tower()
         pool = openclip.import_open_clip().transformer.text_global_pool
         cast = tower.transformer.get_cast_dtype()
@@ -344,7 +371,7 @@ class OpenClipBackbone(ClipBackbone):
             pool_type = getattr(tower, "pool_type", None) or tower.text_pool_type
             eos_id = getattr(tower, "eos_id", None) or getattr(tower, "text_eos_id", None)
             pooled = pool(tower.ln_final(x), tokens, pool_type, eos_token_id=eos_id)
-        return self._project(pooled, text_projection)
+        return pooled
 
     def _project(self, pooled: torch.Tensor, text_projection: torch.Tensor | None) -> torch.Tensor:
         own = self._projection_module

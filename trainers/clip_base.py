@@ -226,6 +226,10 @@ class ClipTrainer(TrainerX):
                 )
         self.train_protocol(cfg)  # refuses unknown protocols before any work
 
+    def check_backbone(self, backbone: ClipBackbone) -> None:
+        """Refuse a backbone the method cannot run on, before any data is read (raise with the
+        reason and the fix). Every backbone passes by default."""
+
     def build_head(self, backbone: ClipBackbone, classnames: list[str]) -> nn.Module:
         """The method: features [N, D] -> logits [N, K]. CLIP is on self.device, frozen."""
         raise NotImplementedError
@@ -262,6 +266,7 @@ class ClipTrainer(TrainerX):
         loaded first: the transforms follow the backbone's preprocessing."""
         print(f"Loading CLIP (backbone: {self.cfg.MODEL.BACKBONE.NAME})")
         self.backbone = load_backbone(self.cfg.MODEL.BACKBONE.NAME)
+        self.check_backbone(self.backbone)
         self.cfg = follow_backbone_input(self.cfg, self.backbone)
         super().build_data_loader()
         cfg = self.cfg

@@ -5,8 +5,6 @@ shape, initialised to zero; classify with `t' = t + alpha * x`. The image-side v
 paper instead adds one learned D-vector to every image feature (TRAINER.TaskRes.RESIDUAL_SIDE).
 """
 
-import os.path as osp
-
 import torch
 from torch import nn
 from yacs.config import CfgNode as CN
@@ -14,9 +12,9 @@ from yacs.config import CfgNode as CN
 from clip.backbone import ClipBackbone
 from dassl.config import register_cfg_extension
 from dassl.engine import TRAINER_REGISTRY
-from dassl.utils import load_checkpoint
 
 from .clip_base import ClipTrainer
+from .enhanced_base import load_enhanced_projection
 from .templates import taskres_templates
 from .text import encode_class_prompts, normalize
 
@@ -35,7 +33,7 @@ def _taskres_keys(cfg: CN) -> None:
     cfg.TRAINER.TaskRes.CLASS_TOKEN_POSITION = "end"
     cfg.TRAINER.TaskRes.RESIDUAL_SCALE = 1.0  # alpha
     # Path of a checkpoint whose state_dict["weight"].t() replaces CLIP's text projection before
-    # the base is computed ("enhanced base"), or "none".
+    # the base is computed ("enhanced base"; TextProjectionTuning builds one), or "none".
     cfg.TRAINER.TaskRes.ENHANCED_BASE = "none"
     # "text": residual on the K x D classifier (the paper's TaskRes); "image": one 1 x D residual
     # added to every image feature (the paper's image-side variant).
@@ -75,40 +73,6 @@ class TaskResHead(nn.Module):
         return self.logit_scale * normalize(image_features) @ normalize(text_features).t()
 
 
-def load_enhanced_projection(path: str, backbone: ClipBackbone) -> torch.Tensor:
-    """The text projection [width, D] of an enhanced base: the checkpoint's weight, transposed."""
-    if not osp.isfile(path):
-        raise FileNotFoundError(
-            f'TRAINER.TaskRes.ENHANCED_BASE (--enhanced-base) is "{path}", which is not a file. '
-            "Fix: give the path of an enhanced-base checkpoint (a torch.save'd dict with "
-            'state_dict["weight"]), or "none" for the regular base.'
-        )
-    checkpoint = load_checkpoint(path)
-    state_dict = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
-    if not isinstance(state_dict, dict) or "weight" not in state_dict:
-        raise KeyError(
-            f'"{path}" has no state_dict["weight"], so it is not an enhanced-base checkpoint; '
-            "pass the file holding the fine-tuned text projection."
-        )
-    own = backbone.text_projection
-    if own is None:
-        raise ValueError(
-            f"TRAINER.TaskRes.ENHANCED_BASE is set, but the text tower of backbone "
-            f"{backbone.name!r} has no projection matrix for it to replace. Fix: set it to "
-            '"none" (the regular base), or use a backbone whose text tower ends in a projection.'
-        )
-    projection = state_dict["weight"].t()
-    expected = tuple(own.shape)
-    if tuple(projection.shape) != expected:
-        raise ValueError(
-            f'The weight in "{path}" has shape {tuple(state_dict["weight"].shape)}; transposed it '
-            f"must match this backbone's text projection {expected}. Use the enhanced base made "
-            "for this backbone."
-        )
-    print(f"Enhanced base: text projection ({projection.numel()} parameters) from {path}")
-    return projection
-
-
 def taskres_base(
     backbone: ClipBackbone,
     classnames: list[str],
@@ -142,7 +106,7 @@ class TaskRes(ClipTrainer):
         projection = None
         if tcfg.ENHANCED_BASE.lower() != "none":
             print(">> Use enhanced base!")
-            projection = load_enhanced_projection(tcfg.ENHANCED_BASE, backbone)
+            projection = load_enhanced_projection(tcfg.ENHANCED_BASE, backbone, self.cfg)
         else:
             print(">> Use regular base!")
         base = taskres_base(backbone, classnames, self.cfg.DATASET.NAME, projection)

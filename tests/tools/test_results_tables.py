@@ -9,6 +9,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.tools.grid import GRID, ZERO_SHOT, expected, per_seed_average, write_grid
 from tests.tools.logs import training_log, write_log, write_run
@@ -123,7 +124,39 @@ def test_alpha_and_the_enhanced_base_are_facts(tmp_path):
     assert sorted(r.facts.alpha for r in records) == [0.5, 0.5, 1.0]
     rows = rows_as_text(by_dataset(results_of(tmp_path)))
     assert rows["TaskRes"] == ["90.00 (n=1)", "95.00 (n=1)", "92.50 (n=1)"]
-    assert rows["TaskRes (enhanced base)"] == ["92.00 (n=1)", "-", "92.00 (n=1)*"]
+    assert rows["TaskRes (enhanced base: file x.pth)"] == ["92.00 (n=1)", "-", "92.00 (n=1)*"]
+
+
+def _base_file(path: Path, dataset: str, shots: int, seed: int | None) -> str:
+    """An enhanced-base file; ``seed`` None: upstream's format, without provenance."""
+    state = {"state_dict": {"weight": torch.zeros(4, 8)}, "epoch": 1}
+    if seed is not None:
+        state["built_by"] = {"dataset": dataset, "shots": shots, "seed": seed}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return str(path)
+
+
+def test_tables_say_which_enhanced_base_a_row_used(tmp_path):
+    """Built per seed (one row over the seeds), built with another seed, or a file by path (with
+    the dataset and shot count as placeholders, so one row spans datasets)."""
+    for seed, acc in ((1, 80.0), (2, 82.0)):
+        own = _base_file(tmp_path / f"bases/seed{seed}/b.pth.tar", "Caltech101", 16, seed)
+        write_run(tmp_path, f"own/seed{seed}", acc, SEED=seed, TRAINER__TaskRes__ENHANCED_BASE=own)
+        shared = _base_file(tmp_path / "bases/seed3/b.pth.tar", "Caltech101", 16, 3)
+        write_run(tmp_path, f"shared/seed{seed}", acc + 1, SEED=seed,
+                  TRAINER__TaskRes__ENHANCED_BASE=shared)  # fmt: skip
+    for dataset, acc in (("Caltech101", 70.0), ("DescribableTextures", 60.0)):
+        released = _base_file(
+            tmp_path / f"strong_base/{dataset}/rn50_16shots/m.pth", dataset, 16, None
+        )
+        write_run(tmp_path, f"released/{dataset}/seed1", acc, DATASET__NAME=dataset,
+                  TRAINER__TaskRes__ENHANCED_BASE=released)  # fmt: skip
+    rows = rows_as_text(by_dataset(results_of(tmp_path)))
+    assert rows["TaskRes (enhanced base: built here, own seed)"][0] == expected([80.0, 82.0])
+    assert rows["TaskRes (enhanced base: built here with seed 3)"][0] == expected([81.0, 83.0])
+    file_row = f"TaskRes (enhanced base: file {tmp_path}/strong_base/<dataset>/rn50_<K>shots/m.pth)"
+    assert rows[file_row][:2] == ["70.00 (n=1)", "60.00 (n=1)"]
 
 
 def test_same_cell_twice_names_the_differing_keys_and_split_by_separates_them(tmp_path):

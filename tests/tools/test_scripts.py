@@ -190,8 +190,29 @@ def test_grid_uses_upstream_per_dataset_choices(env):
     assert calls(env) == []
 
 
+def test_enhanced_grid_builds_each_seeds_base_first(env):
+    narrowed = {**env, "DRY_RUN": "1", "DATASETS": "dtd", "SHOT_LIST": "16"}
+    result = run("scripts/taskres/train_enhance.sh", env=narrowed)
+    assert result.returncode == 0, result.stderr
+    commands = listed_commands(result, env)
+    assert len(commands) == 2 * 3
+    for seed in (1, 2, 3):
+        base = f"FINAL/enhanced_base/dtd/adam_lr2e-4_B256_ep200_16shots/seed{seed}"
+        build = commands[base]
+        assert flag(build, "--trainer") == "TextProjectionTuning"
+        assert flag(build, "--seed") == str(seed) and flag(build, "DATASET.NUM_SHOTS") == "16"
+        taskres = commands[f"FINAL/enhanced_built/dtd/adam_lr2e-3_B256_ep200_16shots/seed{seed}"]
+        assert flag(taskres, "--seed") == str(seed)
+        assert flag(taskres, "--enhanced-base") == (
+            f"{env['OUTPUT_ROOT']}/{base}/enhanced_base.pth.tar"
+        )
+    # Nothing is built yet: the TaskRes* cells wait for the first stage.
+    assert "3 pending" in result.stdout and "3 blocked" in result.stdout
+
+
 def test_enhanced_grid_points_at_released_bases(env):
-    narrowed = {**env, "DRY_RUN": "1", "DATASETS": "dtd oxford_flowers", "SHOT_LIST": "16"}
+    narrowed = {**env, "DRY_RUN": "1", "DATASETS": "dtd oxford_flowers", "SHOT_LIST": "16",
+                "BASE": "released"}  # fmt: skip
     result = run("scripts/taskres/train_enhance.sh", "OPTIM.LR", "0.01", env=narrowed)
     assert result.returncode == 0, result.stderr
     commands = listed_commands(result, env)
@@ -209,6 +230,7 @@ def test_enhanced_grid_points_at_released_bases(env):
     # The bases are not there: the cells are listed as blocked, with the fix.
     assert "6 blocked" in result.stdout and "--var strong_base_dir=DIR" in result.stdout
 
+    del narrowed["BASE"]  # a folder of released bases chooses them
     moved = run("scripts/taskres/train_enhance.sh", env={**narrowed, "STRONG_BASE_DIR": "/bases"})
     for call in listed_commands(moved, env).values():
         assert flag(call, "--enhanced-base").startswith("/bases/")

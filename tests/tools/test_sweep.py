@@ -371,8 +371,8 @@ def test_grid_files_name_their_mistakes(tmp_path):
         ("taskres_regular", 165, "FINAL/debug/stanford_cars/adam_lr2e-3_B256_ep100_1shots/seed1"),
         (
             "taskres_enhanced",
-            165,
-            "FINAL/enhanced/stanford_cars/adam_lr2e-3_B256_ep100_1shots/seed1",
+            330,
+            "FINAL/enhanced_base/stanford_cars/adam_lr2e-4_B256_ep100_1shots/seed1",
         ),
         ("coop", 165, "stanford_cars/CoOp/rn50_ep50_1shots/nctx16_cscFalse_ctpend/seed1"),
         ("clip_adapter", 165, "stanford_cars/CLIP_Adapter/rn50_1shots/ratio0.2/seed1"),

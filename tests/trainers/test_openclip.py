@@ -158,6 +158,29 @@ def test_enhanced_base_replaces_the_openclip_text_projection(
     assert not torch.allclose(enhanced.head.base_text_features, regular.head.base_text_features)
 
 
+@pytest.mark.parametrize("name", BACKBONES)
+def test_text_projection_tuning_builds_a_base_taskres_loads(
+    name, openclip_dirs, data_root, tmp_path
+):
+    """Untrained, the tuned classifier is TaskRes's regular base (SigLIP's biased projection
+    included); trained, it lowers the loss, and TaskRes* starts from what it ended with."""
+    folder = openclip_dirs[name]
+    regular = make_trainer(_cfg("TaskRes", folder, data_root, tmp_path / "regular"))
+    fast = ("OPTIM.MAX_EPOCH", 5, "OPTIM.LR", 0.05)
+    tuning = make_trainer(_cfg("TextProjectionTuning", folder, data_root, tmp_path / "t", *fast))
+    with torch.no_grad():
+        start = tuning.head.class_features()
+    torch.testing.assert_close(start, regular.head.base_text_features, rtol=0, atol=1e-5)
+    before = train_loss(tuning)
+    tuning.train()
+    assert train_loss(tuning) < before
+    opts = ("TRAINER.TaskRes.ENHANCED_BASE", str(tmp_path / "t" / "enhanced_base.pth.tar"))
+    enhanced = make_trainer(_cfg("TaskRes", folder, data_root, tmp_path / "e", *opts))
+    with torch.no_grad():
+        tuned = tuning.head.class_features()
+    torch.testing.assert_close(enhanced.head.base_text_features, tuned, rtol=0, atol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def hf_tower_dir(tmp_path_factory):
     """A tiny model whose text tower is a Hugging Face BERT (built from a local config)."""
@@ -199,6 +222,8 @@ def test_text_feature_methods_run_on_a_hugging_face_text_tower(hf_tower_dir, dat
     opts = ("TRAINER.TaskRes.ENHANCED_BASE", str(path))
     with pytest.raises(ValueError, match="no projection matrix"):
         make_trainer(_cfg("TaskRes", hf_tower_dir, data_root, tmp_path / "e", *opts))
+    with pytest.raises(ValueError, match="ends in none"):
+        make_trainer(_cfg("TextProjectionTuning", hf_tower_dir, data_root, tmp_path / "t"))
 
 
 def test_the_weights_identity_follows_the_file(openclip_dirs, tmp_path, data_root):

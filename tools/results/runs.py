@@ -72,6 +72,7 @@ METHOD_TITLES = {
     "CoOp": "CoOp",
     "CLIP_Adapter": "CLIP-Adapter",
     "TaskRes": "TaskRes",
+    "TextProjectionTuning": "Text projection tuning (TaskRes's enhanced base)",
 }
 # The configs/trainers/ folder holding each trainer's configs (the scripts' convention).
 CONFIG_FOLDERS = {
@@ -81,6 +82,7 @@ CONFIG_FOLDERS = {
     "CoOp": "CoOp",
     "CLIP_Adapter": "CLIP_Adapter",
     "TaskRes": "TaskRes",
+    "TextProjectionTuning": "TextProjectionTuning",
 }
 FULL_DATA = -1  # shots of a run trained on the whole train split (DATASET.NUM_SHOTS < 1)
 
@@ -102,7 +104,9 @@ class RunFacts:
     protocol: str | None = None  # None for methods that do not train
     source: str | None = None
     alpha: float | None = None
-    variant: str = ""  # "enhanced base", "image side", or "" for the method as published
+    # "enhanced base: <which>" (enhanced_base_variant), "image side", or "" for the method as
+    # published
+    variant: str = ""
     subsample: str = "all"  # DATASET.SUBSAMPLE_CLASSES: all, base or new
     extra: tuple[tuple[str, str], ...] = ()  # (key, value) of each --split-by key
 
@@ -249,11 +253,10 @@ def facts_from_config(
     alpha = variant = None
     if method == "TaskRes":
         alpha = float(config.get("TRAINER.TaskRes.RESIDUAL_SCALE", 1.0))
-        enhanced = str(config.get("TRAINER.TaskRes.ENHANCED_BASE", "none")).lower() != "none"
+        base = str(config.get("TRAINER.TaskRes.ENHANCED_BASE", "none"))
+        enhanced = enhanced_base_variant(base, origin) if base.lower() != "none" else ""
         image_side = config.get("TRAINER.TaskRes.RESIDUAL_SIDE", "text") == "image"
-        variant = ", ".join(
-            name for name, on in (("enhanced base", enhanced), ("image side", image_side)) if on
-        )
+        variant = ", ".join(name for name in (enhanced, image_side and "image side") if name)
     return RunFacts(
         method,
         dataset,
@@ -264,6 +267,32 @@ def facts_from_config(
         alpha=alpha,
         variant=variant or "",
         **common,
+    )
+
+
+def enhanced_base_variant(path: str, trained: dict[str, Any]) -> str:
+    """Which enhanced base a TaskRes run used, in words that stay the same across the datasets,
+    shot counts and seeds of one row: built here for each run's own few-shot subset, built with
+    another seed (or data), or a file (upstream's released ones), named by its path with the
+    dataset and shot count as placeholders."""
+    from trainers.enhanced_base import read_enhanced_base  # torch: only when configs are read
+
+    dataset, shots = str(trained.get("DATASET.NAME")), str(trained.get("DATASET.NUM_SHOTS"))
+    try:
+        _, provenance = read_enhanced_base(path)
+    except (OSError, KeyError, RuntimeError, ValueError):
+        provenance = None  # gone or unreadable now: named by its path
+    if provenance is None:
+        generic = path.replace(f"/{dataset}/", "/<dataset>/").replace(f"_{shots}shots", "_<K>shots")
+        return f"enhanced base: file {generic}"
+    own = (dataset, int(shots), int(trained.get("SEED", -1)))
+    if (provenance["dataset"], provenance["shots"], provenance["seed"]) == own:
+        return "enhanced base: built here, own seed"
+    if (provenance["dataset"], provenance["shots"]) == own[:2]:
+        return f"enhanced base: built here with seed {provenance['seed']}"
+    return (
+        f"enhanced base: built here on {provenance['dataset']}, {provenance['shots']} shots, "
+        f"seed {provenance['seed']}"
     )
 
 

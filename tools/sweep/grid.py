@@ -9,14 +9,20 @@ the output folder, so the folders are the ones the ``scripts/*/main.sh`` scripts
 
 A grid is one stage, or a list of ``stages`` run one after the other (an evaluation stage reads
 the models the training stage wrote). Keys given at the top level are defaults for every stage.
+A stage's templates may name an earlier stage's run folder for the same dataset, shot count and
+seed as ``{output[<stage name>]}`` (TaskRes* reads the base its own seed's first stage built). A
+``when`` (axes and variables -> values) may test variables as well as axes: in a rule it sets
+variables, on a stage it keeps only the cells it matches, so one variable can choose between
+stages and settings (e.g. enhanced bases built here or released ones).
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import re
 import string
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +36,7 @@ DATASET_CONFIGS = dataset_configs.DATASET_CONFIGS
 TRAINER_CONFIGS = REPO / "configs" / "trainers"
 
 STAGE_KEYS = ("name", "trainer", "config", "datasets", "shots", "seeds", "vars", "rules", "args",
-              "opts", "output")  # fmt: skip
+              "opts", "output", "when")  # fmt: skip
 GRID_KEYS = (*STAGE_KEYS, "description", "stages")
 RULE_KEYS = ("when", "vars")
 AXES = ("dataset", "shots", "seed")
@@ -67,8 +73,14 @@ class Rule:
     when: dict[str, tuple]
     vars: dict[str, Any]
 
-    def matches(self, axes: Mapping[str, Any]) -> bool:
-        return all(axes.get(axis) in values for axis, values in self.when.items())
+    def matches(self, facts: Mapping[str, Any]) -> bool:
+        """Whether the cell's axes and variables (``facts``) hold one of the listed values for
+        every key of ``when`` (compared as text: a variable given by --var is a string)."""
+        return matches(self.when, facts)
+
+
+def matches(when: Mapping[str, tuple], facts: Mapping[str, Any]) -> bool:
+    return all(str(facts.get(key)) in map(str, values) for key, values in when.items())
 
 
 @dataclass
@@ -84,6 +96,7 @@ class Stage:
     args: list[str] = field(default_factory=list)
     opts: dict[str, Any] = field(default_factory=dict)
     output: str = ""
+    when: dict[str, tuple] = field(default_factory=dict)  # axis or variable -> values kept
 
 
 @dataclass
@@ -149,18 +162,19 @@ def _parse_stage(raw: dict, default_name: str, where: str) -> Stage:
     for key in ("trainer", "config", "datasets", "output"):
         if not raw.get(key):
             raise GridError(f'{where} has no "{key}"; every stage needs one.')
+    variables = _mapping(raw.get("vars"), f'"vars" of {where}')
     rules = []
     for i, rule in enumerate(raw.get("rules") or []):
         rule_where = f"rule {i + 1} of {where}"
         if not isinstance(rule, dict) or not isinstance(rule.get("when"), dict):
             raise GridError(f'{rule_where} must be a mapping with "when" and "vars".')
         _check_keys(rule, RULE_KEYS, rule_where)
-        _check_keys(rule["when"], AXES, f'"when" of {rule_where}')
-        when = {axis: tuple(v if isinstance(v, list) else [v]) for axis, v in rule["when"].items()}
+        when = _when(rule["when"], variables, f'"when" of {rule_where}')
         rules.append(Rule(when, _mapping(rule.get("vars"), f'"vars" of {rule_where}')))
     args = raw.get("args") or []
     if not isinstance(args, list):
         raise GridError(f'"args" of {where} must be a list of train.py arguments.')
+    when = _when(_mapping(raw.get("when"), f'"when" of {where}'), variables, f'"when" of {where}')
     return Stage(
         name=str(raw.get("name") or default_name),
         trainer=str(raw["trainer"]),
@@ -168,12 +182,24 @@ def _parse_stage(raw: dict, default_name: str, where: str) -> Stage:
         datasets=[str(d) for d in _list(raw["datasets"], "datasets", where)],
         shots=_int_list(raw.get("shots"), "shots", where),
         seeds=_int_list(raw.get("seeds"), "seeds", where),
-        vars=_mapping(raw.get("vars"), f'"vars" of {where}'),
+        vars=variables,
         rules=rules,
         args=[str(a) for a in args],
         opts=_mapping(raw.get("opts"), f'"opts" of {where}'),
         output=str(raw["output"]),
+        when=when,
     )
+
+
+def _when(raw: Mapping[str, Any], variables: Mapping[str, Any], where: str) -> dict[str, tuple]:
+    """A ``when`` mapping (axis or variable -> a value or a list of values)."""
+    unknown = [k for k in raw if k not in AXES and k not in variables]
+    if unknown:
+        raise GridError(
+            f"{where} names {unknown[0]!r}, which is neither an axis ({', '.join(AXES)}) nor "
+            f"a variable ({', '.join(variables) or 'none'})."
+        )
+    return {key: tuple(v if isinstance(v, list) else [v]) for key, v in raw.items()}
 
 
 def _list(value: Any, key: str, where: str) -> list:
@@ -209,15 +235,23 @@ def dataset_name(dataset: str) -> str:
         raise GridError(str(err)) from None
 
 
+# An earlier stage's run folder, the one index a template may take: {output[<stage name>]}.
+EARLIER_OUTPUT_FIELD = re.compile(r"output\[[A-Za-z_][A-Za-z0-9_-]*\]")
+
+
 def _check_fields(template: str, where: str) -> None:
-    """Only plain ``{name}`` fields: no attribute or index access, conversion or format spec,
-    which would let a grid file reach into Python objects (``{dataset.__class__}``)."""
+    """Only plain ``{name}`` fields (and ``{output[<stage>]}``): no attribute or other index
+    access, conversion or format spec, which would let a grid file reach into Python objects
+    (``{dataset.__class__}``)."""
     for _, field_name, spec, conversion in string.Formatter().parse(template):
-        if field_name is not None and (not field_name.isidentifier() or spec or conversion):
+        if field_name is None:
+            continue
+        plain = field_name.isidentifier() or EARLIER_OUTPUT_FIELD.fullmatch(field_name)
+        if not plain or spec or conversion:
             raise GridError(
                 f"{where} is {template!r}: templates allow only plain {{name}} fields such as "
-                "{dataset}, {shots}, {seed} or a variable's name (no attribute or index access, "
-                "conversion or format spec)."
+                "{dataset}, {shots}, {seed}, a variable's name or {output[<stage>]} (no "
+                "attribute or other index access, conversion or format spec)."
             )
 
 
@@ -228,7 +262,7 @@ def _format(template: Any, context: Mapping[str, Any], where: str) -> str:
     except KeyError as err:
         raise GridError(
             f"{where} uses {{{err.args[0]}}}, which this cell does not define; defined here: "
-            f"{', '.join(sorted(context))}."
+            f"{', '.join(context.names())}."
         ) from None
     except (IndexError, ValueError) as err:
         raise GridError(f"{where} is not a valid template ({template!r}): {err}") from None
@@ -281,20 +315,131 @@ def expand(
     check_filters(grid, {"dataset": datasets, "shots": shots, "seed": seeds})
     output_root = absolute_output_root(output_root)
     stages = []
-    for stage in grid.stages:
+    for index, stage in enumerate(grid.stages):
         cells = []
         for n_shots, dataset, seed in itertools.product(
             _selected(stage.shots, shots), _selected(stage.datasets, datasets),
             _selected(stage.seeds, seeds),
         ):  # fmt: skip
             axes = {"dataset": dataset, "shots": n_shots, "seed": seed}
-            cells.append(
-                _cell(grid, stage, axes, str(root), output_root, variables or {}, overrides)
+            earlier = EarlierOutputs(grid, index, axes, output_root, variables or {})
+            cell = _cell(
+                grid, stage, axes, str(root), output_root, variables or {}, overrides, earlier
             )
+            if cell is not None:
+                cells.append(cell)
         stages.append(cells)
+    if not any(stages):
+        whens = "; ".join(f"{s.name}: {dict(s.when)}" for s in grid.stages if s.when)
+        raise GridError(
+            f"No cell of grid {grid.path} matches its stages' \"when\" ({whens}); check the "
+            "values given with --var."
+        )
     _check_distinct_folders(grid, [cell for cells in stages for cell in cells])
     return stages
 
+
+class EarlierOutputs(Mapping):
+    """``{output[<stage>]}``: the run folder an earlier stage writes for the same axes."""
+
+    def __init__(
+        self,
+        grid: Grid,
+        index: int,
+        axes: dict[str, Any],
+        output_root: Path,
+        variables: Mapping[str, str],
+    ) -> None:
+        self.grid, self.index, self.axes = grid, index, axes
+        self.output_root, self.variables = output_root, variables
+
+    def __getitem__(self, name: str) -> str:
+        earlier = {s.name: i for i, s in enumerate(self.grid.stages[: self.index])}
+        if name not in earlier:
+            raise GridError(
+                f'{{output[{name}]}} in stage "{self.grid.stages[self.index].name}" of grid file '
+                f'"{self.grid.path}" names no earlier stage; earlier stages: '
+                f"{', '.join(earlier) or 'none'}."
+            )
+        index = earlier[name]
+        stage = self.grid.stages[index]
+        theirs = EarlierOutputs(self.grid, index, self.axes, self.output_root, self.variables)
+        values = stage_values(stage, self.axes, self.variables)
+        context = _context(self.grid, stage, self.axes, self.output_root, values, theirs)
+        where = f'"output" of {_where(self.grid, stage)}'
+        return str(_output_dir(stage.output, context, self.output_root, where))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(s.name for s in self.grid.stages[: self.index])
+
+    def __len__(self) -> int:
+        return self.index
+
+
+def _where(grid: Grid, stage: Stage) -> str:
+    return f'stage "{stage.name}" of grid file "{grid.path}"'
+
+
+def stage_values(
+    stage: Stage, axes: Mapping[str, Any], variables: Mapping[str, str]
+) -> dict[str, Any]:
+    """The stage's variables for this cell, unformatted: the grid's, then the rules that match
+    the axes and variables, then --var (which wins, and is what rules test)."""
+    values = {**stage.vars, **variables}
+    facts = {**values, **axes}
+    for rule in stage.rules:
+        if rule.matches(facts):
+            values.update(rule.vars)
+    values.update(variables)
+    return values
+
+
+class CellContext(dict):
+    """What a cell's templates may use: the axes, the dataset's registered name, the output
+    root, earlier stages' folders (``output``), ``config_name`` and the variables. A variable is
+    formatted when a template first uses it, so one that names another stage's folder is only
+    read by the stages that use it."""
+
+    def __init__(self, fixed: dict[str, Any], values: Mapping[str, Any], where: str) -> None:
+        super().__init__(fixed)
+        self.unformatted = dict(values)
+        self.where = where
+
+    def __missing__(self, name: str) -> str:
+        if name not in self.unformatted:
+            raise KeyError(name)
+        template = self.unformatted.pop(name)  # a variable using itself is then undefined
+        self[name] = _format(template, self, f'variable "{name}" of {self.where}')
+        return self[name]
+
+    def names(self) -> list[str]:
+        return sorted({*self, *self.unformatted})
+
+
+def _context(
+    grid: Grid,
+    stage: Stage,
+    axes: dict[str, Any],
+    output_root: Path,
+    values: Mapping[str, Any],
+    earlier: Mapping[str, str],
+) -> CellContext:
+    where = _where(grid, stage)
+    fixed: dict[str, Any] = {k: v for k, v in axes.items() if v is not None}
+    fixed["dataset_name"] = dataset_name(axes["dataset"])
+    fixed["output_root"] = str(output_root)
+    fixed["output"] = earlier
+    context = CellContext(fixed, values, where)
+    config = _format(stage.config, context, f'"config" of {where}')
+    config_file = TRAINER_CONFIGS / f"{config}.yaml"
+    if not config_file.is_file():
+        raise GridError(
+            f"{where} names configs/trainers/{config}.yaml for {axes['dataset']}, which does "
+            'not exist. Fix the grid\'s "config" (configs/trainers/<trainer>/<name>, no .yaml).'
+        )
+    context["config_file"] = config_file
+    context["config_name"] = config_file.stem
+    return context
 
 def _check_distinct_folders(grid: Grid, cells: Sequence[Cell]) -> None:
     """Two cells writing one folder would train over each other: refuse the grid, naming both
@@ -345,26 +490,15 @@ def _cell(
     output_root: Path,
     variables: Mapping[str, str],
     overrides: Sequence[str],
-) -> Cell:
-    where = f'stage "{stage.name}" of grid file "{grid.path}"'
-    context: dict[str, Any] = {k: v for k, v in axes.items() if v is not None}
-    context["dataset_name"] = dataset_name(axes["dataset"])
-    context["output_root"] = str(output_root)
-    values = dict(stage.vars)
-    for rule in stage.rules:
-        if rule.matches(axes):
-            values.update(rule.vars)
-    values.update(variables)
-    for name, value in values.items():
-        context[name] = _format(value, context, f'variable "{name}" of {where}')
-    config = _format(stage.config, context, f'"config" of {where}')
-    config_file = TRAINER_CONFIGS / f"{config}.yaml"
-    if not config_file.is_file():
-        raise GridError(
-            f"{where} names configs/trainers/{config}.yaml for {axes['dataset']}, which does "
-            'not exist. Fix the grid\'s "config" (configs/trainers/<trainer>/<name>, no .yaml).'
-        )
-    context["config_name"] = config_file.stem
+    earlier: Mapping[str, str],
+) -> Cell | None:
+    """The cell of ``stage`` at ``axes``, or None where the stage's ``when`` leaves it out."""
+    where = _where(grid, stage)
+    values = stage_values(stage, axes, variables)
+    if not matches(stage.when, {**values, **axes}):
+        return None
+    context = _context(grid, stage, axes, output_root, values, earlier)
+    config_file = context.pop("config_file")
     output_dir = _output_dir(stage.output, context, output_root, f'"output" of {where}')
     argv = ["--root", root]
     if axes["seed"] is not None:

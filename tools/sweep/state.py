@@ -69,8 +69,9 @@ def _missing_input(args: argparse.Namespace) -> str:
     base = args.enhanced_base
     if base and base != "none" and not (REPO / base).is_file():
         return (
-            f"enhanced base {base} not found. Download the enhanced bases released with TaskRes "
-            "into strong_base/ at the repository root, or point the grid at them with "
-            "--var strong_base_dir=DIR."
+            f"enhanced base {base} not found. A base built here comes from this grid's \"base\" "
+            "stage (a failed or unfinished build leaves it missing: see that cell's log); "
+            "released ones: download the enhanced bases released with TaskRes into strong_base/ "
+            "at the repository root, or point the grid at them with --var strong_base_dir=DIR."
         )
     return ""
