@@ -12,9 +12,8 @@ from yacs.config import CfgNode as CN
 from clip.backbone import ClipBackbone
 from dassl.config import register_cfg_extension
 from dassl.engine import TRAINER_REGISTRY
-
-from .clip_base import ClipTrainer
-from .text import TextEncoder, normalize, spaced
+from trainers.clip_base import ClipTrainer
+from trainers.text import TextEncoder, normalize, spaced
 
 CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
 

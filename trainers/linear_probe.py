@@ -20,9 +20,8 @@ from yacs.config import CfgNode as CN
 from clip.backbone import ClipBackbone
 from dassl.config import register_cfg_extension
 from dassl.engine import TRAINER_REGISTRY
-
-from .clip_base import ClipTrainer
-from .protocol import EXACT, PLAIN, Protocol, protocol_of
+from trainers.clip_base import ClipTrainer
+from trainers.protocol import EXACT, PLAIN, Protocol, protocol_of
 
 
 @register_cfg_extension

@@ -15,10 +15,9 @@ from clip.backbone import ClipBackbone
 from dassl.config import register_cfg_extension
 from dassl.engine import TRAINER_REGISTRY
 from dassl.utils import load_checkpoint
-
-from .clip_base import ClipTrainer
-from .templates import taskres_templates
-from .text import encode_class_prompts, normalize
+from trainers.clip_base import ClipTrainer
+from trainers.templates import taskres_templates
+from trainers.text import encode_class_prompts, normalize
 
 RESIDUAL_SIDES = ("text", "image")
 

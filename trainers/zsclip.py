@@ -12,10 +12,9 @@ from yacs.config import CfgNode as CN
 from clip.backbone import ClipBackbone
 from dassl.config import register_cfg_extension
 from dassl.engine import TRAINER_REGISTRY
-
-from .clip_base import ClipTrainer
-from .templates import custom_template, ensemble_templates
-from .text import encode_class_prompts, normalize, spaced
+from trainers.clip_base import ClipTrainer
+from trainers.templates import custom_template, ensemble_templates
+from trainers.text import encode_class_prompts, normalize, spaced
 
 
 @register_cfg_extension
