@@ -16,9 +16,9 @@ from clip.backbone import ClipBackbone
 from dassl.config import register_cfg_extension
 from dassl.engine import TRAINER_REGISTRY
 from trainers.clip_base import ClipTrainer
+from trainers.methods.zsclip import zeroshot_classifier
 from trainers.templates import custom_template
 from trainers.text import normalize
-from trainers.zsclip import zeroshot_classifier
 
 
 @register_cfg_extension
