@@ -86,6 +86,10 @@ class ResumePoint:
 class TrainerBase:
     """Model registry, checkpoint hooks and the generic epoch loop."""
 
+    # When the engine steps the schedulers: "epoch" (after an epoch's last batch, unless
+    # forward_backward stepped them itself) or "iteration" (after every batch).
+    LR_STEP = "epoch"
+
     def __init__(self) -> None:
         self._models: OrderedDict[str, nn.Module] = OrderedDict()
         self._optims: OrderedDict[str, Any] = OrderedDict()
@@ -696,7 +700,9 @@ class TrainerX(SimpleTrainer):
             self.batch_idx = batch_idx
             data_time.update(time.time() - end)
             loss_summary = self.forward_backward(batch)
-            if self.batch_idx + 1 == self.num_batches and self.lr_steps == lr_steps:
+            if self.LR_STEP == "iteration":
+                self.update_lr()
+            elif self.batch_idx + 1 == self.num_batches and self.lr_steps == lr_steps:
                 self.update_lr()  # once per epoch, unless forward_backward did (as upstream's)
             batch_time.update(time.time() - end)
             losses.update(loss_summary)

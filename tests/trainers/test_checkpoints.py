@@ -107,13 +107,13 @@ def test_imagenet_checkpoint_rows_are_selected_for_a_and_r(make_cfg, dataset):
     base = torch.arange(1000.0).unsqueeze(1).expand(1000, 4)
     residual = -base
     image_side = torch.ones(1, 4)
-    adapted = trainer.adapt_state_dict(
-        "prompt_learner", {"base_text_features": base, "text_feature_residuals": residual}
+    adapted = trainer.select_imagenet_classes(
+        {"base_text_features": base, "text_feature_residuals": residual}
     )
     rows = torch.tensor(imagenet_rows(dataset))
     assert torch.equal(adapted["base_text_features"][:, 0], rows.float())
     assert torch.equal(adapted["text_feature_residuals"][:, 0], -rows.float())
-    kept = trainer.adapt_state_dict(
-        "prompt_learner", {"base_text_features": base, "text_feature_residuals": image_side}
+    kept = trainer.select_imagenet_classes(
+        {"base_text_features": base, "text_feature_residuals": image_side}
     )
     assert torch.equal(kept["text_feature_residuals"], image_side)

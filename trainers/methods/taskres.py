@@ -16,6 +16,7 @@ from dassl.config import register_cfg_extension
 from dassl.engine import TRAINER_REGISTRY
 from dassl.utils import load_checkpoint
 from trainers.clip_base import ClipTrainer
+from trainers.method_kind import MethodKind
 from trainers.templates import taskres_templates
 from trainers.text import encode_class_prompts, normalize
 
@@ -124,10 +125,11 @@ def taskres_base(
 class TaskRes(ClipTrainer):
     """Task Residual Tuning (https://arxiv.org/abs/2211.10277)."""
 
+    TRAINS = MethodKind.HEAD
     CFG_NODE = "TaskRes"
     CFG_CHOICES = {**ClipTrainer.CFG_CHOICES, "RESIDUAL_SIDE": RESIDUAL_SIDES}
     MODEL_NAME = "prompt_learner"
-    PER_CLASS_KEYS = ("base_text_features", "text_feature_residuals")
+    PER_CLASS_KEYS = {"base_text_features": 0, "text_feature_residuals": 0}
     CLI_FLAGS = {
         "--enhanced-base": (
             "ENHANCED_BASE",
