@@ -19,12 +19,18 @@ import torch
 from torch import nn
 
 
-def _fingerprint(tower: nn.Module) -> list[tuple[Any, ...]]:
-    tensors = [
+def _tensors(tower: nn.Module) -> list[tuple[Any, ...]]:
+    return [
         (name, t.data_ptr(), t._version, tuple(t.shape), t.dtype, float(t.sum(dtype=torch.float64)))
         for name, t in chain(tower.named_parameters(), tower.named_buffers())
     ]
-    modules = [
+
+
+def _modules(tower: nn.Module) -> list[tuple[Any, ...]]:
+    """Each module's type and what may change its output besides its weights: forward hooks
+    (an observer's hook counts too: the seal cannot tell it from an adapter's) and an
+    instance-level ``forward``."""
+    return [
         (
             name,
             type(module),
@@ -34,7 +40,6 @@ def _fingerprint(tower: nn.Module) -> list[tuple[Any, ...]]:
         )
         for name, module in tower.named_modules()
     ]
-    return tensors + modules
 
 
 class EncoderSeal:
@@ -43,7 +48,8 @@ class EncoderSeal:
     @torch.no_grad()
     def __init__(self, tower: nn.Module) -> None:
         self.tower = tower
-        self.sealed = _fingerprint(tower)
+        self.tensors = _tensors(tower)
+        self.modules = _modules(tower)
 
     @torch.no_grad()
     def broken(self) -> str | None:
@@ -52,6 +58,8 @@ class EncoderSeal:
         if trainable:
             shown = ", ".join(trainable[:3]) + (", ..." if len(trainable) > 3 else "")
             return f"{len(trainable)} of its parameters are trainable ({shown})"
-        if _fingerprint(self.tower) != self.sealed:
-            return "its parameters or modules differ from the loaded weights"
+        if _tensors(self.tower) != self.tensors:
+            return "its parameters or buffers differ from the loaded weights"
+        if _modules(self.tower) != self.modules:
+            return "its modules were replaced, hooked or given their own forward since loading"
         return None
