@@ -247,9 +247,11 @@ def inherit_trained_config(
             f"evaluation asks for --trainer {trainer}. Fix: pass --trainer "
             f"{trained.get('TRAINER.NAME')}, or the folder of a {trainer} run."
         )
-    node = getattr(TRAINER_REGISTRY.get(trainer), "CFG_NODE", "")
+    method = TRAINER_REGISTRY.get(trainer)
+    node = getattr(method, "CFG_NODE", "")
     prefixes = TRAINED_RUN_NODES + ((f"TRAINER.{node}.",) if node else ())
-    keys = [k for k in trained if k in TRAINED_RUN_KEYS or k.startswith(prefixes)]
+    inherited = TRAINED_RUN_KEYS + tuple(getattr(method, "EVAL_INHERITS", ()))
+    keys = [k for k in trained if k in inherited or k.startswith(prefixes)]
     current = flatten(cfg)
     keys = [k for k in keys if k in current]
     cfg.merge_from_list([x for k in keys for x in (k, _as_opt(trained[k]))])
@@ -257,8 +259,9 @@ def inherit_trained_config(
         f"{k}={trained[k]!r}" for k in keys if comparable(trained[k]) != comparable(current[k])
     ]
     notes.append(
-        f"Evaluating the run in {args.model_dir} with its backbone, input and "
-        f"TRAINER.{node or '<method>'} keys from its {CONFIG_FILE}; those that differ from the "
+        f"Evaluating the run in {args.model_dir} with its backbone, input, "
+        f"TRAINER.{node or '<method>'} and the method's EVAL_INHERITS keys from its "
+        f"{CONFIG_FILE}; those that differ from the "
         f"config files given here: {', '.join(taken) or 'none'}"
     )
     return trained

@@ -1,12 +1,20 @@
-"""The shared base of every CLIP method: what DESIGN.md's "contract for CLIP methods" asks once.
+"""The shared base of every CLIP method (docs/architecture.md describes the design).
 
-A method subclasses `ClipTrainer` and writes only its head: an `nn.Module` mapping image features
-[N, D] (plus its own text side) to logits [N, K]. The base loads CLIP as a `ClipBackbone` (OpenAI's
-or OpenCLIP's, the same interface for every method; INPUT.* follow its preprocessing unless the
-config chose otherwise, see `follow_backbone_input`), applies the precision,
-freezes CLIP, encodes images without gradients, builds the optimizer over the learnable part only,
-gives the engine its amp loss scaler, registers the model under its upstream name, and adapts the
-checkpoints the engine loads (fixed buffers dropped; ImageNet rows picked for ImageNet-A/R).
+A method subclasses `ClipTrainer`, declares what it trains (``TRAINS``, a `MethodKind`) and writes
+its head: an `nn.Module` mapping image features [N, D] (plus its own text side) to logits [N, K].
+The base loads CLIP as a `ClipBackbone` (OpenAI's or OpenCLIP's, the same interface for every
+method; INPUT.* follow its preprocessing unless the config chose otherwise, see
+`follow_backbone_input`), applies the precision, freezes all of CLIP but the method's learnable
+part, encodes images (with gradients only when the image tower learns), builds the optimizer over
+the learnable part only, gives the engine its amp loss scaler, registers the model under its
+upstream name, and adapts the checkpoints the engine loads (fixed buffers dropped; ImageNet rows
+picked for ImageNet-A/R along each key's class axis).
+
+From ``TRAINS`` it derives whether image features may come from the feature store and whether
+eval features are kept across epochs (both only while the image tower is frozen), and which
+protocols make sense. The store's guarantee does not rest on the declaration: the feature
+pipeline uses the store only while the image tower is the one loaded (trainers/encoder_seal.py),
+and a method whose image tower changes without declaring it is treated as an image-tower method.
 
 Images reach a head only as features, along one path. The train loader serves what
 TRAINER.PROTOCOL asks for (trainers/protocol.py): image batches (exact) or feature batches (views,
@@ -44,6 +52,7 @@ from dassl.utils import load_pretrained_weights
 
 from .class_subsets import NUM_IMAGENET_CLASSES, imagenet_rows
 from .decoded import MB, DecodeOnceWrapper
+from .encoder_seal import EncoderSeal
 from .feature_store import FeatureStore, Namespace, store_root
 from .features import (
     FEATURES,
@@ -54,6 +63,7 @@ from .features import (
     feature_loader,
     labels_of,
 )
+from .method_kind import MethodKind
 from .protocol import EXACT, PLAIN, VIEWS, Protocol, protocol_of
 from .views import SEEDING, AugmentedView
 
@@ -175,19 +185,27 @@ def report_features(split: str, encoded: int, stored: int) -> None:
 
 
 class FeatureClassifier(nn.Module):
-    """Frozen image encoder + method head. ``forward`` maps features [N, D] to logits [N, K];
-    images become features only through the two explicit ``encode_*`` methods."""
+    """Image encoder + method head. ``forward`` maps features [N, D] to logits [N, K]; images
+    become features only through the two explicit ``encode_*`` methods."""
 
-    def __init__(self, image_encoder: nn.Module, head: nn.Module, dtype: torch.dtype) -> None:
+    def __init__(
+        self,
+        image_encoder: nn.Module,
+        head: nn.Module,
+        dtype: torch.dtype,
+        encodes_with_grad: bool = False,
+    ) -> None:
         super().__init__()
         self.image_encoder = image_encoder
         self.head = head
         self.dtype = dtype
+        self.encodes_with_grad = encodes_with_grad  # the image tower learns (MethodKind)
 
-    @torch.no_grad()
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        """A train batch in one forward pass, as upstream encodes it (the exact protocol)."""
-        return self.image_encoder(images.type(self.dtype))
+        """A train batch in one forward pass, as upstream encodes it (the exact protocol); with
+        gradients when the image tower learns (and gradients are on), without otherwise."""
+        with torch.set_grad_enabled(self.encodes_with_grad and torch.is_grad_enabled()):
+            return self.image_encoder(images.type(self.dtype))
 
     @torch.no_grad()
     def encode_each(self, images: torch.Tensor) -> torch.Tensor:
@@ -203,12 +221,21 @@ class ClipTrainer(TrainerX):
     """Base trainer of CLIP methods. Subclasses set the class attributes and `build_head`."""
 
     LR_STEP = "epoch"  # the engine steps the schedule after each epoch's last batch (as CoOp)
+    # What the method trains (trainers/method_kind.py); every method declares it.
+    TRAINS: MethodKind
     CFG_NODE = ""  # the method's config node under TRAINER, holding at least PREC
     # Keys of that node with a fixed set of values, checked before any data or model is built.
     CFG_CHOICES: dict[str, tuple[str, ...]] = {"PREC": PRECISIONS}
     MODEL_NAME: str | None = None  # register_model name; None for methods with nothing to learn
-    PER_CLASS_KEYS: tuple[str, ...] = ()  # checkpoint tensors with one row per class
+    # Checkpoint tensors indexed by class: key -> the class axis (0 for [K, D], 1 for [N, K]).
+    PER_CLASS_KEYS: dict[str, int] = {}
     FIXED_KEYS: tuple[str, ...] = ()  # checkpoint buffers rebuilt from class names, not loaded
+    # Config keys an eval-only run takes from the trained run's config.yaml, beside the
+    # backbone, INPUT and the method's node: those the learned state's shape or meaning depends
+    # on (e.g. DATASET.NUM_SHOTS for a cache holding every train feature).
+    EVAL_INHERITS: tuple[str, ...] = ()
+    # Whether `fit` fills the head from the train features before the first epoch.
+    FITS_ON_TRAIN_FEATURES = False
     # train.py flags of the method: "--flag": (KEY of that node it sets, help). A flag sets the
     # key's value (a string) after the config files, before the trailing KEY VALUE overrides.
     CLI_FLAGS: dict[str, tuple[str, str]] = {}
@@ -217,6 +244,12 @@ class ClipTrainer(TrainerX):
         return (self.cfg if cfg is None else cfg).TRAINER[self.CFG_NODE]
 
     def check_cfg(self, cfg: CN) -> None:
+        if not isinstance(getattr(self, "TRAINS", None), MethodKind):
+            raise TypeError(
+                f"{type(self).__name__} does not declare what it trains. Fix: set the class "
+                "attribute TRAINS to one of "
+                + ", ".join(f"MethodKind.{kind.name} ({kind.value})" for kind in MethodKind)
+            )
         node = self.method_cfg(cfg)
         for key, choices in self.CFG_CHOICES.items():
             if node[key] not in choices:
@@ -224,15 +257,51 @@ class ClipTrainer(TrainerX):
                     f"TRAINER.{self.CFG_NODE}.{key} is {node[key]!r}; choose one of "
                     f"{', '.join(choices)}"
                 )
-        self.train_protocol(cfg)  # refuses unknown protocols before any work
+        protocol = self.train_protocol(cfg)  # refuses unknown protocols before any work
+        if protocol.trains_on_features and self.TRAINS.image_tower_learns:
+            raise ValueError(self._protocol_refusal(protocol))
+
+    def _protocol_refusal(self, protocol: Protocol) -> str:
+        return (
+            f"TRAINER.PROTOCOL is {protocol}, which encodes the train images once, but "
+            f"{type(self).__name__} trains the image tower, so its image features change every "
+            "step. Fix: set TRAINER.PROTOCOL exact."
+        )
 
     def check_backbone(self, backbone: ClipBackbone) -> None:
         """Refuse a backbone the method cannot run on, before any data is read (raise with the
         reason and the fix). Every backbone passes by default."""
 
     def build_head(self, backbone: ClipBackbone, classnames: list[str]) -> nn.Module:
-        """The method: features [N, D] -> logits [N, K]. CLIP is on self.device, frozen."""
+        """The method: features [N, D] -> logits [N, K]. CLIP is on self.device, frozen; a
+        tower method adds its parameters to the towers here (``learnable`` returns them)."""
         raise NotImplementedError
+
+    def fit(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        """Fill the head from the train features [M, D] (fp32) and labels [M]: every view of
+        every train image (M = V * N under views:V, else N un-augmented ones). Called before the
+        first epoch of a fresh start when FITS_ON_TRAIN_FEATURES is set, never after a resume:
+        the checkpoint holds the trained state."""
+
+    def before_final_evaluation(self) -> None:
+        """Runs right before the final test, in training runs (after the model to deploy is
+        loaded) and in eval-only runs (after the checkpoint is loaded): e.g. a hyperparameter
+        search on val."""
+
+    def make_optimizer(self, learner: nn.Module) -> torch.optim.Optimizer:
+        """The optimizer over the learnable part: OPTIM's. A method whose upstream uses other
+        details (AdamW's eps, say) builds its own here."""
+        return build_optimizer(learner, self.cfg.OPTIM)
+
+    def make_lr_scheduler(self, optim: torch.optim.Optimizer) -> Any:
+        """The schedule, stepped once per epoch, or once per batch with LR_STEP "iteration"
+        (then a schedule that counts iterations: see ``iterations``)."""
+        return build_lr_scheduler(optim, self.cfg.OPTIM)
+
+    @property
+    def iterations(self) -> int:
+        """Optimizer steps of the whole run (batches per epoch x OPTIM.MAX_EPOCH)."""
+        return len(self.train_loader_x) * self.cfg.OPTIM.MAX_EPOCH
 
     @classmethod
     def cli_flags(cls) -> dict[str, tuple[str, str]]:
@@ -306,32 +375,56 @@ class ClipTrainer(TrainerX):
         print("Turning off gradients in both the image and the text encoder")
         backbone.requires_grad_(False)
         backbone.eval().to(self.device)
+        self.image_tower_seal = EncoderSeal(backbone.visual)
         self.clip_model = backbone.model
         self.logit_scale = backbone.logit_scale
 
-        print(f"Building {type(self).__name__} head")
+        print(f"Building {type(self).__name__} head ({self.TRAINS.value})")
         self.head = self.build_head(backbone, self.dm.dataset.classnames).to(self.device)
-        self.model = FeatureClassifier(backbone.visual, self.head, backbone.dtype)
+        learner = self.learnable()
+        if learner is not None:
+            learner.requires_grad_(True)  # what the method learns, tower parameters included
+        self.kind = self._effective_kind()
+        self.model = FeatureClassifier(
+            backbone.visual, self.head, backbone.dtype, self.kind.image_tower_learns
+        )
         self.image_features = self._build_image_features()
 
-        learner = self.learnable()
         if learner is not None:
             if cfg.MODEL.INIT_WEIGHTS:
                 load_pretrained_weights(learner, cfg.MODEL.INIT_WEIGHTS)
             # Only the method's own parameters reach the optimizer.
-            self.optim = build_optimizer(learner, cfg.OPTIM)
-            self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
+            self.optim = self.make_optimizer(learner)
+            self.sched = self.make_lr_scheduler(self.optim)
             self.register_model(self.MODEL_NAME, learner, self.optim, self.sched)
         if self.precision == "amp":
             # On the run's device: a "cuda" scaler on CPU disables itself and steps unscaled.
             self.scaler = torch.amp.GradScaler(self.device.type)
+
+    def _effective_kind(self) -> MethodKind:
+        """``TRAINS``, or an image-tower kind when the built method changed the image tower
+        without declaring it (its features are then treated as changing, and said so)."""
+        declared = self.TRAINS
+        changed = self.image_tower_seal.broken()
+        if changed is None or declared.image_tower_learns:
+            return declared
+        kind = declared.with_image_tower_learning()
+        print(
+            f"Warning: {type(self).__name__} declares TRAINS = MethodKind.{declared.name}, but its "
+            f"image tower is not the loaded one ({changed}). Its image features are computed "
+            "live for every evaluation and never read from or written to the feature store. "
+            f"Fix: declare TRAINS = MethodKind.{kind.name}."
+        )
+        if self.protocol.trains_on_features:
+            raise ValueError(self._protocol_refusal(self.protocol))
+        return kind
 
     # ---- image -> features, through the feature store --------------------------------------
 
     def _build_image_features(self) -> ImageFeatures:
         cfg = self.cfg
         namespace = None
-        if cfg.TRAINER.FEATURE_STORE.ENABLED:
+        if cfg.TRAINER.FEATURE_STORE.ENABLED and self.kind.image_features_fixed:
             store = FeatureStore(store_root(cfg.TRAINER.FEATURE_STORE.DIR))
             print(f"Feature store: {store.root}")
             namespace = self._namespaces(store)
@@ -343,6 +436,7 @@ class ClipTrainer(TrainerX):
             num_workers=effective_num_workers(cfg.DATALOADER.NUM_WORKERS),
             namespace=namespace,
             about={"dataset": cfg.DATASET.NAME, "backbone": cfg.MODEL.BACKBONE.NAME},
+            seal=self.image_tower_seal,
         )
 
     def _namespaces(self, store: FeatureStore) -> Callable[[dict[str, Any]], Namespace]:
@@ -422,15 +516,23 @@ class ClipTrainer(TrainerX):
         report_features("train", encoded, stored)
         return torch.stack(views)
 
+    def eval_features_fixed(self) -> bool:
+        """Whether eval features may be kept across epochs: the image tower does not learn and
+        is still the loaded one."""
+        return self.kind.image_features_fixed and self.image_tower_seal.broken() is None
+
     def eval_loader(self, split: str | None = None) -> tuple[str, DataLoader]:
         """The engine's choice of split, as a loader of its features. With
-        TRAINER.FEATURE_CACHE.EVAL they are kept for the run (and the store serves them);
-        without, every evaluation encodes its images again. Either way the loader takes one
-        draw of torch's global generator per evaluation, as upstream's image loader does."""
+        TRAINER.FEATURE_CACHE.EVAL they are kept for the run (and the store serves them) while
+        the image tower is fixed; otherwise every evaluation encodes its images again, with the
+        tower as it is then. Either way the loader takes one draw of torch's global generator
+        per evaluation, as upstream's image loader does."""
         split, image_loader = super().eval_loader(split)
+        keep = self.cfg.TRAINER.FEATURE_CACHE.EVAL and self.eval_features_fixed()
+        if not keep:
+            self._eval_loaders.clear()
         loader = self._eval_loaders.get(split)
         if loader is None:
-            keep = self.cfg.TRAINER.FEATURE_CACHE.EVAL
             data_source = image_loader.dataset.data_source
             features, labels = self.encode_data_source(data_source, split, use_store=keep)
             loader = feature_loader(
@@ -446,14 +548,36 @@ class ClipTrainer(TrainerX):
         super().before_train()
         if self.protocol.trains_on_features:
             self.train_set.set_features(self.train_view_features(self.protocol))
-            return
-        images = self.train_loader_x.dataset
-        if isinstance(images, DecodeOnceWrapper):
-            held = images.decode()
-            print(
-                f"Decoded {len(images.decoded)} of {len(images)} train images once "
-                f"({held / MB:.1f} MB; TRAINER.DECODE_ONCE_MB {self.cfg.TRAINER.DECODE_ONCE_MB})"
-            )
+        else:
+            images = self.train_loader_x.dataset
+            if isinstance(images, DecodeOnceWrapper):
+                held = images.decode()
+                print(
+                    f"Decoded {len(images.decoded)} of {len(images)} train images once "
+                    f"({held / MB:.1f} MB; TRAINER.DECODE_ONCE_MB "
+                    f"{self.cfg.TRAINER.DECODE_ONCE_MB})"
+                )
+        if self.FITS_ON_TRAIN_FEATURES and self.start_epoch == 0:
+            print(f"Fitting the {type(self).__name__} head on the train features (fresh start)")
+            self.fit(*self.fit_features())
+
+    def fit_features(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """What ``fit`` receives: features [M, D] (fp32, on the device) and labels [M] of every
+        train view the protocol made (the un-augmented images under exact)."""
+        if self.protocol.trains_on_features:
+            views = self.train_set.features  # [V, N, D]
+            features = views.reshape(-1, views.shape[-1])  # [V * N, D], view-major
+            labels = self.train_set.labels.repeat(views.shape[0])
+        else:
+            features, labels = self.encode_data_source(self.dm.dataset.train_x, "train")
+        return features.float().to(self.device), labels.to(self.device)
+
+    def test(self, split: str | None = None) -> float:
+        """The engine's test; without a split it is the run's final evaluation (after
+        training, and in eval-only runs), preceded by ``before_final_evaluation``."""
+        if split is None:
+            self.before_final_evaluation()
+        return super().test(split)
 
     def before_epoch(self) -> None:
         super().before_epoch()
@@ -504,16 +628,57 @@ class ClipTrainer(TrainerX):
         return f'Loading weights to {name} from "{model_path}" (epoch = {checkpoint["epoch"]})'
 
     def adapt_state_dict(self, name: str, state_dict: dict[str, Any]) -> dict[str, Any]:
-        """Drop buffers rebuilt from class names; keep ImageNet-A/R's rows of ImageNet ones."""
+        """Drop buffers rebuilt from class names; keep ImageNet-A/R's classes of ImageNet ones
+        (along each key's class axis); refuse tensors of another shape, naming the cause."""
         for key in self.FIXED_KEYS:
             state_dict.pop(key, None)
-        rows = imagenet_rows(self.cfg.DATASET.NAME)
-        if rows is not None:
-            for key in self.PER_CLASS_KEYS:
-                tensor = state_dict.get(key)
-                if tensor is not None and tensor.shape[0] == NUM_IMAGENET_CLASSES:
-                    state_dict[key] = tensor[rows]
+        state_dict = self.select_imagenet_classes(state_dict)
+        own = self.get_model(name).state_dict()
+        for key, tensor in state_dict.items():
+            if key in own and tuple(tensor.shape) != tuple(own[key].shape):
+                raise RuntimeError(self._shape_mismatch(key, tensor.shape, own[key].shape))
         return state_dict
+
+    def select_imagenet_classes(self, state_dict: dict[str, Any]) -> dict[str, Any]:
+        """On ImageNet-A/R, the dataset's 200 classes of each ImageNet (1000-class) tensor,
+        along the class axis PER_CLASS_KEYS declares for its key; elsewhere unchanged."""
+        rows = imagenet_rows(self.cfg.DATASET.NAME)
+        if rows is None:
+            return state_dict
+        for key, axis in self.PER_CLASS_KEYS.items():
+            tensor = state_dict.get(key)
+            if tensor is not None and tensor.shape[axis] == NUM_IMAGENET_CLASSES:
+                state_dict[key] = tensor.index_select(axis, torch.tensor(rows))
+        return state_dict
+
+    def _shape_mismatch(self, key: str, saved: torch.Size, wanted: torch.Size) -> str:
+        """Why a checkpoint tensor has another shape than this run's, as far as it can tell."""
+        head = f"The checkpoint's {key} has shape {tuple(saved)}; this run's has {tuple(wanted)}. "
+        axis = self.PER_CLASS_KEYS.get(key)
+        if axis is not None and saved[axis] != wanted[axis]:
+            return head + (
+                f"It was trained on another dataset or class subset: it holds {saved[axis]} "
+                f"classes and DATASET.NAME {self.cfg.DATASET.NAME} (with "
+                f"DATASET.SUBSAMPLE_CLASSES {self.cfg.DATASET.SUBSAMPLE_CLASSES}) has "
+                f"{wanted[axis]}. Fix: evaluate on the classes it was trained on."
+            )
+        if self.EVAL_INHERITS:
+            values = ", ".join(f"{k} {self._cfg_value(k)}" for k in self.EVAL_INHERITS)
+            return head + (
+                f"Its shape follows the trained run's {', '.join(self.EVAL_INHERITS)} (here: "
+                f"{values}). Fix: pass --model-dir with the trained run's folder, so eval-only "
+                "takes them from its config.yaml, and do not override them."
+            )
+        return head + (
+            "It was trained with another backbone (feature width) or method settings. Fix: "
+            "evaluate it with the backbone and TRAINER keys it was trained with."
+        )
+
+    def _cfg_value(self, key: str) -> Any:
+        node = self.cfg
+        for part in key.split("."):
+            node = node[part]
+        return node
 
     def check_loaded_keys(
         self, name: str, model_path: str, missing: list[str], unexpected: list[str]

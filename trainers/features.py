@@ -4,7 +4,9 @@ CLIP's image encoder is frozen, so an image's features under a deterministic vie
 Batches come in two kinds, told apart by their key, never by tensor rank: image batches (the
 engine's ``img``) and feature batches (``FEATURES``), served by ``FeatureDataset`` from features
 encoded once. ``ImageFeatures`` produces those features: it reads what the feature store already
-holds, encodes the rest, and adds them to the store.
+holds, encodes the rest, and adds them to the store, but only while the image tower is the one
+loaded (``EncoderSeal``, trainers/encoder_seal.py): features of any other weights never reach
+the store, and the store never serves features to a tower that has changed.
 
 On the CPU, images bound for the store or for evaluation are encoded one per forward pass
 (``encode_each``): CPU kernels round differently depending on a row's batch and position in it, so
@@ -26,6 +28,7 @@ from tqdm import tqdm
 from dassl.data.datasets import Datum
 from dassl.data.samplers import build_sampler
 
+from .encoder_seal import EncoderSeal
 from .feature_store import Namespace, image_key
 
 FEATURES = "features"  # the batch key of feature batches (image batches carry "img")
@@ -117,7 +120,11 @@ def labels_of(data_source: Sequence[Datum]) -> torch.Tensor:
 
 class ImageFeatures:
     """Features of dataset images under a view: from the store where present, encoded (and
-    added to the store) where not. Encoding draws nothing from torch's global generator."""
+    added to the store) where not. Encoding draws nothing from torch's global generator.
+
+    The store is read and written only while ``seal`` holds (the image tower is the loaded one);
+    otherwise every image is encoded and nothing is written.
+    """
 
     def __init__(
         self,
@@ -128,6 +135,7 @@ class ImageFeatures:
         num_workers: int,
         namespace: Callable[[dict[str, Any]], Namespace] | None,
         about: dict[str, Any],
+        seal: EncoderSeal,
     ) -> None:
         self.encode = encode
         self.dataset_root = dataset_root
@@ -136,6 +144,16 @@ class ImageFeatures:
         self.num_workers = num_workers
         self.namespace = namespace  # view identity -> store namespace; None: store off
         self.about = about  # shown by `python -m tools.feature_store list`
+        self.seal = seal
+        self.refusal_reported = False
+
+    def store_usable(self) -> bool:
+        """Whether the store may be read or written now: the image tower is the loaded one."""
+        broken = self.seal.broken()
+        if broken is not None and not self.refusal_reported:
+            print(f"Feature store not used: the image tower is not the loaded one ({broken})")
+            self.refusal_reported = True
+        return broken is None
 
     def __call__(
         self,
@@ -148,7 +166,8 @@ class ImageFeatures:
         """Features [N, D] of ``images`` (a dataset of image batches over ``data_source``), and
         how many were encoded and how many came from the store."""
         keys = [image_key(item.impath, self.dataset_root) for item in data_source]
-        ns = None if self.namespace is None or not use_store else self.namespace(view)
+        usable = self.namespace is not None and use_store and self.store_usable()
+        ns = self.namespace(view) if usable else None
         found: dict[int, np.ndarray] = {}
         missing = list(range(len(keys)))
         if ns is not None:
@@ -187,6 +206,9 @@ class ImageFeatures:
                 pending.append(positions[done])
                 done += 1
             if ns is not None and (len(pending) >= SHARD_ROWS or done == len(positions)):
+                if not self.store_usable():  # the tower changed while these were encoded
+                    ns = None
+                    continue
                 ns.add(
                     [keys[i] for i in pending],
                     torch.stack([rows[i] for i in pending]),

@@ -21,6 +21,8 @@ class Registry:
         self._key = key or f"{name}.NAME"
         self._how_to_set = how_to_set or f"set {self._key} in a config file or on the command line"
         self._obj_map: dict[str, Any] = {}
+        # Modules that failed to import (name -> error): one may have defined the name asked for.
+        self._unimportable: dict[str, Exception] = {}
 
     def _do_register(self, name: str, obj: Any, force: bool) -> None:
         if name in self._obj_map and not force:
@@ -42,7 +44,21 @@ class Registry:
         self._do_register(obj.__name__, obj, force)
         return obj
 
+    def note_unimportable(self, module: str, error: Exception) -> None:
+        """Record a module that failed to import, so that asking for a name it may have
+        registered raises its import error instead of "no object named"."""
+        self._unimportable[module] = error
+
     def get(self, name: str) -> Any:
+        if name not in self._obj_map and self._unimportable:
+            module, error = next(iter(self._unimportable.items()))
+            others = [m for m in self._unimportable if m != module]
+            raise ImportError(
+                f'No object named "{name}" in the {self._name} registry, and module {module}, '
+                f"which may define it, failed to import: {type(error).__name__}: {error}"
+                + (f" (also failed: {', '.join(others)})" if others else "")
+                + f". Registered names: {', '.join(self.registered_names()) or '(none)'}"
+            ) from error
         if name not in self._obj_map:
             known = self.registered_names()
             raise KeyError(
@@ -75,9 +91,14 @@ class Registry:
         return f"Registry({self._name!r}, {self.registered_names()})"
 
 
-def import_submodules(package: str, path: Iterable[str]) -> None:
+def import_submodules(
+    package: str, path: Iterable[str], isolate_in: Registry | None = None
+) -> None:
     """Import every module of ``package`` (``path`` is its ``__path__``), so that each one
     registers what it defines: adding a file is all it takes, with no import list to keep.
+
+    With ``isolate_in``, a module that fails to import is reported by name and noted in that
+    registry (asking it for a missing name raises the module's error); the others still load.
 
     The module being run with ``python -m`` is left to runpy, which would otherwise find it
     imported already and warn that it may run twice."""
@@ -85,5 +106,16 @@ def import_submodules(package: str, path: Iterable[str]) -> None:
     running = argv[argv.index("-m") + 1] if "-m" in argv[:-1] else None
     for module in pkgutil.iter_modules(path):
         name = f"{package}.{module.name}"
-        if name != running:
+        if name == running:
+            continue
+        if isolate_in is None:
             importlib.import_module(name)
+            continue
+        try:
+            importlib.import_module(name)
+        except Exception as error:
+            print(
+                f"Warning: {name} failed to import ({type(error).__name__}: {error}); "
+                "the other modules are loaded"
+            )
+            isolate_in.note_unimportable(name, error)

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from dassl.engine import TRAINER_REGISTRY, TrainerX
 from dassl.utils.torchtools import BEST_FILE
-from trainers.taskres import TaskRes
+from trainers.methods.taskres import TaskRes
 
 from .upstream_style_trainer import UpstreamStyleTrainer
 

@@ -1,10 +1,14 @@
-"""A toy Tip-Adapter-style method, written the way README's "Adding a method" says: one config
-extension, one head, one ClipTrainer subclass, and no change to shared code.
+"""A toy Tip-Adapter-F-style method, a head fitted from data, written the way README's "Adding a
+method" says: one config extension, one head, one ClipTrainer subclass, no change to shared code.
 
 The head keeps a cache whose keys are the normalised train features and whose values are the
-one-hot train labels, filled training-free from the train features before the first epoch; its
-logits are the zero-shot ones plus ``alpha`` times the cache's affinity-weighted votes. Only the
-blend weight ``alpha`` is learned. tests/trainers/test_new_method.py runs it through train.py.
+one-hot train labels, fitted by the ``fit`` hook on a fresh start (never after a resume: the keys
+are then fine-tuned, and a refit would undo that); its logits are the zero-shot ones plus
+``alpha`` times the cache's affinity-weighted votes. The keys and ``alpha`` are learned with
+upstream's AdamW (eps 1e-4) and a cosine schedule stepped per iteration; before the final
+evaluation the sharpness ``beta`` is searched on val (in training and eval-only runs alike).
+The cache holds one row per train image, so eval-only inherits DATASET.NUM_SHOTS and SEED.
+tests/trainers/test_new_method.py and test_method_kinds.py run it through train.py.
 """
 
 import torch
@@ -16,9 +20,10 @@ from clip.backbone import ClipBackbone
 from dassl.config import register_cfg_extension
 from dassl.engine import TRAINER_REGISTRY
 from trainers.clip_base import ClipTrainer
+from trainers.method_kind import MethodKind
+from trainers.methods.zsclip import zeroshot_classifier
 from trainers.templates import custom_template
 from trainers.text import normalize
-from trainers.zsclip import zeroshot_classifier
 
 
 @register_cfg_extension
@@ -26,7 +31,7 @@ def _cache_keys(cfg: CN) -> None:
     cfg.TRAINER.CACHE = CN()
     cfg.TRAINER.CACHE.PREC = "fp32"
     cfg.TRAINER.CACHE.ALPHA = 1.0  # initial weight of the cache's votes (learned)
-    cfg.TRAINER.CACHE.BETA = 5.5  # sharpness of the affinities
+    cfg.TRAINER.CACHE.BETA_GRID = [1.0, 5.5]  # sharpness of the affinities, searched on val
 
 
 def cache_logits(
@@ -37,25 +42,20 @@ def cache_logits(
 
 
 class CacheHead(nn.Module):
-    """Zero-shot logits plus alpha times the cache's votes; keys `alpha`, `cache_keys`,
-    `cache_values` (the zero-shot classifier is rebuilt from class names, not saved)."""
+    """Zero-shot logits plus alpha times the cache's votes; keys `alpha`, `cache_keys` [M, D],
+    `cache_values` [M, K] (the zero-shot classifier is rebuilt from class names, not saved)."""
 
     def __init__(
-        self,
-        text_features: torch.Tensor,
-        logit_scale: float,
-        num_train: int,
-        alpha: float,
-        beta: float,
+        self, text_features: torch.Tensor, logit_scale: float, cache_size: int, alpha: float
     ) -> None:
         super().__init__()
         num_classes, dim = text_features.shape
         self.register_buffer("text_features", normalize(text_features.float()), persistent=False)
-        self.register_buffer("cache_keys", torch.zeros(num_train, dim))
-        self.register_buffer("cache_values", torch.zeros(num_train, num_classes))
+        self.cache_keys = nn.Parameter(torch.zeros(cache_size, dim))
+        self.register_buffer("cache_values", torch.zeros(cache_size, num_classes))
         self.alpha = nn.Parameter(torch.tensor(float(alpha)))
         self.logit_scale = logit_scale
-        self.beta = beta
+        self.beta = 1.0
 
     @torch.no_grad()
     def fit(self, features: torch.Tensor, labels: torch.Tensor) -> None:
@@ -70,17 +70,38 @@ class CacheHead(nn.Module):
 
 @TRAINER_REGISTRY.register()
 class CacheAdapter(ClipTrainer):
+    TRAINS = MethodKind.HEAD
     CFG_NODE = "CACHE"
     MODEL_NAME = "cache_adapter"
+    PER_CLASS_KEYS = {"cache_values": 1}
+    EVAL_INHERITS = ("DATASET.NUM_SHOTS", "SEED")
+    FITS_ON_TRAIN_FEATURES = True
+    LR_STEP = "iteration"
 
     def build_head(self, backbone: ClipBackbone, classnames: list[str]) -> nn.Module:
-        c = self.method_cfg()
         templates = [custom_template(self.cfg.DATASET.NAME)]
         text_features = zeroshot_classifier(backbone, classnames, templates)
-        num_train = len(self.dm.dataset.train_x)
-        return CacheHead(text_features, self.logit_scale, num_train, c.ALPHA, c.BETA)
+        cache_size = len(self.dm.dataset.train_x)  # one row per train image
+        return CacheHead(text_features, self.logit_scale, cache_size, self.method_cfg().ALPHA)
 
-    def before_train(self) -> None:
-        super().before_train()
-        features, labels = self.encode_data_source(self.dm.dataset.train_x, "train")
-        self.head.fit(features.to(self.device), labels.to(self.device))
+    def fit(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        self.head.fit(features, labels)
+
+    def make_optimizer(self, learner: nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(learner.parameters(), lr=self.cfg.OPTIM.LR, eps=1e-4)
+
+    def make_lr_scheduler(
+        self, optim: torch.optim.Optimizer
+    ) -> torch.optim.lr_scheduler.LRScheduler:
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optim, self.iterations)
+
+    def before_final_evaluation(self) -> None:
+        features, labels = self.encode_data_source(self.dm.dataset.val, "val")
+        accuracies = {}
+        with torch.no_grad():
+            for beta in self.method_cfg().BETA_GRID:
+                self.head.beta = beta
+                predictions = self.model(features.to(self.device)).argmax(1).cpu()
+                accuracies[beta] = (predictions == labels).float().mean().item()
+        self.head.beta = max(accuracies, key=accuracies.get)  # the first best on ties
+        print(f"Chosen beta {self.head.beta} (val accuracy over the grid: {accuracies})")

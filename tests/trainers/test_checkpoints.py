@@ -107,13 +107,27 @@ def test_imagenet_checkpoint_rows_are_selected_for_a_and_r(make_cfg, dataset):
     base = torch.arange(1000.0).unsqueeze(1).expand(1000, 4)
     residual = -base
     image_side = torch.ones(1, 4)
-    adapted = trainer.adapt_state_dict(
-        "prompt_learner", {"base_text_features": base, "text_feature_residuals": residual}
+    adapted = trainer.select_imagenet_classes(
+        {"base_text_features": base, "text_feature_residuals": residual}
     )
     rows = torch.tensor(imagenet_rows(dataset))
     assert torch.equal(adapted["base_text_features"][:, 0], rows.float())
     assert torch.equal(adapted["text_feature_residuals"][:, 0], -rows.float())
-    kept = trainer.adapt_state_dict(
-        "prompt_learner", {"base_text_features": base, "text_feature_residuals": image_side}
+    kept = trainer.select_imagenet_classes(
+        {"base_text_features": base, "text_feature_residuals": image_side}
     )
     assert torch.equal(kept["text_feature_residuals"], image_side)
+
+
+def test_imagenet_classes_are_picked_along_each_key_s_class_axis(make_cfg):
+    """A [N, K] tensor (Tip-Adapter's cache values) declares class axis 1 and keeps its rows."""
+    trainer = make_trainer(make_cfg("TaskRes"))
+    trainer.cfg.defrost()
+    trainer.cfg.DATASET.NAME = "ImageNetA"
+    trainer.PER_CLASS_KEYS = {"cache_values": 1, "class_rows": 0}
+    values = torch.arange(1000.0).expand(5, 1000)  # [N, K]: column k holds k
+    picked = trainer.select_imagenet_classes({"cache_values": values, "class_rows": values.t()})
+    columns = torch.tensor(imagenet_rows("ImageNetA")).float()
+    assert picked["cache_values"].shape == (5, 200)
+    assert torch.equal(picked["cache_values"][0], columns)
+    assert torch.equal(picked["class_rows"][:, 0], columns)

@@ -78,7 +78,7 @@ FLAG_CLASH = """
 import train
 from dassl.engine import TRAINER_REGISTRY
 from trainers.clip_base import ClipTrainer
-from trainers.taskres import TaskRes
+from trainers.methods.taskres import TaskRes
 
 
 class TaskResVariant(TaskRes):  # inherits --enhanced-base for the same key: allowed

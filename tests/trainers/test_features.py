@@ -4,6 +4,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dassl.data.datasets import Datum
+from trainers.encoder_seal import EncoderSeal
 from trainers.features import ImageFeatures
 
 
@@ -29,6 +30,7 @@ def test_encoding_shows_an_image_count_and_rate(tmp_path, capsys):
         num_workers=0,
         namespace=None,
         about={},
+        seal=EncoderSeal(torch.nn.Identity()),
     )
     features, encoded, stored = encode(Images(), items, view={}, split="test")
     err = capsys.readouterr().err

@@ -10,12 +10,12 @@ from sklearn.linear_model import LogisticRegression
 from clip import clip
 from clip.backbone import OpenAIBackbone
 from tests.support.tiny_clip import backbone_cfg, tiny_clip_checkpoint
-from trainers.clip_adapter import Adapter, AdapterHead
-from trainers.coop import CoOpHead, PromptLearner, prompt_order
-from trainers.linear_probe import linear_from_logistic, search_c
-from trainers.taskres import TaskResHead
+from trainers.methods.clip_adapter import Adapter, AdapterHead
+from trainers.methods.coop import CoOpHead, PromptLearner, prompt_order
+from trainers.methods.linear_probe import linear_from_logistic, search_c
+from trainers.methods.taskres import TaskResHead
+from trainers.methods.zsclip import ZeroshotHead, zeroshot_classifier
 from trainers.text import TextEncoder, encode_class_prompts, encode_texts, normalize
-from trainers.zsclip import ZeroshotHead, zeroshot_classifier
 
 CLASSNAMES = ["red_panda", "cat", "airliner"]
 

@@ -8,7 +8,7 @@ import torch
 from clip import clip
 from dassl.config import get_cfg_default
 from tests.support.tiny_clip import TINY_INPUT_SIZE, tiny_clip_checkpoint
-from trainers.zsclip import ZeroshotHead
+from trainers.methods.zsclip import ZeroshotHead
 
 from .helpers import make_trainer
 

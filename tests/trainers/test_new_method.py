@@ -1,4 +1,4 @@
-"""A new method is one module: tests/trainers/cache_method.py adds a Tip-Adapter-style cache head
+"""A new method is one module: tests/trainers/cache_method.py adds a Tip-Adapter-F-style cache head
 without touching shared code, and train.py trains, checkpoints, reloads and evaluates it."""
 
 import json
@@ -16,11 +16,11 @@ from tests.support.tiny_clip import TINY_INPUT_SIZE
 from .helpers import make_trainer
 
 REPO = Path(__file__).resolve().parents[2]
-BETA = 5.5  # TRAINER.CACHE.BETA's default
 
 # The method registers in this subprocess only (as a file in trainers/ would when train.py
 # imports the package), so nothing is left registered in the test process. After the train.py
-# commands, it saves the method's logits on the test split, as the last command loaded it.
+# commands, it saves the method's logits on the test split, as the last command loaded it (with
+# the beta its search before the final evaluation picks), and that beta.
 RUNNER = """
 import json, sys, torch
 import tests.trainers.cache_method
@@ -33,9 +33,10 @@ args = train.build_parser().parse_args(commands[-1])
 cfg = train.setup_cfg(args)
 trainer = build_trainer(cfg)
 trainer.load_model(args.model_dir, epoch=cfg.RUN.LOAD_EPOCH)
+trainer.before_final_evaluation()
 features, _ = trainer.encode_data_source(trainer.dm.dataset.test)
 with torch.no_grad():
-    torch.save(trainer.model(features), sys.argv[2])
+    torch.save({"logits": trainer.model(features), "beta": trainer.head.beta}, sys.argv[2])
 """
 
 
@@ -74,26 +75,36 @@ def test_cache_method_trains_reloads_and_computes_its_formula(
     trained_acc, reloaded_acc = _test_accuracies(proc.stdout)
     assert reloaded_acc == trained_acc  # the checkpoint holds the whole method
 
-    state = torch.load(run / "cache_adapter" / "model.pth.tar-2", weights_only=True)["state_dict"]
+    checkpoint = torch.load(run / "cache_adapter" / "model.pth.tar-2", weights_only=True)
+    state = checkpoint["state_dict"]
     assert sorted(state) == ["alpha", "cache_keys", "cache_values"]
     assert state["alpha"] != 1.0  # the loop trained the blend weight (TRAINER.CACHE.ALPHA 1.0)
+    # Upstream's optimizer details, given without overriding build_model: AdamW's eps, and a
+    # cosine schedule over every iteration, stepped once per batch (3 batches x 2 epochs).
+    assert checkpoint["optimizer"]["param_groups"][0]["eps"] == 1e-4
+    assert checkpoint["scheduler"]["T_max"] == checkpoint["scheduler"]["last_epoch"] == 6
 
     # The same features (make_cfg has the run's input settings) and zero-shot classifier, from
     # a method that ships with the repo.
     zero_shot = make_trainer(make_cfg("ZeroshotCLIP"))
     train_features, train_labels = zero_shot.encode_data_source(zero_shot.dm.dataset.train_x)
-    # Fitted training-free: keys are the normalised train features, values their one-hot labels.
-    keys, values = F.normalize(train_features, dim=-1), F.one_hot(train_labels).float()
-    torch.testing.assert_close(state["cache_keys"], keys)
+    # Fitted from the train features: values are their one-hot labels; keys started as the
+    # normalised features and were fine-tuned from there (Tip-Adapter-F).
+    fitted_keys, values = F.normalize(train_features, dim=-1), F.one_hot(train_labels).float()
+    keys = state["cache_keys"]
     assert torch.equal(state["cache_values"], values)
+    assert not torch.allclose(keys, fitted_keys)
 
     # Tip-Adapter's logits: zero-shot ones plus alpha * exp(-beta (1 - cos)) affinities @ values.
     test_features, test_labels = zero_shot.encode_data_source(zero_shot.dm.dataset.test)
+    saved = torch.load(logits_file, weights_only=True)
+    beta = saved["beta"]
+    assert f"Chosen beta {beta}" in proc.stdout  # the search ran before the final tests too
     with torch.no_grad():
         zs_logits = zero_shot.model(test_features)
         affinity = F.normalize(test_features, dim=-1) @ keys.t()
-        expected = zs_logits + state["alpha"] * torch.exp(-BETA * (1 - affinity)) @ values
-    torch.testing.assert_close(torch.load(logits_file, weights_only=True), expected)
+        expected = zs_logits + state["alpha"] * torch.exp(-beta * (1 - affinity)) @ values
+    torch.testing.assert_close(saved["logits"], expected)
     accuracy = 100 * (expected.argmax(1) == test_labels).float().mean().item()
     assert trained_acc == round(accuracy, 1)
     # The cache's votes decide where zero-shot CLIP (random tiny weights: chance) fails.

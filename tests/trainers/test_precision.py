@@ -13,7 +13,7 @@ import torch
 from dassl.optim import build_optimizer
 from dassl.utils.torchtools import read_checkpoint_pointer
 from tests.support.tiny_clip import tiny_clip_checkpoint
-from trainers.taskres import TaskRes
+from trainers.methods.taskres import TaskRes
 
 from .helpers import make_trainer, train_loss
 

@@ -56,11 +56,16 @@ def test_linear_probe_fits_and_saves(make_cfg, tmp_path):
 
 
 def _count_image_encodings(trainer) -> list[int]:
-    """Images through the image encoder from now on (a forward hook: whichever path encodes)."""
+    """Images through the image encoder from now on (every path encodes through
+    ``encode_images``; a hook on the tower itself would break its seal and turn the store off)."""
     calls = [0]
-    trainer.clip_model.visual.register_forward_hook(
-        lambda _module, args, _out: calls.__setitem__(0, calls[0] + len(args[0]))
-    )
+    encode_images = trainer.model.encode_images
+
+    def counting(images):
+        calls[0] += len(images)
+        return encode_images(images)
+
+    trainer.model.encode_images = counting
     return calls
 
 

@@ -25,11 +25,11 @@ from dassl.config import register_cfg_extension
 from dassl.engine import TRAINER_REGISTRY
 from dassl.engine.trainer import model_file_path
 from dassl.utils import load_checkpoint
-
-from .clip_base import ClipTrainer
-from .enhanced_base import FILE_NAME, built_by, save_enhanced_base
-from .templates import taskres_templates
-from .text import normalize
+from trainers.clip_base import ClipTrainer
+from trainers.enhanced_base import FILE_NAME, built_by, save_enhanced_base
+from trainers.method_kind import MethodKind
+from trainers.templates import taskres_templates
+from trainers.text import normalize
 
 
 @register_cfg_extension
@@ -90,6 +90,7 @@ def pooled_class_prompts(
 class TextProjectionTuning(ClipTrainer):
     """Tunes CLIP's text projection on the few-shot data: TaskRes's enhanced base."""
 
+    TRAINS = MethodKind.TEXT_TOWER  # the projection matrix that ends the text tower
     CFG_NODE = "TextProjectionTuning"
     MODEL_NAME = "text_projection"
 

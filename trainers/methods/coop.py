@@ -12,9 +12,9 @@ from yacs.config import CfgNode as CN
 from clip.backbone import ClipBackbone
 from dassl.config import register_cfg_extension
 from dassl.engine import TRAINER_REGISTRY
-
-from .clip_base import ClipTrainer
-from .text import TextEncoder, normalize, spaced
+from trainers.clip_base import ClipTrainer
+from trainers.method_kind import MethodKind
+from trainers.text import TextEncoder, normalize, spaced
 
 CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
 
@@ -136,10 +136,11 @@ class CoOpHead(nn.Module):
 class CoOp(ClipTrainer):
     """Context Optimization (https://arxiv.org/abs/2109.01134)."""
 
+    TRAINS = MethodKind.FROZEN_TOWER_INPUTS
     CFG_NODE = "COOP"
     CFG_CHOICES = {**ClipTrainer.CFG_CHOICES, "CLASS_TOKEN_POSITION": CLASS_TOKEN_POSITIONS}
     MODEL_NAME = "prompt_learner"
-    PER_CLASS_KEYS = ("ctx",)
+    PER_CLASS_KEYS = {"ctx": 0}
     FIXED_KEYS = ("token_prefix", "token_suffix")
 
     @classmethod

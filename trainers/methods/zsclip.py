@@ -12,10 +12,10 @@ from yacs.config import CfgNode as CN
 from clip.backbone import ClipBackbone
 from dassl.config import register_cfg_extension
 from dassl.engine import TRAINER_REGISTRY
-
-from .clip_base import ClipTrainer
-from .templates import custom_template, ensemble_templates
-from .text import encode_class_prompts, normalize, spaced
+from trainers.clip_base import ClipTrainer
+from trainers.method_kind import MethodKind
+from trainers.templates import custom_template, ensemble_templates
+from trainers.text import encode_class_prompts, normalize, spaced
 
 
 @register_cfg_extension
@@ -48,6 +48,7 @@ def zeroshot_classifier(
 class ZeroshotCLIP(ClipTrainer):
     """Zero-shot CLIP with the dataset's template; evaluation only."""
 
+    TRAINS = MethodKind.HEAD  # nothing learned: the zero-shot classifier is the head
     CFG_NODE = "ZSCLIP"
 
     def templates(self) -> list[str]:

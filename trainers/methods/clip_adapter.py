@@ -12,10 +12,10 @@ from yacs.config import CfgNode as CN
 from clip.backbone import ClipBackbone
 from dassl.config import register_cfg_extension
 from dassl.engine import TRAINER_REGISTRY
-
-from .clip_base import ClipTrainer
-from .templates import custom_template
-from .text import encode_class_prompts, normalize, spaced
+from trainers.clip_base import ClipTrainer
+from trainers.method_kind import MethodKind
+from trainers.templates import custom_template
+from trainers.text import encode_class_prompts, normalize, spaced
 
 
 @register_cfg_extension
@@ -63,6 +63,7 @@ class AdapterHead(nn.Module):
 class CLIP_Adapter(ClipTrainer):
     """CLIP-Adapter (https://arxiv.org/abs/2110.04544)."""
 
+    TRAINS = MethodKind.HEAD
     CFG_NODE = "CLIP_ADAPTER"
     MODEL_NAME = "clip_adapter"
 

@@ -12,11 +12,11 @@ from yacs.config import CfgNode as CN
 from clip.backbone import ClipBackbone
 from dassl.config import register_cfg_extension
 from dassl.engine import TRAINER_REGISTRY
-
-from .clip_base import ClipTrainer
-from .enhanced_base import load_enhanced_projection
-from .templates import taskres_templates
-from .text import encode_class_prompts, normalize
+from trainers.clip_base import ClipTrainer
+from trainers.enhanced_base import load_enhanced_projection
+from trainers.method_kind import MethodKind
+from trainers.templates import taskres_templates
+from trainers.text import encode_class_prompts, normalize
 
 RESIDUAL_SIDES = ("text", "image")
 
@@ -89,10 +89,11 @@ def taskres_base(
 class TaskRes(ClipTrainer):
     """Task Residual Tuning (https://arxiv.org/abs/2211.10277)."""
 
+    TRAINS = MethodKind.HEAD
     CFG_NODE = "TaskRes"
     CFG_CHOICES = {**ClipTrainer.CFG_CHOICES, "RESIDUAL_SIDE": RESIDUAL_SIDES}
     MODEL_NAME = "prompt_learner"
-    PER_CLASS_KEYS = ("base_text_features", "text_feature_residuals")
+    PER_CLASS_KEYS = {"base_text_features": 0, "text_feature_residuals": 0}
     CLI_FLAGS = {
         "--enhanced-base": (
             "ENHANCED_BASE",

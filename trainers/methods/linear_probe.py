@@ -20,9 +20,9 @@ from yacs.config import CfgNode as CN
 from clip.backbone import ClipBackbone
 from dassl.config import register_cfg_extension
 from dassl.engine import TRAINER_REGISTRY
-
-from .clip_base import ClipTrainer
-from .protocol import EXACT, PLAIN, Protocol, protocol_of
+from trainers.clip_base import ClipTrainer
+from trainers.method_kind import MethodKind
+from trainers.protocol import EXACT, PLAIN, Protocol, protocol_of
 
 
 @register_cfg_extension
@@ -110,9 +110,10 @@ def linear_from_logistic(clf: LogisticRegression, num_classes: int) -> tuple[tor
 class LinearProbeCLIP(ClipTrainer):
     """Logistic-regression probe on frozen CLIP features (CoOp's lpclip protocol)."""
 
+    TRAINS = MethodKind.HEAD
     CFG_NODE = "LINEAR_PROBE"
     MODEL_NAME = "linear_probe"
-    PER_CLASS_KEYS = ("weight", "bias")
+    PER_CLASS_KEYS = {"weight": 0, "bias": 0}
 
     def build_head(self, backbone: ClipBackbone, classnames: list[str]) -> nn.Module:
         # logits = W f + b on raw (unnormalised) features; keys `weight`, `bias`.
