@@ -6,6 +6,7 @@ paper instead adds one learned D-vector to every image feature (TRAINER.TaskRes.
 """
 
 import os.path as osp
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -136,6 +137,19 @@ class TaskRes(ClipTrainer):
             "classifier)",
         )
     }
+
+    @classmethod
+    def missing_inputs(cls, cfg: CN, workdir: Path) -> str:
+        """What a run cannot start without (the grid's BLOCKED state): an enhanced base that
+        is not there yet (relative paths are taken from ``workdir``, where train.py runs)."""
+        base = cfg.TRAINER.TaskRes.ENHANCED_BASE
+        if base.lower() == "none" or (workdir / base).is_file():
+            return ""
+        return (
+            f"enhanced base {base} not found. Download the enhanced bases released with TaskRes "
+            "into strong_base/ at the repository root, or point the grid at them with "
+            "--var strong_base_dir=DIR."
+        )
 
     def build_head(self, backbone: ClipBackbone, classnames: list[str]) -> nn.Module:
         tcfg = self.cfg.TRAINER.TaskRes
