@@ -205,8 +205,7 @@ def protocol_of(config: dict[str, Any]) -> str:
 
 
 def _read_config(run_dir: Path) -> dict[str, Any] | None:
-    # dassl.config imports torch (through dassl.utils): only when configs are read, so that
-    # reading logs (train.py --skip-finished, this tool's --finished) stays instant.
+    # The config tree (dassl.config) is loaded only when configs are read, not for --finished.
     from dassl.config.run_identity import RunConflictError, read_recorded_config
 
     try:
