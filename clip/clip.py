@@ -33,7 +33,7 @@ from torchvision.transforms import (
 )
 from tqdm import tqdm
 
-from dassl.utils.tools import atomic_write, did_you_mean
+from dassl.utils.tools import atomic_write, did_you_mean, file_sha256, remembered_sha256
 
 from .archive import CheckpointError, is_torchscript_archive, read_torchscript_state_dict
 from .model import CLIP, build_model, convert_weights
@@ -104,13 +104,15 @@ def _url_sha256(url: str) -> str:
     return url.split("/")[-2]
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file, read in chunks (weights files are hundreds of MB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def weights_digest(name: str) -> str | None:
+    """SHA-256 of the weights MODEL.BACKBONE.NAME names: a file's own (hashed once per process
+    while unchanged), an OpenAI model name's published one (``load`` checks the file against it);
+    None for other names (OpenCLIP's), which run identity compares as given."""
+    if os.path.isfile(name):
+        return remembered_sha256(name)
+    if name in _MODELS:
+        return _url_sha256(_MODELS[name])
+    return None
 
 
 class _WrongDigest(Exception):

@@ -21,6 +21,8 @@ order of which follows upstream CoOp so that the same seed samples the same imag
 5. ``DATASET.SUBSAMPLE_CLASSES`` all/base/new.
 """
 
+import hashlib
+import json
 import os
 import pickle
 import random
@@ -33,6 +35,7 @@ from yacs.config import CfgNode
 
 from dassl.data.datasets import DatasetBase, Datum
 from dassl.utils import UnsafePickleError, load_pickle, save_pickle
+from dassl.utils.tools import file_sha256
 
 from .splits import (
     check_split,
@@ -262,6 +265,52 @@ class BenchmarkDataset(DatasetBase):
         """Build (train, val, test) from the raw files. Without an override the split file is
         the only source, so its absence is a layout error."""
         raise self.layout_error([LayoutItem(self.split_path, "split file")])
+
+    # ----- run identity -------------------------------------------------------------------------
+
+    @classmethod
+    def content_digests(cls, cfg: CfgNode) -> dict[str, dict[str, str]]:
+        """What DATASET.ROOT holds for a run, by content (``dassl.config.run_identity``): the split
+        file's SHA-256 and, once drawn, the few-shot subset's (its items' paths under the dataset
+        folder, labels and class names), so the same data at another root is the same run. A
+        dataset without a split file (ImageNet, its variants) gives none: its root is compared."""
+        if not cfg.DATASET.ROOT or not cls.split_file:
+            return {}
+        dataset_dir = os.path.join(cls.resolve_root(cfg.DATASET.ROOT), cls.dataset_dir)
+        split_path = os.path.join(dataset_dir, cls.split_file)
+        if not os.path.isfile(split_path):
+            return {}
+        parts = {"split": file_sha256(split_path)}
+        num_shots, seed = cfg.DATASET.NUM_SHOTS, cfg.SEED
+        fewshot = os.path.join(dataset_dir, "split_fewshot", f"shot_{num_shots}-seed_{seed}.pkl")
+        if num_shots >= 1 and seed >= 0 and not cls.test_only and os.path.isfile(fewshot):
+            digest = cls.subset_digest(fewshot)
+            if digest is not None:
+                parts["fewshot"] = digest
+        return {"DATASET.ROOT": parts}
+
+    @classmethod
+    def subset_digest(cls, path: str) -> str | None:
+        """SHA-256 of a few-shot cache's items wherever its dataset folder lives (None when it
+        does not load: the run then draws it again)."""
+        try:
+            data = load_pickle(path)
+        except (UnsafePickleError, pickle.UnpicklingError, EOFError, ValueError, TypeError,
+                AttributeError, IndexError):  # fmt: skip
+            return None
+        if not isinstance(data, Mapping):
+            return None
+        marker = f"{os.sep}{cls.dataset_dir}{os.sep}"
+        rows = {
+            part: [
+                [d.impath[d.impath.rfind(marker) + len(marker) :], d.label, d.classname]
+                for d in items
+                if isinstance(d, Datum)
+            ]
+            for part, items in sorted(data.items())
+            if isinstance(items, list)
+        }
+        return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
 
     # ----- caches -------------------------------------------------------------------------------
 

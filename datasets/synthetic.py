@@ -29,6 +29,7 @@ from PIL import Image, ImageDraw
 from yacs.config import CfgNode
 
 from dassl.data.datasets import DATASET_REGISTRY, DatasetBase
+from dassl.utils.tools import file_sha256
 
 from .splits import read_split
 
@@ -185,6 +186,14 @@ class TinyImages(DatasetBase):
     """Reads what ``write_tiny_image_dataset`` wrote under DATASET.ROOT."""
 
     dataset_dir = TINY_IMAGES.dataset_dir
+
+    @classmethod
+    def content_digests(cls, cfg: CfgNode) -> dict[str, dict[str, str]]:
+        """DATASET.ROOT by its split file's content (its few-shot subset is drawn from the split
+        with SEED, both compared), as ``BenchmarkDataset.content_digests``."""
+        root = os.path.abspath(os.path.expanduser(cfg.DATASET.ROOT))
+        path = os.path.join(root, cls.dataset_dir, TINY_IMAGES.split_file)
+        return {"DATASET.ROOT": {"split": file_sha256(path)}} if os.path.isfile(path) else {}
 
     def __init__(self, cfg: CfgNode) -> None:
         root = os.path.join(os.path.abspath(os.path.expanduser(cfg.DATASET.ROOT)), self.dataset_dir)

@@ -65,7 +65,8 @@ train_unless_finished() {
     shift 5
     local seed_args=()
     [ -z "$seed" ] || seed_args=(--seed "$seed")
-    "$PYTHON" train.py \
+    # RUN_LAUNCHER: train.py's refusals then name OUTPUT_ROOT, which these scripts take.
+    RUN_LAUNCHER=scripts "$PYTHON" train.py \
         --root "$DATA" \
         "${seed_args[@]}" \
         --trainer "$trainer" \

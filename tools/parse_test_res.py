@@ -74,6 +74,14 @@ def describe_setting(setting: Setting, root: Path, metric: str, ci95: bool) -> s
     else:
         lines.append(f"{name}: no finished run")
     for run in setting.runs:
+        shots = (run.record or {}).get("shots") or {}
+        if 0 < shots.get("per_class_min", 0) < shots.get("requested", 0):
+            low, high = shots["per_class_min"], shots["per_class_max"]
+            per_class = f"{low}" if low == high else f"{low} to {high}"
+            lines.append(
+                f"  {run.path.name}: trained on {per_class} shots per class "
+                f"(DATASET.NUM_SHOTS {shots['requested']}: some classes have fewer images)"
+            )
         if not run.metrics or metric not in run.metrics:
             where = run.log if run.log else run.path
             lines.append(f"  {run.path.name}: no test {metric} in {where} (unfinished or failed?)")

@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader
 from yacs.config import CfgNode as CN
 
 from clip.backbone import ClipBackbone, OpenAIBackbone, Preprocess, load_backbone
+from clip.clip import weights_digest
 from dassl.config import get_cfg_default, register_cfg_extension
 from dassl.data.data_manager import DatasetWrapper, build_data_loader, effective_num_workers
 from dassl.data.datasets import Datum
@@ -310,6 +311,13 @@ class ClipTrainer(TrainerX):
             flag: (f"TRAINER.{cls.CFG_NODE}.{key}", help)
             for flag, (key, help) in cls.CLI_FLAGS.items()
         }
+
+    @classmethod
+    def content_digests(cls, cfg: CN) -> dict[str, dict[str, str]]:
+        """The backbone by its weights (``dassl.config.run_identity``): the same weights under
+        another path are the same run, other weights under the same path are not."""
+        digest = weights_digest(cfg.MODEL.BACKBONE.NAME)
+        return {"MODEL.BACKBONE.NAME": {"weights": digest}} if digest else {}
 
     @classmethod
     def learns_per_class(cls, cfg: CN) -> bool:

@@ -7,6 +7,7 @@ with DATALOADER.RETURN_IMG0), ``label``, ``domain``, ``impath`` and ``index``.
 import functools
 import os
 import signal
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -175,6 +176,12 @@ def build_data_loader(
     )
 
 
+def shots_per_class(items: Sequence[Datum]) -> tuple[int, int]:
+    """The fewest and the most items of one class in ``items`` ((0, 0) when empty)."""
+    counts = Counter(item.label for item in items).values()
+    return (min(counts), max(counts)) if counts else (0, 0)
+
+
 class DataManager:
     """Builds the dataset named by DATASET.NAME, its transforms and its loaders."""
 
@@ -238,6 +245,13 @@ class DataManager:
 
         if cfg.VERBOSE:
             self.show_dataset_summary(cfg)
+        low, high = shots_per_class(dataset.train_x)
+        if 0 < low < cfg.DATASET.NUM_SHOTS and not cfg.get("RUN", {}).get("EVAL_ONLY", False):
+            shown = f"{low}" if low == high else f"{low} to {high}"
+            print(
+                f"Note: DATASET.NUM_SHOTS is {cfg.DATASET.NUM_SHOTS}, but some classes have fewer "
+                f"train images: this run trains on {shown} per class (recorded in its result)"
+            )
 
     num_classes = ReadOnly[int]()
     num_source_domains = ReadOnly[int]()

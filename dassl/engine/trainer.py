@@ -36,7 +36,14 @@ from tqdm import tqdm
 from yacs.config import CfgNode
 
 from dassl.data import DataManager
+from dassl.data.data_manager import shots_per_class
 from dassl.evaluation import build_evaluator
+from dassl.evaluation.result_record import (
+    SELECTED_BEST_VAL,
+    SELECTED_FIXED,
+    SELECTED_LAST_EPOCH,
+    write_result_record,
+)
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import (
     AverageMeter,
@@ -85,6 +92,15 @@ class TrainingInterrupted(SystemExit):
 
 
 @dataclass(frozen=True)
+class EvaluatedModel:
+    """The model a final test evaluates: how it was selected (``result_record.SELECTED_*``) and
+    its count of finished epochs (None for weights that were never trained)."""
+
+    selection: str = SELECTED_FIXED
+    epoch: int | None = None
+
+
+@dataclass(frozen=True)
 class ResumePoint:
     """What a resume restores besides the weights: where training continues, the random state
     to continue it with (applied right before that epoch) and the best val result so far."""
@@ -125,6 +141,8 @@ class TrainerBase:
         self.scaler: torch.amp.GradScaler | None = None
         # The last resume_model_if_exist's result, until train() applies its RNG state.
         self.resume_point: ResumePoint | None = None
+        # What the next final test evaluates, for its result record (set when a model is deployed).
+        self.evaluated_model = EvaluatedModel()
 
     def register_model(
         self,
@@ -530,6 +548,13 @@ def _missing_model_message(model_path: str, epoch: int | None) -> str:
     )
 
 
+def shots_record(cfg: CfgNode, train_x: list) -> dict[str, Any]:
+    """The shots a run asked for and those it trained on: per class, the fewest and the most
+    train items (fewer than DATASET.NUM_SHOTS where a class has fewer images)."""
+    low, high = shots_per_class(train_x)
+    return {"requested": int(cfg.DATASET.NUM_SHOTS), "per_class_min": low, "per_class_max": high}
+
+
 class SimpleTrainer(TrainerBase):
     """Data, model, evaluator and the epoch hooks every supervised trainer shares."""
 
@@ -616,8 +641,10 @@ class SimpleTrainer(TrainerBase):
             if self.cfg.TEST.FINAL_MODEL == "best_val":
                 print("Deploy the model with the best val performance")
                 self.load_model(self.output_dir)
+                self.evaluated_model = self.saved_model(self.output_dir, None)
             else:
                 print("Deploy the last-epoch model")
+                self.evaluated_model = EvaluatedModel(SELECTED_LAST_EPOCH, self.max_epoch)
             self.test()
 
         elapsed = round(time.time() - self.time_start)
@@ -659,9 +686,23 @@ class SimpleTrainer(TrainerBase):
                 if epoch is not None and epoch < latest and not self.keeps_checkpoint(epoch):
                     os.remove(os.path.join(folder, filename))
 
+    def saved_model(self, directory: str, epoch: int | None) -> EvaluatedModel:
+        """What ``load_model(directory, epoch)`` deploys: the best-val file (epoch None) or the
+        given epoch's file, with the epoch count the first model's file holds."""
+        names = self.get_model_names()
+        if not names:
+            return EvaluatedModel()
+        if epoch is not None:
+            return EvaluatedModel(SELECTED_FIXED, epoch)
+        checkpoint = load_checkpoint(model_file_path(directory, names[0], None))
+        return EvaluatedModel(SELECTED_BEST_VAL, int(checkpoint["epoch"]))
+
     @torch.no_grad()
     def test(self, split: str | None = None) -> float:
-        """Evaluate on ``split`` (default ``TEST.SPLIT``; val falls back to test if absent)."""
+        """Evaluate on ``split`` (default ``TEST.SPLIT``; val falls back to test if absent).
+
+        The final evaluation (no ``split`` given) also writes the run's result record."""
+        final = split is None
         self.set_model_mode("eval")
         self.evaluator.reset()
 
@@ -678,7 +719,32 @@ class SimpleTrainer(TrainerBase):
         results = self.evaluator.evaluate()
         for k, v in results.items():
             self.write_scalar(f"{split}/{k}", v, self.epoch)
+        if final:
+            write_result_record(self.output_dir, self.result_record(split, results))
         return list(results.values())[0]
+
+    def result_record(self, split: str, results: dict[str, float]) -> dict[str, Any]:
+        """The result record of a final evaluation on ``split`` (see result_record.py)."""
+        accuracy = float(results.get("accuracy", list(results.values())[0]))
+        record: dict[str, Any] = {
+            "split": split,
+            "accuracy": accuracy,
+            "error": float(results.get("error_rate", 100.0 - accuracy)),
+            "macro_f1": float(results.get("macro_f1", float("nan"))),
+        }
+        counts = getattr(self.evaluator, "counts", None)
+        if counts is not None:
+            record["total"], record["correct"] = counts()
+        model = self.evaluated_model
+        selection: dict[str, Any] = {"rule": model.selection}
+        if model.selection == SELECTED_BEST_VAL:
+            val_split, val_loader = self.eval_loader("val")
+            selection.update(val_split=val_split, val_size=len(val_loader.dataset))
+        record["model"] = {"epoch": model.epoch}
+        record["selection"] = selection
+        if not self.cfg.get("RUN", {}).get("EVAL_ONLY", False):
+            record["shots"] = shots_record(self.cfg, self.dm.dataset.train_x)
+        return record
 
     def eval_loader(self, split: str | None = None) -> tuple[str, Any]:
         """The split ``test`` evaluates and its loader: ``split`` (default ``TEST.SPLIT``), with

@@ -64,6 +64,11 @@ class Classification(EvaluatorBase):
         self._y_true.extend(gt.cpu().tolist())
         self._y_pred.extend(mo.argmax(dim=1).cpu().tolist())
 
+    def counts(self) -> tuple[int, int]:
+        """(total, correct) of the predictions processed since the last ``reset``."""
+        matches = np.asarray(self._y_true) == np.asarray(self._y_pred)
+        return len(matches), int(matches.sum())
+
     def evaluate(self) -> OrderedDict:
         """Print the ``=> result`` block (and per-class lines, confusion matrix when asked)
         and return upstream's keys ``accuracy``, ``error_rate``, ``macro_f1`` in percent.
@@ -77,7 +82,7 @@ class Classification(EvaluatorBase):
             )
         y_true, y_pred = np.asarray(self._y_true), np.asarray(self._y_pred)
         matches = y_true == y_pred
-        total, correct = len(matches), int(matches.sum())
+        total, correct = self.counts()
         acc = 100.0 * correct / total
         err = 100.0 - acc
         # Macro-F1 over the classes present in the ground truth, as upstream.

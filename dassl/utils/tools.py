@@ -1,6 +1,7 @@
 """Small file, image, seeding and environment helpers shared by the engine, datasets and methods."""
 
 import difflib
+import hashlib
 import json
 import os
 import platform
@@ -90,6 +91,33 @@ def remove_stale_temp_files(folder: PathLike) -> list[str]:
             os.remove(fpath)
             removed.append(name)
     return removed
+
+
+_CHUNK = 1 << 20
+
+
+def file_sha256(path: PathLike) -> str:
+    """SHA-256 of a file, read in chunks (weights files are hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+_SHA256_MEMO: dict[tuple, str] = {}
+
+
+def remembered_sha256(path: PathLike) -> str:
+    """``file_sha256``, hashed once per process while the file stays the one hashed: remembered by
+    path, size, mtime, ctime and inode (no copy tool restores ctime or inode, so a file replaced
+    in place is hashed again)."""
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    key = (real, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+    if key not in _SHA256_MEMO:
+        _SHA256_MEMO[key] = file_sha256(real)
+    return _SHA256_MEMO[key]
 
 
 def read_json(fpath: PathLike) -> Any:

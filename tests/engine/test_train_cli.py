@@ -5,7 +5,7 @@ from pathlib import Path
 from yacs.config import CfgNode
 
 import train
-from dassl.config import extend_cfg
+from dassl.config import extend_cfg, run_config
 
 
 def _write_yaml(path: Path, text: str) -> str:
@@ -84,7 +84,7 @@ def test_enhanced_base_flag_sets_taskres_key_before_files(tmp_path: Path, monkey
             cfg.TRAINER.TaskRes.ENHANCED_BASE = "none"
         return cfg
 
-    monkeypatch.setattr(train, "extend_cfg", extend_with_taskres)
+    monkeypatch.setattr(run_config, "extend_cfg", extend_with_taskres)
     parser = train.build_parser()
     cfg = train.setup_cfg(parser.parse_args(["--enhanced-base", "/w/base.pth"]))
     assert cfg.TRAINER.TaskRes.ENHANCED_BASE == "/w/base.pth"

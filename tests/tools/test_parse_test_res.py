@@ -141,3 +141,24 @@ def test_finished_flag_exit_status(tmp_path):
 def test_dataset_recognised_by_config_or_registered_name(name):
     assert ptr.dataset_of(("runs", name, "x_2shots")) == "caltech101"
     assert ptr.shots_of(("runs", name, "x_2shots")) == 2
+
+
+def test_runs_with_fewer_images_than_shots_are_filed_under_the_actual_count(tmp_path, capsys):
+    from dassl.evaluation.result_record import write_result_record
+    from tests.tools.logs import write_config
+    from tools.results.runs import collect_records, collect_settings
+
+    run_dir = tmp_path / "caltech101" / "seed1"
+    write_config(run_dir, DATASET__NUM_SHOTS=16)
+    write_log(run_dir, training_log(None))  # the record, not the log, holds the result
+    shots = {"requested": 16, "per_class_min": 5, "per_class_max": 8}
+    write_result_record(
+        run_dir,
+        {"split": "test", "accuracy": 70.0, "error": 30.0, "macro_f1": 69.0, "shots": shots},
+    )
+    (record,) = collect_records(collect_settings(tmp_path))
+    assert record.facts.shots == 8 and record.value("accuracy") == 70.0
+    assert ptr.main([str(tmp_path)]) == 0
+    assert (
+        "seed1: trained on 5 to 8 shots per class (DATASET.NUM_SHOTS 16" in capsys.readouterr().out
+    )

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 import train
+from dassl.config import run_config
 from dassl.config.run_identity import read_recorded_config
 from tests.support.tiny_run import full_cfg, run_train_in_process, tiny_run_argv
 
@@ -131,16 +132,16 @@ def test_transfers_to_other_classes(trainer, source, target, opts, allowed):
     cfg = transfer_cfg(trainer, target, *opts)
     trained = {"DATASET.NAME": source, "DATASET.SUBSAMPLE_CLASSES": "all"}
     if allowed:
-        train.check_transfer(cfg, trained, [])
+        run_config.check_transfer(cfg, trained, [])
     else:
         with pytest.raises(train.ConfigError, match=f"trained on {source}.*class-specific"):
-            train.check_transfer(cfg, trained, [])
+            run_config.check_transfer(cfg, trained, [])
 
 
 def test_base_to_new_with_class_specific_weights_is_refused():
     cfg = transfer_cfg("TaskRes", "Caltech101", "DATASET.SUBSAMPLE_CLASSES", "new")
     with pytest.raises(train.ConfigError, match="base classes"):
-        train.check_transfer(
+        run_config.check_transfer(
             cfg, {"DATASET.NAME": "Caltech101", "DATASET.SUBSAMPLE_CLASSES": "base"}, []
         )
 

@@ -209,8 +209,7 @@ def protocol_of(config: dict[str, Any]) -> str:
 
 
 def _read_config(run_dir: Path) -> dict[str, Any] | None:
-    # dassl.config imports torch (through dassl.utils): only when configs are read, so that
-    # reading logs (train.py --skip-finished, this tool's --finished) stays instant.
+    # The config tree (dassl.config) is loaded only when configs are read, not for --finished.
     from dassl.config.run_identity import RunConflictError, read_recorded_config
 
     try:
@@ -227,11 +226,25 @@ def _shots(value: Any) -> int:
     return shots if shots >= 1 else FULL_DATA
 
 
+def actual_shots(requested: int, record: dict[str, Any] | None) -> int:
+    """The shots a run is filed under: those asked for, or, when every class had fewer train
+    images (its result record says so), the most any class trained on."""
+    shots = (record or {}).get("shots")
+    if requested < 1 or not isinstance(shots, dict):
+        return requested
+    most = shots.get("per_class_max")
+    return most if isinstance(most, int) and 0 < most < requested else requested
+
+
 def facts_from_config(
-    config: dict[str, Any], trained: dict[str, Any] | None, split_by: tuple[str, ...] = ()
+    config: dict[str, Any],
+    trained: dict[str, Any] | None,
+    split_by: tuple[str, ...] = (),
+    record: dict[str, Any] | None = None,
 ) -> RunFacts:
     """Facts of one of our runs; ``trained`` is the config of the run whose model an evaluation
-    loaded (None for training runs, or when that run's folder is gone)."""
+    loaded (None for training runs, or when that run's folder is gone); ``record`` is the run's
+    result record (a training run is filed under the shots it actually trained on)."""
     method = config.get("TRAINER.NAME") or None
     dataset = dataset_key(config.get("DATASET.NAME"))
     extra = tuple((key, str(config.get(key, "-"))) for key in split_by)
@@ -260,7 +273,9 @@ def facts_from_config(
     return RunFacts(
         method,
         dataset,
-        shots=_shots(origin.get("DATASET.NUM_SHOTS", -1)),
+        shots=actual_shots(
+            _shots(origin.get("DATASET.NUM_SHOTS", -1)), record if trained is None else None
+        ),
         seed=seed if seed >= 0 else None,
         protocol=protocol_of(origin),
         source=source,
@@ -372,7 +387,8 @@ def collect_records(settings: list[Setting], split_by: tuple[str, ...] = ()) -> 
                 if model_dir not in trained_configs:
                     trained_configs[model_dir] = _read_config(Path(model_dir))
                 trained = trained_configs[model_dir]
-            records.append(Record(run, facts_from_config(config, trained, split_by), config))
+            facts = facts_from_config(config, trained, split_by, run.record)
+            records.append(Record(run, facts, config))
     unknown = [k for k in split_by if not any(r.config and k in r.config for r in records)]
     if unknown:
         raise ResultsError(

@@ -176,10 +176,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides=overrides,
         )
         extra = _pairs(args.slurm_param, "--slurm-param")
-        import train  # imports torch: after the checks that need none
+        import datasets  # noqa: F401  (imports torch: after the checks that need none)
+        import trainers  # noqa: F401  (registers the methods' flags build_parser offers)
+        from dassl.config import run_config
 
-        train.check_opts(overrides, train.build_parser())  # the checks train.py makes on overrides
-    except (GridError, ValueError) as err:  # ValueError: train.ConfigError
+        # the checks train.py makes on overrides
+        run_config.check_opts(overrides, run_config.build_parser())
+    except (GridError, ValueError) as err:  # ValueError: run_config.ConfigError
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
     sweep = Sweep(grid, stages, args, extra)

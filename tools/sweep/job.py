@@ -72,6 +72,8 @@ class CellJob(Checkpointable):
 
     def __call__(self) -> int:
         env = dict(os.environ)
+        # run_identity.LAUNCHER_ENV: train.py's refusals then name --output-root, not --output-dir
+        env["RUN_LAUNCHER"] = "sweep"
         if self.device is not None:
             env["CUDA_VISIBLE_DEVICES"] = self.device
         if self.threads is not None:

@@ -5,6 +5,9 @@ shape, initialised to zero; classify with `t' = t + alpha * x`. The image-side v
 paper instead adds one learned D-vector to every image feature (TRAINER.TaskRes.RESIDUAL_SIDE).
 """
 
+import os
+from pathlib import Path
+
 import torch
 from torch import nn
 from yacs.config import CfgNode as CN
@@ -12,6 +15,7 @@ from yacs.config import CfgNode as CN
 from clip.backbone import ClipBackbone
 from dassl.config import register_cfg_extension
 from dassl.engine import TRAINER_REGISTRY
+from dassl.utils.tools import remembered_sha256
 from trainers.clip_base import ClipTrainer
 from trainers.enhanced_base import load_enhanced_projection
 from trainers.method_kind import MethodKind
@@ -101,6 +105,30 @@ class TaskRes(ClipTrainer):
             "classifier)",
         )
     }
+
+    @classmethod
+    def content_digests(cls, cfg: CN) -> dict[str, dict[str, str]]:
+        """The backbone's, and the enhanced base by its content: a base rebuilt in place makes
+        the finished TaskRes* runs that used the old one another run."""
+        digests = super().content_digests(cfg)
+        base = cfg.TRAINER.TaskRes.ENHANCED_BASE
+        if base.lower() != "none" and os.path.isfile(base):
+            digests["TRAINER.TaskRes.ENHANCED_BASE"] = {"file": remembered_sha256(base)}
+        return digests
+
+    @classmethod
+    def missing_inputs(cls, cfg: CN, workdir: Path) -> str:
+        """What a run cannot start without (the grid's BLOCKED state): an enhanced base that
+        is not there yet (relative paths are taken from ``workdir``, where train.py runs)."""
+        base = cfg.TRAINER.TaskRes.ENHANCED_BASE
+        if base.lower() == "none" or (workdir / base).is_file():
+            return ""
+        return (
+            f"enhanced base {base} not found. A base built here comes from its grid's \"base\" "
+            "stage (a failed or unfinished build leaves it missing: see that cell's log); "
+            "released ones: download the enhanced bases released with TaskRes into strong_base/ "
+            "at the repository root, or point the grid at them with --var strong_base_dir=DIR."
+        )
 
     def build_head(self, backbone: ClipBackbone, classnames: list[str]) -> nn.Module:
         tcfg = self.cfg.TRAINER.TaskRes
