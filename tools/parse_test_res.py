@@ -228,7 +228,14 @@ def main(argv: list[str] | None = None) -> int:
             print(describe_setting(setting, args.directory, args.metric, args.ci95))
         if not (args.table or args.export or args.figures or args.residuals):
             return 0
-        results = Results(collect_records(settings, tuple(args.split_by)), args.metric, args.ci95)
+        from tools.results.evaluations import separate  # dassl.config: torch, as for configs
+
+        separated = separate(collect_records(settings, tuple(args.split_by)))
+        results = Results(separated.counted, args.metric, args.ci95)
+        repeats = separated.notes(args.metric)
+        if repeats:
+            print(f"\nCounted once ({len(repeats)} re-evaluation(s) of a result in the tables):")
+            print("\n".join(f"  {line}" for line in repeats))
         note = _skipped_note(results, args.directory)
         if note:
             print(f"\n{note}")

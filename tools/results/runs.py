@@ -113,11 +113,13 @@ class RunFacts:
 
 @dataclass
 class Record:
-    """A finished run with its facts and (ours only) its flattened config.yaml."""
+    """A finished run with its facts and (ours only) its flattened config.yaml; an evaluation
+    also holds the config of the run that trained its model (``trained``, when readable)."""
 
     run: Run
     facts: RunFacts
     config: dict[str, Any] | None
+    trained: dict[str, Any] | None = None
 
     @property
     def path(self) -> Path:
@@ -343,7 +345,8 @@ def collect_records(settings: list[Setting], split_by: tuple[str, ...] = ()) -> 
                 if model_dir not in trained_configs:
                     trained_configs[model_dir] = _read_config(Path(model_dir))
                 trained = trained_configs[model_dir]
-            records.append(Record(run, facts_from_config(config, trained, split_by), config))
+            facts = facts_from_config(config, trained, split_by)
+            records.append(Record(run, facts, config, trained))
     unknown = [k for k in split_by if not any(r.config and k in r.config for r in records)]
     if unknown:
         raise ResultsError(
