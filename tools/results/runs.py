@@ -141,11 +141,18 @@ class Setting:
 
 
 def collect_settings(root: Path) -> list[Setting]:
-    """Every run below root (root included), grouped by setting, in path order."""
+    """Every run below root (root included), grouped by setting, in path order. Folders behind
+    symlinks are followed; a folder reached twice (two links, or a link loop) is read once."""
     if not root.is_dir():
         raise ResultsError(f"{root} is not a folder; give the output folder of a run or above it.")
     settings: dict[Path, Setting] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
+    seen: set[str] = set()  # real paths of the folders walked
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames.clear()
+            continue
+        seen.add(real)
         dirnames.sort()
         if not any(name.startswith("log.txt") for name in filenames):
             continue
