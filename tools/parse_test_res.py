@@ -115,7 +115,7 @@ def _tables(results: Results, args: argparse.Namespace) -> int:
         spread = "ci95" if args.ci95 else "std"
         for fmt in ("csv", "markdown", "latex"):
             path = args.export / f"{EXPORT_NAME}.{EXTENSIONS[fmt]}"
-            path.write_text(render(tables, fmt, spread), encoding="utf-8")
+            path.write_text(render(tables, fmt, spread, args.bold_best), encoding="utf-8")
             print(f"Wrote {path}")
     return 0
 
@@ -186,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="DIR",
         help=f"write the tables to DIR/{EXPORT_NAME}.csv, .md and .tex",
+    )
+    parser.add_argument(
+        "--bold-best",
+        action="store_true",
+        help="in the LaTeX export, set the best value of each column in bold",
     )
     parser.add_argument(
         "--figures",
