@@ -51,6 +51,7 @@ __all__ = [
 EXPORT_NAME = "results"
 ACCURACY_FIGURE = "accuracy_vs_shots"
 RESIDUAL_FIGURE = "residual_analysis"
+FIGURE_SIZES = ("screen", "one-column", "two-column")  # figures.SIZES (matplotlib loads lazily)
 
 
 def describe_setting(setting: Setting, root: Path, metric: str, ci95: bool) -> str:
@@ -120,10 +121,10 @@ def _tables(results: Results, args: argparse.Namespace) -> int:
     return 0
 
 
-def _accuracy_figure(results: Results, folder: Path) -> int:
+def _accuracy_figure(results: Results, folder: Path, size: str) -> int:
     from tools.results.figures import accuracy_vs_shots, save_figure
 
-    fig = accuracy_vs_shots(results)
+    fig = accuracy_vs_shots(results, size)
     if fig is None:
         print("No accuracy figure: no trained run with a shot count under the tree.")
         return 1
@@ -151,9 +152,9 @@ def _residuals(results: Results, args: argparse.Namespace) -> int:
     if args.figures:
         from tools.results.figures import residual_figure, save_figure
 
-        fig = residual_figure(analyses)
+        fig = residual_figure(analyses, args.figure_size)
         if fig is not None:
-            paths = save_figure(fig, args.figures / RESIDUAL_FIGURE)
+            paths = save_figure(fig, args.figures / RESIDUAL_FIGURE, tight=True)
             print(f"Wrote the residual-analysis figure: {', '.join(map(str, paths))}")
     return status
 
@@ -198,6 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help=f"write DIR/{ACCURACY_FIGURE}.png and .pdf (and, with --residuals, "
         f"DIR/{RESIDUAL_FIGURE}.png and .pdf)",
+    )
+    parser.add_argument(
+        "--figure-size",
+        choices=FIGURE_SIZES,
+        default="screen",
+        help="figure layout: screen (3.4 in per panel, the default), one-column (3.3 in wide, "
+        "7 pt fonts) or two-column (6.9 in wide, 8 pt fonts), for a two-column paper",
     )
     parser.add_argument(
         "--residuals",
@@ -247,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.table or args.export:
             status |= _tables(results, args)
         if args.figures:
-            status |= _accuracy_figure(results, args.figures)
+            status |= _accuracy_figure(results, args.figures, args.figure_size)
         if args.residuals:
             status |= _residuals(results, args)
     except ResultsError as err:
