@@ -8,6 +8,8 @@ named ``seed<N>`` are one setting (their parent folder), so any folder above the
     python tools/parse_test_res.py output --table                  # every table the runs support
     python tools/parse_test_res.py output --table --shots 4 --export paper/   # CSV, Markdown, LaTeX
     python tools/parse_test_res.py output --figures paper/         # accuracy vs shots (PNG, PDF)
+    python tools/parse_test_res.py output --export paper/ --bold-best --figures paper/ \
+        --figure-size one-column                                   # for a two-column paper
     python tools/parse_test_res.py output --residuals --figures paper/   # TaskRes residual analysis
     python tools/parse_test_res.py --finished output/.../seed1     # exit status 0 if it finished
 """

@@ -112,3 +112,43 @@ def test_a_transfer_beside_its_trained_run_stays_under_its_transfer(tmp_path):
         expected([64.0, 65.0]),
         expected([56.0, 57.0]),
     ]
+
+
+def test_train_py_runs_and_their_evaluations(tmp_path, capsys):
+    """Real config.yaml files: eval.sh's evaluation (no DATASET.NUM_SHOTS, the default checkpoint)
+    is the training run's result again; --load-epoch 1 is another selection."""
+    from datasets.synthetic import write_tiny_image_dataset
+    from tests.support.tiny_clip import tiny_clip_checkpoint
+    from tests.support.tiny_run import run_train_in_process, tiny_run_argv
+
+    write_tiny_image_dataset(tmp_path / "data", num_classes=3, per_class=(4, 2, 3))
+    keys = {
+        "MODEL.BACKBONE.NAME": tiny_clip_checkpoint(tmp_path / "clip", arch="ViT"),
+        "INPUT.TRANSFORMS": "['normalize']",
+        "OPTIM.MAX_EPOCH": 2,
+        "TRAINER.TaskRes.PREC": "fp32",
+    }
+    runs = tmp_path / "output"
+    trained = runs / "train" / "seed1"
+    run_train_in_process(
+        tiny_run_argv(
+            "TaskRes",
+            tmp_path / "data",
+            trained,
+            {**keys, "DATASET.NUM_SHOTS": 2, "TRAIN.CHECKPOINT_FREQ": 1},
+        )  # fmt: skip
+    )
+    for name, flags in (("eval", ()), ("epoch1", ("--load-epoch", "1"))):
+        run_train_in_process(
+            tiny_run_argv(
+                "TaskRes", tmp_path / "data", runs / name / "seed1", keys,
+                ("--eval-only", "--model-dir", str(trained), *flags),
+            )
+        )  # fmt: skip
+    capsys.readouterr()
+    assert ptr.main([str(runs), "--table"]) == 0
+    out = capsys.readouterr().out
+    assert "Counted once (1 re-evaluation(s)" in out and "gives" not in out
+    rows = rows_of(by_dataset(results_of(runs)))
+    assert list(rows) == ["TaskRes", "TaskRes [checkpoint=epoch 1]"]
+    assert all(cells[0].endswith("(n=1)") for cells in rows.values())
