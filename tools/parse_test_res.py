@@ -249,7 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         results = Results(separated.counted, args.metric, args.ci95)
         repeats = separated.notes(args.metric)
         if repeats:
-            print(f"\nCounted once ({len(repeats)} re-evaluation(s) of a result in the tables):")
+            print(
+                f"\nCounted once ({len(repeats)} evaluation(s) repeating a result in the tables):"
+            )
             print("\n".join(f"  {line}" for line in repeats))
         note = _skipped_note(results, args.directory)
         if note:

@@ -59,8 +59,8 @@ def test_the_readme_layout_counts_a_re_evaluation_once(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert rows_of(by_dataset(results_of(root))) == {"TaskRes": [expected([70.0, 72.0])]}
-    assert "Counted once (2 re-evaluation(s)" in out
-    assert f"eval/caltech101/seed1 re-evaluates {root / TRAINED}/seed1" in out
+    assert "Counted once (2 evaluation(s) repeating" in out
+    assert f"eval/caltech101/seed1 repeats {root / TRAINED}/seed1" in out
     assert (tmp_path / "paper" / "results.tex").is_file()
 
 
@@ -68,7 +68,7 @@ def test_a_re_evaluation_that_disagrees_is_reported(tmp_path, capsys):
     train(tmp_path, [70.0, 72.0])
     evaluate(tmp_path, "eval", [70.0, 60.0], tmp_path / TRAINED)
     assert ptr.main([str(tmp_path), "--table"]) == 0
-    seed1, seed2 = [x for x in capsys.readouterr().out.splitlines() if "re-evaluates" in x]
+    seed1, seed2 = [x for x in capsys.readouterr().out.splitlines() if "repeats" in x]
     assert "eval/seed1" in seed1 and "gives" not in seed1  # seed 1 agrees, seed 2 does not
     assert "eval/seed2" in seed2 and "gives accuracy 60.00% against 72.00%" in seed2
     assert rows_of(by_dataset(results_of(tmp_path))) == {"TaskRes": [expected([70.0, 72.0])]}
@@ -96,7 +96,7 @@ def test_evaluations_of_a_run_outside_the_tree_stand_in_for_it_once(tmp_path, ca
     evaluate(root, "eval_a", [70.0, 72.0], tmp_path / "elsewhere" / TRAINED)
     evaluate(root, "eval_b", [70.0, 72.0], tmp_path / "elsewhere" / TRAINED)
     assert ptr.main([str(root), "--table"]) == 0
-    assert "Counted once (2 re-evaluation(s)" in capsys.readouterr().out
+    assert "Counted once (2 evaluation(s) repeating" in capsys.readouterr().out
     table = by_dataset(results_of(root))
     assert "at 4 shots" in table.title  # the trained run's shots, not the evaluation's -1
     assert rows_of(table) == {"TaskRes": [expected([70.0, 72.0])]}
@@ -105,13 +105,16 @@ def test_evaluations_of_a_run_outside_the_tree_stand_in_for_it_once(tmp_path, ca
 def test_a_transfer_beside_its_trained_run_stays_under_its_transfer(tmp_path):
     train(tmp_path, [64.0, 65.0], dataset="ImageNet", where="imagenet")
     evaluate(tmp_path, "dg/imagenetv2", [56.0, 57.0], tmp_path / "imagenet", dataset="ImageNetV2")
+    evaluate(tmp_path, "dg_copy/imagenetv2", [56.0, 57.0], tmp_path / "imagenet",
+             dataset="ImageNetV2")  # fmt: skip
+    evaluate(tmp_path, "dg_epoch5/imagenetv2", [50.0, 51.0], tmp_path / "imagenet",
+             dataset="ImageNetV2", RUN__LOAD_EPOCH=5)  # fmt: skip
     evaluate(tmp_path, "again", [64.0, 65.0], tmp_path / "imagenet", dataset="ImageNet")
     results = results_of(tmp_path)
     assert rows_of(by_dataset(results)) == {"TaskRes": [expected([64.0, 65.0])]}
-    assert rows_of(generalization(results))["TaskRes"][:2] == [
-        expected([64.0, 65.0]),
-        expected([56.0, 57.0]),
-    ]
+    rows = rows_of(generalization(results))
+    assert rows["TaskRes"][:2] == [expected([64.0, 65.0]), expected([56.0, 57.0])]
+    assert rows["TaskRes [checkpoint=epoch 5]"][:2] == ["-", expected([50.0, 51.0])]
 
 
 def test_train_py_runs_and_their_evaluations(tmp_path, capsys):
@@ -148,7 +151,7 @@ def test_train_py_runs_and_their_evaluations(tmp_path, capsys):
     capsys.readouterr()
     assert ptr.main([str(runs), "--table"]) == 0
     out = capsys.readouterr().out
-    assert "Counted once (1 re-evaluation(s)" in out and "gives" not in out
+    assert "Counted once (1 evaluation(s) repeating" in out and "gives" not in out
     rows = rows_of(by_dataset(results_of(runs)))
     assert list(rows) == ["TaskRes", "TaskRes [checkpoint=epoch 1]"]
     assert all(cells[0].endswith("(n=1)") for cells in rows.values())

@@ -3,15 +3,17 @@ the runs that trained their models, as a researcher means them.
 
 - **A transfer**: the trained model on another dataset (ImageNet -> V2, Sketch, A, R) or on other
   classes (base -> new). Its facts already say so (its dataset or classes differ from the trained
-  run's), so the tables list it under that transfer; nothing to do here.
+  run's), so the tables list it under that transfer.
 - **A re-evaluation**: the same dataset and classes. When it loads the checkpoint the training run
   tested itself, with nothing that changes a test result overridden, it measures the training
   run's own result again: it is counted once, never twice. The training run counts when it is in
   the tree (a re-evaluation that disagrees with it is reported: the data or the code changed);
   otherwise one re-evaluation stands in for it.
-- **Another selection**: the same data but another checkpoint (``--load-epoch``) or overridden
-  keys (say, alpha at test time). That is another result, so it gets a row of its own whose label
-  names the checkpoint or the keys (runs selected differently never share a cell).
+- **Another selection**: another checkpoint (``--load-epoch``) or overridden keys (say, alpha at
+  test time), on the same data or in a transfer. That is another result, so it gets a row of its
+  own whose label names the checkpoint or the keys (runs selected differently never share a cell).
+
+Evaluations of one model on the same data with the same selection (a copied folder) count once.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class Separated:
         lines = []
         for repeat, kept in self.repeats:
             mine, theirs = repeat.value(metric), kept.value(metric)
-            line = f"{repeat.path} re-evaluates {kept.path} (same data, same checkpoint)"
+            line = f"{repeat.path} repeats {kept.path} (same model, data and checkpoint)"
             if mine is not None and theirs is not None and mine != theirs:
                 line += (
                     f" but gives {metric} {mine:.2f}% against {theirs:.2f}%: the data, the "
@@ -75,18 +77,20 @@ def _checkpoint_name(epoch: int) -> str:
     return "best val" if epoch == BEST_EPOCH else f"epoch {epoch}"
 
 
-def selection_of(record: Record) -> tuple[tuple[str, str], ...] | None:
-    """For a re-evaluation (same dataset and classes as its trained run): what it changed
-    against the trained run's own test, as (key, value) label qualifiers, () for nothing. None
-    for training runs, transfers and evaluations whose trained run has no config.yaml."""
-    config, trained = record.config, record.trained
-    if not config or not config.get("RUN.EVAL_ONLY") or trained is None:
-        return None
-    same_data = all(
+def same_data(config: dict[str, Any], trained: dict[str, Any]) -> bool:
+    """Whether an evaluation tests its trained run's dataset and classes (not a transfer)."""
+    return all(
         str(config.get(key, "all")) == str(trained.get(key, "all"))
         for key in ("DATASET.NAME", "DATASET.SUBSAMPLE_CLASSES")
     )
-    if not same_data:
+
+
+def selection_of(record: Record) -> tuple[tuple[str, str], ...] | None:
+    """For an evaluation: what it changed against the trained run's own test (another
+    checkpoint, overridden keys), as (key, value) label qualifiers, () for nothing. None for
+    training runs and for evaluations whose trained run has no config.yaml."""
+    config, trained = record.config, record.trained
+    if not config or not config.get("RUN.EVAL_ONLY") or trained is None:
         return None
     changed = []
     epoch = int(config.get("RUN.LOAD_EPOCH", tested_epoch(trained)))
@@ -100,12 +104,14 @@ def selection_of(record: Record) -> tuple[tuple[str, str], ...] | None:
 
 
 def separate(records: list[Record]) -> Separated:
-    """Drop each re-evaluation of a result already counted; give the other selections their
-    own rows (their qualifiers join the facts' ``extra``, which the row label shows)."""
+    """Count each measurement once: a re-evaluation of a training run in the tree is left out,
+    and of several evaluations measuring the same thing (same model, data and selection) the
+    first counts. Other selections get their own rows (their qualifiers join the facts'
+    ``extra``, which the row label shows)."""
     training = {r.path.resolve(): r for r in records if not (r.config or {}).get("RUN.EVAL_ONLY")}
     counted: list[Record] = []
     repeats: list[tuple[Record, Record]] = []
-    standing_in: dict[Path, Record] = {}  # trained run not in the tree -> its first re-evaluation
+    first: dict[tuple, Record] = {}  # (model, data, selection) -> the evaluation counted
     for record in records:
         selection = selection_of(record)
         if selection is None:
@@ -113,12 +119,15 @@ def separate(records: list[Record]) -> Separated:
             continue
         if selection:
             facts = dataclasses.replace(record.facts, extra=record.facts.extra + selection)
-            counted.append(dataclasses.replace(record, facts=facts))
-            continue
-        origin = Path(record.config["RUN.MODEL_DIR"]).resolve()
-        kept = training.get(origin) or standing_in.get(origin)
+            record = dataclasses.replace(record, facts=facts)
+        config = record.config
+        origin = Path(config["RUN.MODEL_DIR"]).resolve()
+        data = (config.get("DATASET.NAME"), str(config.get("DATASET.SUBSAMPLE_CLASSES", "all")))
+        kept = first.get((origin, data, selection))
+        if kept is None and not selection and same_data(config, record.trained):
+            kept = training.get(origin)
         if kept is None:
-            standing_in[origin] = record
+            first[(origin, data, selection)] = record
             counted.append(record)
         else:
             repeats.append((record, kept))
