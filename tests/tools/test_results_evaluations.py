@@ -155,3 +155,17 @@ def test_train_py_runs_and_their_evaluations(tmp_path, capsys):
     rows = rows_of(by_dataset(results_of(runs)))
     assert list(rows) == ["TaskRes", "TaskRes [checkpoint=epoch 1]"]
     assert all(cells[0].endswith("(n=1)") for cells in rows.values())
+
+
+def test_an_evaluation_of_the_val_split_is_named_not_called_unfinished(tmp_path, capsys):
+    from tests.tools.logs import result_block, write_config, write_log
+
+    train(tmp_path, [70.0])
+    run = tmp_path / "val_eval" / "seed1"
+    write_config(run, TEST__SPLIT="val", RUN__EVAL_ONLY=True, RUN__MODEL_DIR=str(tmp_path))
+    write_log(run, "Evaluate on the *val* set\n" + result_block(80.0))
+    assert ptr.main([str(tmp_path), "--table"]) == 0
+    out = capsys.readouterr().out
+    assert "seed1: tests the val split (TEST.SPLIT val in its config.yaml)" in out
+    assert "unfinished" not in out
+    assert rows_of(by_dataset(results_of(tmp_path))) == {"TaskRes": ["70.00 (n=1)"]}
