@@ -8,6 +8,8 @@ named ``seed<N>`` are one setting (their parent folder), so any folder above the
     python tools/parse_test_res.py output --table                  # every table the runs support
     python tools/parse_test_res.py output --table --shots 4 --export paper/   # CSV, Markdown, LaTeX
     python tools/parse_test_res.py output --figures paper/         # accuracy vs shots (PNG, PDF)
+    python tools/parse_test_res.py output --export paper/ --bold-best --figures paper/ \
+        --figure-size one-column                                   # for a two-column paper
     python tools/parse_test_res.py output --residuals --figures paper/   # TaskRes residual analysis
     python tools/parse_test_res.py --finished output/.../seed1     # exit status 0 if it finished
 """
@@ -17,6 +19,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+import yaml
 
 if __package__ in (None, ""):  # run as a script: make the repository's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -52,6 +56,7 @@ __all__ = [
 EXPORT_NAME = "results"
 ACCURACY_FIGURE = "accuracy_vs_shots"
 RESIDUAL_FIGURE = "residual_analysis"
+FIGURE_SIZES = ("screen", "one-column", "two-column")  # figures.SIZES (matplotlib loads lazily)
 
 
 def describe_setting(setting: Setting, root: Path, metric: str, ci95: bool) -> str:
@@ -84,8 +89,29 @@ def describe_setting(setting: Setting, root: Path, metric: str, ci95: bool) -> s
             )
         if not run.metrics or metric not in run.metrics:
             where = run.log if run.log else run.path
-            lines.append(f"  {run.path.name}: no test {metric} in {where} (unfinished or failed?)")
+            if _tests_val_split(run.path):
+                lines.append(
+                    f"  {run.path.name}: tests the val split (TEST.SPLIT val in its config.yaml); "
+                    "the summary and the tables report the test split only"
+                )
+            else:
+                lines.append(
+                    f"  {run.path.name}: no test {metric} in {where} (unfinished or failed?)"
+                )
     return "\n".join(lines)
+
+
+def _tests_val_split(run_dir: Path) -> bool:
+    """Whether the run's config.yaml says it tests the val split (read as plain YAML, so that
+    this summary stays free of torch)."""
+    config = run_dir / "config.yaml"
+    if not config.is_file():
+        return False
+    try:
+        data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError:
+        return False
+    return isinstance(data, dict) and (data.get("TEST") or {}).get("SPLIT") == "val"
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -124,15 +150,15 @@ def _tables(results: Results, args: argparse.Namespace) -> int:
         for fmt in ("csv", "markdown", "latex"):
             path = args.export / f"{EXPORT_NAME}.{EXTENSIONS[fmt]}"
             with writing(path, "--export"):
-                path.write_text(render(tables, fmt, spread), encoding="utf-8")
+                path.write_text(render(tables, fmt, spread, args.bold_best), encoding="utf-8")
             print(f"Wrote {path}")
     return 0
 
 
-def _accuracy_figure(results: Results, folder: Path) -> int:
+def _accuracy_figure(results: Results, folder: Path, size: str) -> int:
     from tools.results.figures import accuracy_vs_shots, save_figure
 
-    fig = accuracy_vs_shots(results)
+    fig = accuracy_vs_shots(results, size)
     if fig is None:
         print("No accuracy figure: no trained run with a shot count under the tree.")
         return 1
@@ -156,15 +182,15 @@ def _residuals(results: Results, args: argparse.Namespace) -> int:
     for analysis in analyses:
         print()
         print(report(analysis, args.directory))
-        if analysis.missing or analysis.correlation is None:
+        if analysis.missing:  # fewer than two datasets is no failure: the report says so
             status = 1
     if args.figures:
         from tools.results.figures import residual_figure, save_figure
 
-        fig = residual_figure(analyses)
+        fig = residual_figure(analyses, args.figure_size)
         if fig is not None:
             with writing(args.figures / RESIDUAL_FIGURE, "--figures"):
-                paths = save_figure(fig, args.figures / RESIDUAL_FIGURE)
+                paths = save_figure(fig, args.figures / RESIDUAL_FIGURE, tight=True)
             print(f"Wrote the residual-analysis figure: {', '.join(map(str, paths))}")
     return status
 
@@ -199,11 +225,23 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"write the tables to DIR/{EXPORT_NAME}.csv, .md and .tex",
     )
     parser.add_argument(
+        "--bold-best",
+        action="store_true",
+        help="in the LaTeX export, set the best value of each column in bold",
+    )
+    parser.add_argument(
         "--figures",
         type=Path,
         metavar="DIR",
         help=f"write DIR/{ACCURACY_FIGURE}.png and .pdf (and, with --residuals, "
         f"DIR/{RESIDUAL_FIGURE}.png and .pdf)",
+    )
+    parser.add_argument(
+        "--figure-size",
+        choices=FIGURE_SIZES,
+        default="screen",
+        help="figure layout: screen (3.4 in per panel, the default), one-column (3.3 in wide, "
+        "7 pt fonts) or two-column (6.9 in wide, 8 pt fonts), for a two-column paper",
     )
     parser.add_argument(
         "--residuals",
@@ -242,14 +280,23 @@ def main(argv: list[str] | None = None) -> int:
             print(describe_setting(setting, args.directory, args.metric, args.ci95))
         if not (args.table or args.export or args.figures or args.residuals):
             return 0
-        results = Results(collect_records(settings, tuple(args.split_by)), args.metric, args.ci95)
+        from tools.results.evaluations import separate  # dassl.config: torch, as for configs
+
+        separated = separate(collect_records(settings, tuple(args.split_by)))
+        results = Results(separated.counted, args.metric, args.ci95)
+        repeats = separated.notes(args.metric)
+        if repeats:
+            print(
+                f"\nCounted once ({len(repeats)} evaluation(s) repeating a result in the tables):"
+            )
+            print("\n".join(f"  {line}" for line in repeats))
         note = _skipped_note(results, args.directory)
         if note:
             print(f"\n{note}")
         if args.table or args.export:
             status |= _tables(results, args)
         if args.figures:
-            status |= _accuracy_figure(results, args.figures)
+            status |= _accuracy_figure(results, args.figures, args.figure_size)
         if args.residuals:
             status |= _residuals(results, args)
     except ResultsError as err:

@@ -162,3 +162,19 @@ def test_runs_with_fewer_images_than_shots_are_filed_under_the_actual_count(tmp_
     assert (
         "seed1: trained on 5 to 8 shots per class (DATASET.NUM_SHOTS 16" in capsys.readouterr().out
     )
+
+
+def test_runs_behind_symlinks_are_followed_and_counted_once(tmp_path, capsys):
+    """A results root gathering runs by links: each run read once, link loops cut."""
+    storage = tmp_path / "storage" / "caltech101" / "adam_lr2e-3_B256_ep100_4shots"
+    for seed, acc in enumerate([70.0, 72.0], start=1):
+        write_log(storage / f"seed{seed}", training_log(acc))
+    root = tmp_path / "results"
+    root.mkdir()
+    (root / "a_link").symlink_to(storage, target_is_directory=True)
+    (root / "b_same_run").symlink_to(storage, target_is_directory=True)
+    (root / "loop").symlink_to(root, target_is_directory=True)
+    assert ptr.main([str(root)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines() == ["a_link: accuracy 71.00% +- 1.00% (std) over 2 run(s) "
+                                "[seed1 70.00, seed2 72.00]"]  # fmt: skip

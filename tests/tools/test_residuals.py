@@ -180,6 +180,17 @@ def test_residual_figure_plots_the_points_labelled_by_dataset(tmp_path, capsys):
     assert (tmp_path / "f" / "residual_analysis.pdf").is_file()
 
 
+def test_one_dataset_reports_its_point_says_why_no_correlation_and_succeeds(tmp_path, capsys):
+    classes, accuracy, values = DATA["EuroSAT"]
+    for seed, value in enumerate(values, start=1):
+        write_taskres(tmp_path, "EuroSAT", seed, value, classes)
+    write_zero_shot(tmp_path, "EuroSAT", accuracy)
+    assert ptr.main([str(tmp_path), "--residuals", "--figures", str(tmp_path / "f")]) == 0
+    out = capsys.readouterr().out
+    assert "No correlation: it needs at least two datasets" in out and "1 is available" in out
+    assert "EuroSAT" in out and (tmp_path / "f" / "residual_analysis.pdf").is_file()
+
+
 @pytest.mark.slow
 def test_real_taskres_and_zero_shot_runs(tmp_path):
     """train.py's own TaskRes checkpoints and zero-shot logs feed the analysis."""

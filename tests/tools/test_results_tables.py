@@ -366,9 +366,11 @@ RENDERED = {
     "latex": [
         "\\begin{table}[t]",
         "\\centering",
-        "\\caption{accuracy (\\%) at 4 shots: mean $\\pm$ std over seeds (n = seeds); backbone "
-        "RN50; protocol exact. Averages over datasets are taken per seed, over the seeds every "
-        "dataset has.}",
+        "\\caption{Test accuracy (\\%) of each method on each dataset, trained with 4 shots per "
+        "class, as the mean $\\pm$ standard deviation over seeds, with the number of seeds in "
+        "parentheses (backbone RN50; protocol exact). Averages over datasets are taken per seed, "
+        "over the seeds every dataset has.}",
+        "\\label{tab:by-dataset}",
         "\\begin{tabular}{lrrr}",
         "\\toprule",
         "method & Caltech101 & EuroSAT & Average \\\\",
@@ -386,6 +388,50 @@ RENDERED = {
 def test_text_formats(small, fmt):
     text = render.render([by_dataset(results_of(small))], fmt)
     assert text.splitlines() == RENDERED[fmt]
+
+
+def latex_rows(tex: str) -> dict[str, list[str]]:
+    """Body rows of a booktabs tabular: first label -> its cells."""
+    body = tex.split("\\midrule\n", 1)[1].split("\\bottomrule")[0]
+    rows = [line.removesuffix(" \\\\").split(" & ") for line in body.splitlines()]
+    return {" / ".join(r[:-3] if len(r) > 4 else r[:1]): r for r in rows if r != ["\\midrule"]}
+
+
+def test_latex_bold_best_per_column_with_ties_and_by_group(grid, tmp_path):
+    tex = render.latex(by_dataset(results_of(grid)), bold_best=True)
+    rows = {r[0]: r[1:] for r in latex_rows(tex).values()}
+    # 16 shots: TaskRes beats CoOp on both datasets and on average; zero-shot CLIP loses
+    assert rows["TaskRes"][0].startswith("\\textbf{91.17 $\\pm$ 1.03}")
+    assert all(c.startswith("\\textbf{") for c in rows["TaskRes"])
+    assert not any("textbf" in c for c in rows["CoOp"] + rows["Zero-shot CLIP (ensemble)"])
+    assert "Bold: the best value of each column." in tex
+    assert "textbf" not in render.latex(by_dataset(results_of(grid)))  # only when asked
+
+    # error: the smallest wins; a tie (as printed) bolds both; groups (base-to-new: one dataset
+    # per group) compete apart
+    for dataset, accs in (("Caltech101", (90.0, 90.001)), ("EuroSAT", (70.0, 60.0))):
+        for trainer, acc in zip(("CoOp", "TaskRes"), accs):
+            write_run(
+                tmp_path / "b2n", f"{trainer}/{dataset}", acc, TRAINER__NAME=trainer,
+                DATASET__NAME=dataset, DATASET__SUBSAMPLE_CLASSES="base",
+            )  # fmt: skip
+    table = base_to_new(results_of(tmp_path / "b2n", metric="error"))
+    tex = render.latex(table, bold_best=True)
+    cells = {k: v[2] for k, v in latex_rows(tex).items()}
+    assert cells["Caltech101 / CoOp"].startswith("\\textbf{10.00}")
+    assert cells["Caltech101 / TaskRes"].startswith("\\textbf{10.00}")  # 9.999 prints 10.00
+    assert cells["EuroSAT / CoOp"].startswith("\\textbf{30.00}")
+    assert "textbf" not in cells["EuroSAT / TaskRes"]
+    assert tex.count("\\midrule") == 3  # after the header, then between the dataset groups
+    assert "\\label{tab:base-to-new}" in tex and "H is the harmonic mean" in tex
+
+
+def test_cli_bold_best_flag(grid, tmp_path):
+    export = tmp_path / "paper"
+    assert ptr.main([str(grid), "--export", str(export), "--bold-best"]) == 0
+    tex = (export / "results.tex").read_text()
+    assert "\\textbf{" in tex and "\\label{tab:by-dataset}" in tex and "\\toprule" in tex
+    assert "textbf" not in (export / "results.md").read_text()
 
 
 def test_csv_format(small):

@@ -19,13 +19,21 @@ FORMATS = ("terminal", "markdown", "latex", "csv")
 EXTENSIONS = {"terminal": "txt", "markdown": "md", "latex": "tex", "csv": "csv"}
 
 
-def cell_text(cell: Stat | None, pm: str = "±", count: Callable[[int], str] | None = None) -> str:
-    """``71.20 ± 0.45 (n=3)``; ``-`` for an empty cell; ``*`` marks a partial average."""
+def cell_text(
+    cell: Stat | None,
+    pm: str = "±",
+    count: Callable[[int], str] | None = None,
+    strong: Callable[[str], str] | None = None,
+) -> str:
+    """``71.20 ± 0.45 (n=3)``; ``-`` for an empty cell; ``*`` marks a partial average;
+    ``strong`` (when given) wraps the ``mean ± spread`` part, to set the best value in bold."""
     if cell is None:
         return "-"
     text = f"{cell.mean:.2f}"
     if cell.spread is not None:
         text += f" {pm} {cell.spread:.2f}"
+    if strong is not None:
+        text = strong(text)
     if cell.seeds is not None:
         text += " " + (count(cell.seeds) if count else f"(n={cell.seeds})")
     return text + ("*" if cell.partial else "")
@@ -65,27 +73,68 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
 
 
-def latex(table: Table) -> str:
-    """A ``table`` float with a booktabs ``tabular`` (needs ``\\usepackage{booktabs}``); the
-    notes end the caption."""
+def best_cells(table: Table) -> set[tuple[int, int]]:
+    """(row, column) of the best value of each column, within each group of rows that share
+    their leading labels (base-to-new: one dataset); ties all count, as printed (two decimals).
+    Partial averages, which cover fewer datasets, do not compete; a lone value is no best."""
+    best = set()
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, (labels, _) in enumerate(table.rows):
+        groups.setdefault(tuple(labels[:-1]), []).append(i)
+    pick = min if table.lower_is_better else max
+    for members in groups.values():
+        for column in range(len(table.columns)):
+            shown = {}
+            for i in members:
+                cell = table.rows[i][1][column]
+                if cell is not None and not cell.partial:
+                    shown[i] = round(cell.mean, 2)
+            if len(shown) > 1:
+                top = pick(shown.values())
+                best.update((i, column) for i, value in shown.items() if value == top)
+    return best
 
-    def text(cell: Stat | None) -> str:
-        return cell_text(cell, pm="$\\pm$", count=lambda n: f"{{\\scriptsize ({n})}}")
+
+def latex_label(table: Table) -> str:
+    return "tab:" + table.name.replace("_", "-")
+
+
+def latex(table: Table, bold_best: bool = False) -> str:
+    """A ``table`` float with a booktabs ``tabular`` (needs ``\\usepackage{booktabs}``), its
+    caption in plain words (the notes end it) and a ``\\label`` (``tab:by-dataset``, ...);
+    ``bold_best`` sets each column's best value in bold."""
+    bold = best_cells(table) if bold_best else set()
+
+    def text(cell: Stat | None, strong: bool) -> str:
+        return cell_text(
+            cell,
+            pm="$\\pm$",
+            count=lambda n: f"{{\\scriptsize ({n})}}",
+            strong=(lambda t: f"\\textbf{{{t}}}") if strong else None,
+        )
 
     lead = len(table.label_headers)
     headers = [latex_escape(h) for h in (*table.label_headers, *table.columns)]
-    caption = " ".join([table.title + ".", *table.notes])
+    notes = [*table.notes] + (["Bold: the best value of each column."] if bold else [])
+    caption = " ".join([table.caption or table.title + ".", *notes])
     lines = [
         "\\begin{table}[t]",
         "\\centering",
         f"\\caption{{{latex_escape(caption)}}}",
+        f"\\label{{{latex_label(table)}}}",
         f"\\begin{{tabular}}{{{'l' * lead}{'r' * len(table.columns)}}}",
         "\\toprule",
         " & ".join(headers) + " \\\\",
         "\\midrule",
     ]
-    for labels, cells in table.rows:
-        row = [latex_escape(label) for label in labels] + [text(c) for c in cells]
+    previous = None
+    for i, (labels, cells) in enumerate(table.rows):
+        group = tuple(labels[:-1])
+        if previous is not None and group != previous:
+            lines.append("\\midrule")  # base-to-new: a rule between datasets
+        previous = group
+        row = [latex_escape(label) for label in labels]
+        row += [text(c, (i, j) in bold) for j, c in enumerate(cells)]
         lines.append(" & ".join(row) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
     return "\n".join(lines)
@@ -117,9 +166,11 @@ def csv_text(tables: list[Table], spread_name: str = "std") -> str:
     return out.getvalue()
 
 
-def render(tables: list[Table], fmt: str, spread_name: str = "std") -> str:
-    """All ``tables`` in one format, separated by blank lines."""
+def render(tables: list[Table], fmt: str, spread_name: str = "std", bold_best: bool = False) -> str:
+    """All ``tables`` in one format, separated by blank lines (``bold_best``: LaTeX only)."""
     if fmt == "csv":
         return csv_text(tables, spread_name)
-    one = {"terminal": terminal, "markdown": markdown, "latex": latex}[fmt]
+    if fmt == "latex":
+        return "\n\n".join(latex(t, bold_best) for t in tables) + "\n"
+    one = {"terminal": terminal, "markdown": markdown}[fmt]
     return "\n\n".join(one(t) for t in tables) + "\n"

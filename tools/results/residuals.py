@@ -230,9 +230,11 @@ def report(analysis: Analysis, root: Path) -> str:
             f"(p = {result.pearson_p:.3g}), Spearman rho = {result.spearman:.3f}"
         )
     else:
+        available = len(analysis.points)
         lines.append(
-            f"No correlation: it needs at least two datasets with different values "
-            f"({len(analysis.points)} available)."
+            f"No correlation: it needs at least two datasets with different difficulties and "
+            f"residuals, and {available} {'is' if available == 1 else 'are'} available; "
+            "run TaskRes (and zero-shot CLIP) on more datasets to get one."
         )
     if analysis.missing:
         names = ", ".join(dataset_title(d) for d in analysis.missing)

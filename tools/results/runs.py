@@ -117,11 +117,13 @@ class RunFacts:
 
 @dataclass
 class Record:
-    """A finished run with its facts and (ours only) its flattened config.yaml."""
+    """A finished run with its facts and (ours only) its flattened config.yaml; an evaluation
+    also holds the config of the run that trained its model (``trained``, when readable)."""
 
     run: Run
     facts: RunFacts
     config: dict[str, Any] | None
+    trained: dict[str, Any] | None = None
 
     @property
     def path(self) -> Path:
@@ -143,11 +145,18 @@ class Setting:
 
 
 def collect_settings(root: Path) -> list[Setting]:
-    """Every run below root (root included), grouped by setting, in path order."""
+    """Every run below root (root included), grouped by setting, in path order. Folders behind
+    symlinks are followed; a folder reached twice (two links, or a link loop) is read once."""
     if not root.is_dir():
         raise ResultsError(f"{root} is not a folder; give the output folder of a run or above it.")
     settings: dict[Path, Setting] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
+    seen: set[str] = set()  # real paths of the folders walked
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames.clear()
+            continue
+        seen.add(real)
         dirnames.sort()
         if not any(name.startswith("log.txt") for name in filenames):
             continue
@@ -388,7 +397,7 @@ def collect_records(settings: list[Setting], split_by: tuple[str, ...] = ()) -> 
                     trained_configs[model_dir] = _read_config(Path(model_dir))
                 trained = trained_configs[model_dir]
             facts = facts_from_config(config, trained, split_by, run.record)
-            records.append(Record(run, facts, config))
+            records.append(Record(run, facts, config, trained))
     unknown = [k for k in split_by if not any(r.config and k in r.config for r in records)]
     if unknown:
         raise ResultsError(

@@ -27,6 +27,7 @@ from .runs import (
 )
 
 Seed = int | None
+LOWER_IS_BETTER = ("error",)  # metrics whose best value is the smallest
 
 
 def mean_and_spread(values: list[float], ci95: bool = False) -> tuple[float, float]:
@@ -92,6 +93,11 @@ def shots_phrase(shots: int) -> str:
     return f"{shots} shot{'s' if shots != 1 else ''}"
 
 
+def trained_with(shots: int) -> str:
+    """In a caption: ``with 16 shots per class``, ``on all training data``."""
+    return "on all training data" if shots == FULL_DATA else f"with {shots_phrase(shots)} per class"
+
+
 @dataclass(frozen=True)
 class Row:
     """A table row: one method variant, labelled as printed."""
@@ -120,6 +126,12 @@ class Table:
     columns: list[str]
     rows: list[tuple[list[str], list[Stat | None]]]
     notes: list[str] = field(default_factory=list)
+    caption: str = ""  # the title in plain words, for a paper (LaTeX's \caption)
+    metric: str = "accuracy"
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.metric in LOWER_IS_BETTER
 
 
 class Results:
@@ -175,6 +187,18 @@ class Results:
 
     def spread_name(self) -> str:
         return "95% CI" if self.ci95 else "std"
+
+    def caption(self, what: str, keys: list[CellKey], more: str = "") -> str:
+        """Sentences for a paper: ``Test accuracy (%) <what>, as the mean ± ...``, then ``more``."""
+        spread = "95% confidence half-width" if self.ci95 else "standard deviation"
+        described = self.describe(keys)
+        return (
+            f"Test {self.metric.replace('_', ' ')} (%) {what}, as the mean ± {spread} over "
+            "seeds, with the number of seeds in parentheses"
+            + (f" ({described})" if described else "")
+            + "."
+            + (f" {more}" if more else "")
+        )
 
     def headline(self, what: str, keys: list[CellKey]) -> str:
         described = self.describe(keys)
@@ -290,9 +314,14 @@ def by_dataset(results: Results, shots: int | None = None) -> Table | None:
             present = [c for c in cells if c is not None]
             stats.append(average_of(present, len(datasets), results.ci95))
         table_rows.append(([row.label], stats))
+    plain = "of each method on each dataset" + (
+        f", trained {trained_with(shots)}" if trained else ""
+    )
     return Table(
         name="by_dataset",
         title=results.headline(f"at {shots_phrase(shots)}" if trained else "zero-shot", keys),
+        metric=results.metric,
+        caption=results.caption(plain, keys),
         label_headers=["method"],
         columns=[dataset_title(d) for d in datasets] + (["Average"] if averaged else []),
         rows=table_rows,
@@ -318,9 +347,15 @@ def by_shots(results: Results) -> Table | None:
             stats.append(average_of(present, len(datasets), results.ci95))
         table_rows.append(([row.label], stats))
     what = f"by shots, averaged over {len(datasets)} dataset{'s' if len(datasets) > 1 else ''}"
+    plain = (
+        f"of each method by the number of shots per class, averaged over {len(datasets)} "
+        f"dataset{'s' if len(datasets) > 1 else ''}"
+    )
     return Table(
         name="by_shots",
         title=results.headline(what, keys),
+        metric=results.metric,
+        caption=results.caption(plain, keys),
         label_headers=["method"],
         columns=[shots_title(s) for s in all_shots],
         rows=table_rows,
@@ -370,6 +405,13 @@ def base_to_new(results: Results, shots: int | None = None) -> Table | None:
         name="base_to_new",
         title=results.headline(f"base-to-new at {shots_phrase(shots)}", keys)
         + "; H: harmonic mean of the base and new means",
+        metric=results.metric,
+        caption=results.caption(
+            f"on the base and the new classes of each dataset, trained on the base classes "
+            f"{trained_with(shots)}",
+            keys,
+            "H is the harmonic mean of the base and new means.",
+        ),
         label_headers=["dataset", "method"],
         columns=["base", "new", "H"],
         rows=table_rows,
@@ -414,6 +456,12 @@ def generalization(results: Results, shots: int | None = None) -> Table | None:
         name="generalization",
         title=results.headline(f"domain generalisation at {shots_phrase(shots)}", keys)
         + f"; source {dataset_title(DG_SOURCE)}",
+        metric=results.metric,
+        caption=results.caption(
+            f"of models trained on {dataset_title(DG_SOURCE)} {trained_with(shots)}, tested on it "
+            "and on its four shifted test sets",
+            keys,
+        ),
         label_headers=["method"],
         columns=[dataset_title(d) for d in (DG_SOURCE, *DG_TARGETS)] + ["Average (targets)"],
         rows=table_rows,
