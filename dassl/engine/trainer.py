@@ -738,7 +738,7 @@ class SimpleTrainer(TrainerBase):
         model = self.evaluated_model
         selection: dict[str, Any] = {"rule": model.selection}
         if model.selection == SELECTED_BEST_VAL:
-            val_split, val_loader = self.eval_loader("val")
+            val_split, val_loader = self.split_loader("val")
             selection.update(val_split=val_split, val_size=len(val_loader.dataset))
         record["model"] = {"epoch": model.epoch}
         record["selection"] = selection
@@ -747,8 +747,14 @@ class SimpleTrainer(TrainerBase):
         return record
 
     def eval_loader(self, split: str | None = None) -> tuple[str, Any]:
-        """The split ``test`` evaluates and its loader: ``split`` (default ``TEST.SPLIT``), with
-        val falling back to test when the dataset has no val split."""
+        """The split ``test`` evaluates and the loader it reads; a method may serve other
+        batches (cached features) for the same split."""
+        return self.split_loader(split)
+
+    def split_loader(self, split: str | None = None) -> tuple[str, Any]:
+        """A split and its image loader: ``split`` (default ``TEST.SPLIT``), with val falling
+        back to test when the dataset has no val split. Builds nothing, so reading a split's
+        size never encodes it."""
         if split is None:
             split = self.cfg.TEST.SPLIT
         if split == "val" and self.val_loader is not None:

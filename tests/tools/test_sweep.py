@@ -314,7 +314,8 @@ def test_a_sigkilled_sweep_stops_its_train_py_children(world):
     for run in runs:
         console = out / "sweeps/taskres_regular/console" / run.relative_to(out).parent
         text = (console / f"{run.name}.txt").read_text()
-        assert "Interrupted by SIGTERM during epoch" in text, text[-2000:]
+        # The signal lands inside an epoch or between two; either way the run stops cleanly.
+        assert re.search(r"Interrupted by SIGTERM during (the start of )?epoch", text), text[-2000:]
         assert 1 <= _saved_epoch(run) < 5000
 
 
