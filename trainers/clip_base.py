@@ -507,6 +507,19 @@ class ClipTrainer(TrainerX):
         report_features(split, encoded, stored)
         return features, labels_of(data_source)
 
+    def val_features(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features [N, D] (fp32, on the device) and labels [N] of the val split, for a search
+        of hyperparameters. Never the test split: a dataset without val is refused, since a
+        search there would select on the data the result is then scored on."""
+        if not self.dm.dataset.val:
+            raise ValueError(
+                f"{type(self).__name__} searches its hyperparameters on the val split, and "
+                f"{self.cfg.DATASET.NAME} has none here. Fix: use a dataset split with val "
+                "images, or give the hyperparameters in the config."
+            )
+        features, labels = self.encode_data_source(self.dm.dataset.val, "val")
+        return features.float().to(self.device), labels.to(self.device)
+
     def train_view_features(self, protocol: Protocol) -> torch.Tensor:
         """Features [V, N, D] of the train images under ``protocol`` (views or plain)."""
         train_x = self.dm.dataset.train_x

@@ -39,6 +39,8 @@ from dassl.data import DataManager
 from dassl.data.data_manager import shots_per_class
 from dassl.evaluation import build_evaluator
 from dassl.evaluation.result_record import (
+    HYPERPARAMETERS_FIXED,
+    HYPERPARAMETERS_SEARCHED,
     SELECTED_BEST_VAL,
     SELECTED_FIXED,
     SELECTED_LAST_EPOCH,
@@ -143,6 +145,9 @@ class TrainerBase:
         self.resume_point: ResumePoint | None = None
         # What the next final test evaluates, for its result record (set when a model is deployed).
         self.evaluated_model = EvaluatedModel()
+        # How the method's hyperparameters were chosen, for the result record: None means fixed,
+        # taken from the config (see record_hyperparameter_search).
+        self.hyperparameter_search: dict[str, Any] | None = None
 
     def register_model(
         self,
@@ -742,9 +747,27 @@ class SimpleTrainer(TrainerBase):
             selection.update(val_split=val_split, val_size=len(val_loader.dataset))
         record["model"] = {"epoch": model.epoch}
         record["selection"] = selection
+        record["hyperparameters"] = self.hyperparameter_search or {"rule": HYPERPARAMETERS_FIXED}
         if not self.cfg.get("RUN", {}).get("EVAL_ONLY", False):
             record["shots"] = shots_record(self.cfg, self.dm.dataset.train_x)
         return record
+
+    def record_hyperparameter_search(
+        self,
+        space: dict[str, list[Any]],
+        winner: dict[str, Any],
+        split: str,
+        size: int,
+    ) -> None:
+        """Say, for the result record, that hyperparameters were searched: over ``space``
+        (name -> candidates), on ``split`` of ``size`` images, and which values won."""
+        self.hyperparameter_search = {
+            "rule": HYPERPARAMETERS_SEARCHED,
+            "space": space,
+            "winner": winner,
+            "split": split,
+            "size": size,
+        }
 
     def eval_loader(self, split: str | None = None) -> tuple[str, Any]:
         """The split ``test`` evaluates and the loader it reads; a method may serve other

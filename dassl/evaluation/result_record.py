@@ -27,6 +27,10 @@ SELECTED_LAST_EPOCH = "last_epoch"  # the weights after the last training epoch
 SELECTED_BEST_VAL = "best_val"  # the epoch with the best val accuracy (model-best.pth.tar)
 SELECTED_FIXED = "fixed"  # given: an epoch file named on the command line, or untrained weights
 
+# How the method's hyperparameters were chosen (the record's "hyperparameters" entry).
+HYPERPARAMETERS_FIXED = "fixed"  # given by the config
+HYPERPARAMETERS_SEARCHED = "searched"  # searched on a split, named with its size, space, winner
+
 RESULT_MARKER = "=> result"
 METRIC_LINE = re.compile(r"\* (\w+): ([-+0-9.eE,]+)%?")
 SPLIT_LINE = re.compile(r"Evaluate on the \*(\w+)\* set")
