@@ -24,6 +24,7 @@ from dassl.config import extend_cfg, get_cfg_default
 from dassl.config.run_config import (
     ConfigError,
     build_parser,
+    check_run_inputs,
     holds_finished_run,
     setup_cfg,
     untrained_error,
@@ -42,9 +43,10 @@ from dassl.config.run_identity import (
 )
 from dassl.engine import TRAINER_REGISTRY, build_trainer
 from dassl.utils import collect_env_info, set_random_seed, setup_logger
-from dassl.utils.run_lock import RunFolderBusy, hold_run_folder
+from dassl.utils.run_lock import hold_run_folder
+from dassl.utils.user_error import UserError
 
-__all__ = ["ConfigError", "build_parser", "main", "setup_cfg"]
+__all__ = ["ConfigError", "build_parser", "cli", "main", "setup_cfg"]
 
 
 def print_args(args: argparse.Namespace, cfg: CfgNode) -> None:
@@ -77,6 +79,7 @@ def check_built_inputs(cfg: CfgNode, recorded: Digests) -> Digests:
 def main(args: argparse.Namespace, argv: Sequence[str] | None = None) -> None:
     notes: list[str] = []
     cfg = setup_cfg(args, notes)
+    check_run_inputs(cfg)
     defaults = extend_cfg(get_cfg_default())
     digests = content_digests(cfg)
     status = check_output_dir(cfg, defaults, digests)
@@ -136,8 +139,17 @@ def run(args: argparse.Namespace, cfg: CfgNode, notes: list[str], argv: list[str
         trainer.train()
 
 
-if __name__ == "__main__":
+def cli(argv: Sequence[str] | None = None) -> None:
+    """The command: a mistake in the command, config, data or weights exits with its message
+    alone (``--traceback`` shows where it was raised)."""
+    args = build_parser().parse_args(argv)
     try:
-        main(build_parser().parse_args())
-    except (ConfigError, RunConflictError, RunFolderBusy) as err:
+        main(args, argv)
+    except UserError as err:
+        if args.traceback:
+            raise
         sys.exit(f"ERROR: {err}")
+
+
+if __name__ == "__main__":
+    cli()

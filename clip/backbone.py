@@ -389,6 +389,13 @@ class OpenClipBackbone(ClipBackbone):
         self._dtype = torch.float16
 
 
+def locate_weights(name: str) -> Path:
+    """The weights file MODEL.BACKBONE.NAME names, found (or downloaded) without loading it."""
+    if openclip.is_openclip_name(name):
+        return openclip.locate(name).weights
+    return resolve_checkpoint(name)
+
+
 def load_backbone(name: str) -> ClipBackbone:
     """The backbone MODEL.BACKBONE.NAME names: an OpenCLIP name (openclip:, hf-hub:,
     local-dir:) or an OpenAI model name or checkpoint path; fp32, on the CPU, eval mode."""

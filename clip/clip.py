@@ -34,6 +34,7 @@ from torchvision.transforms import (
 from tqdm import tqdm
 
 from dassl.utils.tools import atomic_write, did_you_mean, file_sha256, remembered_sha256
+from dassl.utils.user_error import UserError
 
 from .archive import CheckpointError, is_torchscript_archive, read_torchscript_state_dict
 from .model import CLIP, build_model, convert_weights
@@ -79,11 +80,11 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-class WeightsNotFoundError(FileNotFoundError):
+class WeightsNotFoundError(UserError, FileNotFoundError):
     """The checkpoint is on no local path and could not be downloaded."""
 
 
-class ChecksumMismatchError(RuntimeError):
+class ChecksumMismatchError(UserError, RuntimeError):
     """A weight file's SHA256 digest differs from the one in its URL."""
 
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -45,6 +47,8 @@ INSTALL_HINT = "python3 -m pip install -r requirements-openclip.txt"
 CONFIG_FILE = "open_clip_config.json"
 # OpenCLIP's own preference when a folder holds both (safetensors first).
 WEIGHTS_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+REACH_TIMEOUT_S = 5  # a host that does not answer in this time is taken as unreachable
+
 _PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")
 
 
@@ -180,6 +184,7 @@ def _locate_tag(open_clip: ModuleType, parsed: OpenClipName) -> Path:
             return env_folder / name
 
     try:
+        require_reachable(_hf_endpoint() if repo else url)
         return Path(open_clip.download_pretrained(pretrained_cfg))
     except (OSError, RuntimeError) as err:
         name = (hf_names or [url_name])[0]
@@ -194,6 +199,20 @@ def _locate_tag(open_clip: ModuleType, parsed: OpenClipName) -> Path:
             f"{source}) at {target / name} with {WEIGHTS_DIR_ENV} exported, or name the file "
             f"itself: openclip:{arch}/<path to the file>"
         ) from err
+
+
+def require_reachable(url: str) -> None:
+    """Raise ConnectionError at once when ``url``'s host cannot be reached: offline, OpenCLIP's
+    download would retry for about a minute before failing."""
+    host = urllib.parse.urlparse(url).hostname or url
+    try:
+        socket.create_connection((host, 443), timeout=REACH_TIMEOUT_S).close()
+    except OSError as err:
+        raise ConnectionError(f"{host} cannot be reached from this machine: {err}") from err
+
+
+def _hf_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
 
 
 def _folder_files(folder: Path) -> Located | None:
@@ -216,6 +235,7 @@ def _locate_hf_hub(open_clip: ModuleType, parsed: OpenClipName) -> Located:
     if env_folder is not None and (found := _folder_files(env_folder)) is not None:
         return found
     try:
+        require_reachable(_hf_endpoint())
         config = open_clip.pretrained.download_pretrained_from_hf(repo, filename=CONFIG_FILE)
         weights = open_clip.pretrained.download_pretrained_from_hf(repo)
     except (OSError, RuntimeError) as err:

@@ -36,6 +36,7 @@ from yacs.config import CfgNode
 from dassl.data.datasets import DatasetBase, Datum
 from dassl.utils import UnsafePickleError, load_pickle, save_pickle
 from dassl.utils.tools import file_sha256
+from dassl.utils.user_error import UserError
 
 from .splits import (
     check_split,
@@ -48,7 +49,7 @@ from .splits import (
 DOCS_FILE = "DATASETS.md"
 
 
-class DatasetLayoutError(FileNotFoundError):
+class DatasetLayoutError(UserError, FileNotFoundError):
     """A dataset folder or file is missing; the message names it and the DATASETS.md section."""
 
 
@@ -140,14 +141,27 @@ class BenchmarkDataset(DatasetBase):
         dataset_dir = os.path.join(root, cls.dataset_dir)
         return [item for item in missing if item.path == dataset_dir] or missing
 
-    def layout_error(self, missing: Sequence[LayoutItem]) -> DatasetLayoutError:
-        name = type(self).__name__
+    @classmethod
+    def layout_error_at(cls, root: str, missing: Sequence[LayoutItem]) -> DatasetLayoutError:
+        name = cls.__name__
         lines = "\n".join(f"  - {item.what}: {item.path}" for item in missing)
         return DatasetLayoutError(
-            f"{name}: the dataset under DATASET.ROOT={self.root} is incomplete; not found:\n"
-            f"{lines}\nFollow {self.docs_section()} to set it up, then check it with "
-            f"`python -m datasets.check --root {self.root} {name}`."
+            f"{name}: the dataset under DATASET.ROOT={root} is incomplete; not found:\n"
+            f"{lines}\nFollow {cls.docs_section()} to set it up, then check it with "
+            f"`python -m datasets.check --root {root} {name}`."
         )
+
+    def layout_error(self, missing: Sequence[LayoutItem]) -> DatasetLayoutError:
+        return self.layout_error_at(self.root, missing)
+
+    @classmethod
+    def check_inputs(cls, cfg: CfgNode) -> None:
+        """The layout check, from the config alone: a run makes it before it writes anything or
+        loads CLIP (``dassl.config.run_config.check_run_inputs``)."""
+        root = cls.resolve_root(cfg.DATASET.ROOT)
+        missing = cls.missing_layout(root)
+        if missing:
+            raise cls.layout_error_at(root, missing)
 
     def check_layout(self) -> None:
         missing = self.missing_layout(self.root)

@@ -33,6 +33,7 @@ from dassl.config.run_identity import (
 from dassl.engine import TRAINER_REGISTRY
 from dassl.evaluation.result_record import holds_result
 from dassl.utils import did_you_mean
+from dassl.utils.user_error import UserError
 
 FINAL_MODEL_CHOICES = ("last_step", "best_val")
 TEST_SPLIT_CHOICES = ("val", "test")
@@ -46,7 +47,7 @@ TRAINED_RUN_KEYS = ("MODEL.BACKBONE.NAME",)
 TRAINED_RUN_NODES = ("INPUT.",)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file, override or flag that cannot be used; the message names it and the fix."""
 
 
@@ -111,7 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dataset-config-file", type=str, default="", help="path to dataset config file"
     )
-    parser.add_argument("--trainer", type=str, default="", help="name of trainer")
+    parser.add_argument(
+        "--trainer",
+        type=str,
+        default="",
+        help=f"name of trainer: {', '.join(TRAINER_REGISTRY.registered_names())}",
+    )
     parser.add_argument("--backbone", type=str, default="", help="name of backbone")
     parser.add_argument("--head", type=str, default="", help="name of head")
     parser.add_argument("--eval-only", action="store_true", help="evaluation only")
@@ -129,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-finished",
         action="store_true",
         help="do nothing when OUTPUT_DIR already holds a finished run with this config",
+    )
+    parser.add_argument(
+        "--traceback",
+        action="store_true",
+        help="show the traceback of an error in the command, config, data or weights (by "
+        "default its message alone)",
     )
     for flag, (_, help) in method_flags().items():
         parser.add_argument(flag, type=str, default=None, help=help)
@@ -375,6 +387,22 @@ def check_transfer(cfg: CfgNode, trained: dict[str, Any], notes: list[str]) -> N
         + "".join(f" or {t}" for t in TRANSFERS.get(source[0], ()))
         + ", or pass --model-dir of a run trained on the target dataset."
     )
+
+
+def check_run_inputs(cfg: CfgNode) -> None:
+    """The checks a run makes first, before it writes anything or loads CLIP: the trainer and
+    the dataset are registered, and their classes' ``check_inputs(cfg)`` pass (the dataset's
+    layout under DATASET.ROOT, the backbone's weights on this machine). A sweep's dry run makes
+    the same checks."""
+    from dassl.data.datasets import DATASET_REGISTRY  # imports torch, as the engine does
+
+    for registry, name in (
+        (TRAINER_REGISTRY, cfg.TRAINER.NAME),
+        (DATASET_REGISTRY, cfg.DATASET.NAME),
+    ):
+        check = getattr(registry.get(name), "check_inputs", None)
+        if check is not None:
+            check(cfg)
 
 
 def holds_finished_run(status: RunStatus) -> bool:

@@ -41,6 +41,7 @@ from yacs.config import CfgNode
 
 from dassl.evaluation.result_record import holds_result
 from dassl.utils.tools import atomic_write
+from dassl.utils.user_error import UserError
 
 from . import register_cfg_extension
 
@@ -93,7 +94,7 @@ def _run_keys(cfg: CfgNode) -> None:
     cfg.RUN.LOAD_EPOCH = DEFAULT_EPOCH
 
 
-class RunConflictError(RuntimeError):
+class RunConflictError(UserError, RuntimeError):
     """OUTPUT_DIR holds a run whose config differs from the one asked for (or cannot be checked)."""
 
 

@@ -7,6 +7,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from .tools import did_you_mean
+from .user_error import UserError
+
+
+class RegistryLookupError(UserError, KeyError, ValueError):
+    """A name that is empty or not registered; the message lists the registered ones (a
+    KeyError as upstream's for an unknown name, a ValueError for an empty one)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])  # the message, not KeyError's quoted repr of it
 
 
 class Registry:
@@ -50,6 +59,11 @@ class Registry:
         self._unimportable[module] = error
 
     def get(self, name: str) -> Any:
+        if not name:
+            raise RegistryLookupError(
+                f"{self._key} is empty: {self._how_to_set}. Registered {self._name.lower()}s: "
+                f"{', '.join(self.registered_names()) or '(none)'}"
+            )
         if name not in self._obj_map and self._unimportable:
             module, error = next(iter(self._unimportable.items()))
             others = [m for m in self._unimportable if m != module]
@@ -61,7 +75,7 @@ class Registry:
             ) from error
         if name not in self._obj_map:
             known = self.registered_names()
-            raise KeyError(
+            raise RegistryLookupError(
                 f'No object named "{name}" in the {self._name} registry.'
                 f"{did_you_mean(name, known, cutoff=0.0)} "
                 f"Registered names: {', '.join(known) or '(none)'}"
@@ -71,11 +85,6 @@ class Registry:
     def build(self, name: str, *args: Any, verbose: bool = False, **kwargs: Any) -> Any:
         """Instantiate the entry ``name`` with ``args`` and ``kwargs`` (the one body of every
         ``build_x``); ``verbose`` prints upstream's "Loading <kind>: <name>" line."""
-        if not name:
-            raise ValueError(
-                f"{self._key} is empty: {self._how_to_set}. Registered {self._name.lower()}s: "
-                f"{', '.join(self.registered_names()) or '(none)'}"
-            )
         obj = self.get(name)
         if verbose:
             print(f"Loading {self._name.lower()}: {name}")

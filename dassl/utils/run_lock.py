@@ -14,10 +14,12 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from dassl.utils.user_error import UserError
+
 LOCK_FILE = "run.lock"
 
 
-class RunFolderBusy(RuntimeError):
+class RunFolderBusy(UserError, RuntimeError):
     """Another live process holds the run folder."""
 
 
