@@ -4,8 +4,6 @@ class is split 50/20/30 when the split file is absent (the dataset's own setid.m
 import os
 
 import numpy as np
-from scipy.io import loadmat
-from scipy.io.matlab import MatReadError
 
 from dassl.data.datasets import DATASET_REGISTRY, Datum
 from dassl.utils import read_json
@@ -55,6 +53,9 @@ class OxfordFlowers(BenchmarkDataset):
 
     def read_labels(self) -> list[int]:
         """Label (1..102) of image_<i>.jpg at position i - 1."""
+        from scipy.io import loadmat  # only to build the split: SciPy takes seconds to import
+        from scipy.io.matlab import MatReadError
+
         path = os.path.join(self.dataset_dir, "imagelabels.mat")
         try:
             labels = loadmat(path)["labels"]

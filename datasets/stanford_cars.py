@@ -3,8 +3,6 @@ train. Split paths are relative to the dataset folder ("cars_train/00001.jpg")."
 
 import os
 
-from scipy.io import loadmat
-
 from dassl.data.datasets import DATASET_REGISTRY, Datum
 
 from .benchmark import BenchmarkDataset
@@ -24,6 +22,8 @@ class StanfordCars(BenchmarkDataset):
     raw_files = (TRAIN_ANNOS, TEST_ANNOS, META, "cars_train", "cars_test")
 
     def build_split(self) -> tuple[list[Datum], list[Datum], list[Datum]]:
+        from scipy.io import loadmat  # only to build the split: SciPy takes seconds to import
+
         meta = self.require(os.path.join(self.dataset_dir, META), META)
         classnames = [year_first(str(entry[0])) for entry in loadmat(meta)["class_names"][0]]
         trainval = self.read_annotations("cars_train", TRAIN_ANNOS, classnames)
@@ -35,6 +35,8 @@ class StanfordCars(BenchmarkDataset):
         self, image_folder: str, anno_file: str, classnames: list[str]
     ) -> list[Datum]:
         """Each record of the struct array "annotations" has "fname" and a 1-based "class"."""
+        from scipy.io import loadmat
+
         path = self.require(os.path.join(self.dataset_dir, anno_file), anno_file)
         items = []
         for record in loadmat(path)["annotations"][0]:

@@ -8,7 +8,6 @@ from collections import OrderedDict
 
 import numpy as np
 import torch
-from sklearn.metrics import confusion_matrix, f1_score
 from yacs.config import CfgNode
 
 from dassl.utils.tools import atomic_write
@@ -85,7 +84,10 @@ class Classification(EvaluatorBase):
         total, correct = self.counts()
         acc = 100.0 * correct / total
         err = 100.0 - acc
-        # Macro-F1 over the classes present in the ground truth, as upstream.
+        # Macro-F1 over the classes present in the ground truth, as upstream. scikit-learn is
+        # imported here: it takes seconds, which `train.py --help` should not wait for.
+        from sklearn.metrics import f1_score
+
         macro_f1 = 100.0 * float(
             f1_score(y_true, y_pred, average="macro", labels=np.unique(y_true))
         )
@@ -120,6 +122,8 @@ class Classification(EvaluatorBase):
         if self.cfg.TEST.COMPUTE_CMAT:
             # Rows: true class, normalised to sum to 1. Saved as a tensor (upstream saves a
             # numpy array) so it loads with torch.load(..., weights_only=True).
+            from sklearn.metrics import confusion_matrix
+
             cmat = confusion_matrix(y_true, y_pred, normalize="true")
             save_path = osp.join(self.cfg.OUTPUT_DIR, "cmat.pt")
             with atomic_write(save_path) as f:

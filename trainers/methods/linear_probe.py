@@ -9,15 +9,20 @@ classifier becomes a `nn.Linear` head, checkpointed under `linear_probe` and tes
 other trainer.
 """
 
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
 from torch import nn
 from yacs.config import CfgNode as CN
 
 from clip.backbone import ClipBackbone
+
+if TYPE_CHECKING:  # scikit-learn is imported when fitting: it takes seconds to import
+    from sklearn.linear_model import LogisticRegression
 from dassl.config import register_cfg_extension
 from dassl.engine import TRAINER_REGISTRY
 from trainers.clip_base import ClipTrainer
@@ -40,6 +45,8 @@ Split = tuple[np.ndarray, np.ndarray]  # features [N, D] (float32), labels [N]
 def fit_logistic(
     features: np.ndarray, labels: np.ndarray, c: float, max_iter: int
 ) -> LogisticRegression:
+    from sklearn.linear_model import LogisticRegression
+
     return LogisticRegression(solver="lbfgs", max_iter=max_iter, C=c).fit(features, labels)
 
 
