@@ -2,7 +2,7 @@
 #
 # Environment variables (all optional):
 #   DATA         folder holding the datasets laid out as DATASETS.md says (default: $HOME/data)
-#   PYTHON       interpreter that runs train.py (default: python)
+#   PYTHON       interpreter that runs train.py (default: python, else python3)
 #   SEEDS        seeds each setting runs with (default: "1 2 3")
 #   OUTPUT_ROOT  folder the run outputs go under (each script says its default)
 #   CLIP_WEIGHTS_DIR  folder with OpenAI CLIP checkpoints (RN50.pt, ViT-B-16.pt, ...) for offline use
@@ -14,7 +14,7 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
 
 DATA="${DATA:-$HOME/data}"
-PYTHON="${PYTHON:-python}"
+PYTHON="${PYTHON:-$(command -v python || command -v python3)}"
 SEEDS="${SEEDS:-1 2 3}"
 
 die() {

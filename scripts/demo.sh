@@ -5,4 +5,4 @@
 # Options (see python -m tools.demo --help): --output DIR (default demo_output), --epochs, --shots.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec "${PYTHON:-python}" -m tools.demo "$@"
+exec "${PYTHON:-$(command -v python || command -v python3)}" -m tools.demo "$@"

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from tabulate import tabulate
 
 from tools.arguments import positive_number
-from trainers.feature_store import FeatureStore, ShardInfo, store_root
+from trainers.feature_store import DEFAULT_ROOT, ENV_VAR, FeatureStore, ShardInfo, store_root
 
 DAY = 86400.0
 
@@ -78,7 +78,9 @@ def matches(shard: ShardInfo, args: argparse.Namespace, now: float) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", default="", help="store folder (default: see above)")
+    parser.add_argument(
+        "--root", default="", help=f"store folder (default: ${ENV_VAR}, else {DEFAULT_ROOT})"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="what the store holds")
     prune = commands.add_parser("prune", help="remove shards matching every filter given")

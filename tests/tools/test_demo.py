@@ -5,6 +5,11 @@ it is too slow for the unit tests.)"""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +23,7 @@ from tests.tools.logs import write_run
 from tools import demo
 
 PER_CLASS = (3, 2, 4)
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +164,21 @@ def test_summary_is_the_results_tool_table_and_figure(tmp_path):
     ]
     assert [p.name for p in figure] == ["accuracy_vs_shots.png", "accuracy_vs_shots.pdf"]
     assert all(p.is_file() for p in figure)
+
+
+def test_the_demo_runs_where_only_python3_exists(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(sys.executable)
+    path = os.pathsep.join([str(bin_dir), "/usr/bin", "/bin"])
+    assert shutil.which("python", path=path) is None  # the machine of the report: no `python`
+    env = {k: v for k, v in os.environ.items() if k != "PYTHON"}
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "demo.sh"), "--help"],
+        env={**env, "PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--output" in done.stdout

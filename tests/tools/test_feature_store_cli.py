@@ -91,3 +91,11 @@ def test_prune_refuses_an_age_that_is_not_above_zero(store, age, capsys):
     assert stop.value.code == 2
     assert f"--older-than: '{age}' is not a number above 0" in capsys.readouterr().err
     assert len(store.shards()) == 5
+
+
+def test_help_names_the_default_store(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "$TASKRES_FEATURE_STORE, else ~/.cache/taskres/features" in text
+    assert "see above" not in text
