@@ -42,6 +42,7 @@ from dassl.config.run_identity import (
     write_run_record,
 )
 from dassl.engine import TRAINER_REGISTRY, build_trainer
+from dassl.evaluation.result_record import log_files
 from dassl.utils import collect_env_info, set_random_seed, setup_logger
 from dassl.utils.run_lock import hold_run_folder
 from dassl.utils.user_error import UserError
@@ -103,6 +104,7 @@ def run(args: argparse.Namespace, cfg: CfgNode, notes: list[str], argv: list[str
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
+    earlier_logs = [log.name for log in log_files(cfg.OUTPUT_DIR)]
     setup_logger(cfg.OUTPUT_DIR)
     write_run_record(cfg, argv)
     if torch.cuda.is_available() and cfg.USE_CUDA:
@@ -111,6 +113,11 @@ def run(args: argparse.Namespace, cfg: CfgNode, notes: list[str], argv: list[str
     print_args(args, cfg)
     for note in notes:
         print(note)
+    if earlier_logs:
+        print(
+            f"Earlier logs of this folder, oldest first: {', '.join(earlier_logs)}. This log "
+            "holds only this process's part; a resumed run's whole output is those, then this."
+        )
     print("Collecting env info ...")
     print(f"** System info **\n{collect_env_info()}\n")
     if not args.eval_only and cfg.DATASET.NUM_SHOTS < 1:

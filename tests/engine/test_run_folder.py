@@ -351,3 +351,11 @@ def test_conflict_message_in_sweep_terms(finished_run, tiny_root):
     cfg.OUTPUT_DIR = str(finished_run)
     status = inspect_output_dir(cfg, full_cfg())
     assert "Fix: run the grid again with --output-root" in conflict_message(status, "sweep")
+
+
+def test_a_resumed_run_names_its_earlier_logs(tmp_path, finished_run, tiny_root):
+    run = copy_run(finished_run, tmp_path)
+    (run / RESULT_FILE).unlink()  # as if killed before its final test: the re-run resumes
+    log = run_train_in_process(train_argv(tiny_root, run, OPTIM__MAX_EPOCH="2"))
+    assert "Earlier logs of this folder, oldest first: log.txt. This log holds only" in log
+    assert len(list(run.glob("log.txt-*"))) == 1
