@@ -109,6 +109,30 @@ def test_tip_adapter_f_learns_its_keys(make_cfg, tmp_path):
     assert trained.optim.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
 
 
+def test_exact_caches_upstreams_ten_views_and_f_trains_on_fresh_images(make_cfg, tmp_path):
+    """exact is upstream's protocol: the cache averages views:10's views of each image (shared
+    through the store), and -F's epochs augment the images anew, as upstream's loader does."""
+    opts = (*SEARCH, "OPTIM.MAX_EPOCH", 1)
+    tip = make_trainer(make_cfg("TipAdapter", *opts, "OUTPUT_DIR", str(tmp_path / "tip")))
+    assert str(tip.protocol) == "views:10"  # nothing trained: exact reads the cache's views
+    tip.before_train()
+    tip_f = make_trainer(make_cfg("TipAdapterF", *opts))
+    assert str(tip_f.protocol) == "exact"
+    tip_f.before_train()
+    assert torch.equal(tip_f.head.cache_keys.weight, tip.head.cache_keys.weight)
+    views = tip.train_set.features.float()  # [10, N, D]
+    torch.testing.assert_close(tip.head.cache_keys.weight.detach(), _normalize(views.mean(0)))
+    assert "img" in next(iter(tip_f.train_loader_x))
+
+
+def test_fp16_clip_keeps_an_fp32_cache(make_cfg, force_precision):
+    trainer = make_trainer(make_cfg("TipAdapterF", *F_RUN, "OPTIM.MAX_EPOCH", 1, prec="fp16"))
+    trainer.train()
+    assert trainer.backbone.dtype == torch.float16
+    assert trainer.head.cache_keys.weight.dtype == torch.float32
+    assert torch.isfinite(trainer.head.cache_keys.weight).all()
+
+
 @pytest.mark.parametrize("trainer_name", ["TipAdapter", "TipAdapterF"])
 def test_resume_is_exact_and_eval_only_reproduces_the_accuracy(
     trainer_name, vit_clip, data_root, tmp_path
