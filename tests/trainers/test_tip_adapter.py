@@ -133,6 +133,14 @@ def test_fp16_clip_keeps_an_fp32_cache(make_cfg, force_precision):
     assert torch.isfinite(trainer.head.cache_keys.weight).all()
 
 
+@pytest.mark.parametrize(
+    "key, value", [("SEARCH_SCALE", [12.0]), ("SEARCH_STEP", [200, 0]), ("SEARCH_SCALE", [0.1, 5])]
+)
+def test_a_search_grid_upstream_could_not_run_is_refused_first(make_cfg, key, value):
+    with pytest.raises(ValueError, match=r"two values, \[beta, alpha\].*Fix: e.g. SEARCH_SCALE"):
+        make_trainer(make_cfg("TipAdapter", f"TRAINER.TIP_ADAPTER.{key}", value))
+
+
 @pytest.mark.parametrize("trainer_name", ["TipAdapter", "TipAdapterF"])
 def test_resume_is_exact_and_eval_only_reproduces_the_accuracy(
     trainer_name, vit_clip, data_root, tmp_path

@@ -138,6 +138,19 @@ class TipCacheTrainer(ClipTrainer):
     EVAL_INHERITS = ("DATASET.NUM_SHOTS", "SEED")
     FITS_ON_TRAIN_FEATURES = True
 
+    def check_cfg(self, cfg: CN) -> None:
+        super().check_cfg(cfg)
+        node = self.method_cfg(cfg)
+        scale, steps = list(node.SEARCH_SCALE), list(node.SEARCH_STEP)
+        if len(scale) != 2 or len(steps) != 2 or min(steps) < 1 or min(scale) <= 0.1:
+            raise ValueError(
+                f"TRAINER.TIP_ADAPTER.SEARCH_SCALE is {scale} and SEARCH_STEP {steps}; each "
+                "holds two values, [beta, alpha], as upstream's search_scale and search_step: "
+                "the largest value searched (above 0.1, where the search starts) and the "
+                "number of values (at least 1). Fix: e.g. SEARCH_SCALE [12.0, 5.0] and "
+                "SEARCH_STEP [200, 20] (upstream's Caltech101 setting)."
+            )
+
     def build_head(self, backbone: ClipBackbone, classnames: list[str]) -> nn.Module:
         templates = tip_adapter_templates(self.cfg.DATASET.NAME)
         print(f"Prompt templates (n={len(templates)}): {templates}")
