@@ -14,9 +14,10 @@ values, under AdamW (eps 1e-4) and a cosine schedule stepped per batch.
 
 Both then search alpha and beta over upstream's grid (`search_grid`). Two deliberate departures
 from upstream, so that no choice reads the test split: the search runs on the run's few-shot val
-split (upstream: its full val split, and the test split on ImageNet), and Tip-Adapter-F keeps the
-model of its last epoch (upstream keeps the epoch of best test accuracy, and reports the larger
-of that accuracy and the searched one).
+split (upstream: its full val split), and Tip-Adapter-F keeps the model of its last epoch
+(upstream keeps the epoch of best test accuracy, and reports the larger of that accuracy and the
+searched one). One exception: ImageNet's val split is its test split here, as in CoOp
+(datasets/imagenet.py), so on ImageNet the search reads the test images, as upstream's does.
 
 The views: under views:V the cache averages the V views the run trains on; exact means
 upstream's protocol, so the cache averages CACHE_VIEWS (10) views of each image, views:10's,
