@@ -53,7 +53,8 @@ ZERO_SHOT_SCALE = 100.0
 def _tip_adapter_keys(cfg: CN) -> None:
     cfg.TRAINER.TIP_ADAPTER = CN()
     cfg.TRAINER.TIP_ADAPTER.PREC = "fp16"  # upstream runs CLIP in fp16; the head is fp32
-    cfg.TRAINER.TIP_ADAPTER.INIT_ALPHA = 1.0  # cache weight while -F trains (searched after)
+    # Defaults: upstream's Caltech101 settings (configs/grids/tip_adapter.yaml has every dataset's).
+    cfg.TRAINER.TIP_ADAPTER.INIT_ALPHA = 3.0  # cache weight while -F trains (searched after)
     cfg.TRAINER.TIP_ADAPTER.INIT_BETA = 1.0  # affinity sharpness while -F trains (searched after)
     # Upstream's search_scale [beta, alpha] and search_step [beta, alpha]: see search_grid.
     cfg.TRAINER.TIP_ADAPTER.SEARCH_SCALE = [12.0, 5.0]
