@@ -523,6 +523,11 @@ class ClipTrainer(TrainerX):
                 f"{self.cfg.DATASET.NAME} has none here. Fix: use a dataset split with val "
                 "images, or give the hyperparameters in the config."
             )
+        if self.split_reads_test("val"):
+            print(
+                f"Warning: {self.cfg.DATASET.NAME}'s val split holds its test images, so this "
+                "search reads the test split; the result record says so (reads_test)."
+            )
         features, labels = self.encode_data_source(self.dm.dataset.val, "val")
         return features.float().to(self.device), labels.to(self.device)
 

@@ -760,14 +760,24 @@ class SimpleTrainer(TrainerBase):
         size: int,
     ) -> None:
         """Say, for the result record, that hyperparameters were searched: over ``space``
-        (name -> candidates), on ``split`` of ``size`` images, and which values won."""
+        (name -> candidates), on ``split`` of ``size`` images, and which values won; and
+        whether that split holds test images (``reads_test``)."""
         self.hyperparameter_search = {
             "rule": HYPERPARAMETERS_SEARCHED,
             "space": space,
             "winner": winner,
             "split": split,
             "size": size,
+            "reads_test": self.split_reads_test(split),
         }
+
+    def split_reads_test(self, split: str) -> bool:
+        """Whether ``split`` holds test images: the test split itself, or a val split made of
+        them (ImageNet's val split is its test set, as in CoOp)."""
+        if split == "test":
+            return True
+        test_images = {item.impath for item in self.dm.dataset.test or []}
+        return any(item.impath in test_images for item in self.dm.dataset.val or [])
 
     def eval_loader(self, split: str | None = None) -> tuple[str, Any]:
         """The split ``test`` evaluates and the loader it reads; a method may serve other

@@ -77,7 +77,7 @@ def test_alpha_beta_are_searched_on_val_and_recorded(tip, tmp_path):
     search = record["hyperparameters"]
     dataset = tip.dm.dataset
     assert search["rule"] != "fixed" and search["split"] == "val"
-    assert search["size"] == len(dataset.val)
+    assert search["size"] == len(dataset.val) and search["reads_test"] is False
     betas, alphas = search_grid(6.0, 8), search_grid(4.0, 5)
     assert search["space"] == {"beta": betas, "alpha": alphas}
 
@@ -179,3 +179,11 @@ def test_resume_is_exact_and_eval_only_reproduces_the_accuracy(
     record = json.loads((evaluation / "result.json").read_text())
     assert record["accuracy"] == accuracy
     assert record["hyperparameters"]["split"] == "val"
+
+
+def test_a_search_on_a_val_split_made_of_test_images_says_so(make_cfg, capsys):
+    trainer = make_trainer(make_cfg("TipAdapter", *RUN))
+    trainer.dm.dataset._val = trainer.dm.dataset.test  # ImageNet's layout: val is the test set
+    trainer.train()
+    assert trainer.hyperparameter_search["reads_test"] is True
+    assert "val split holds its test images" in capsys.readouterr().out
