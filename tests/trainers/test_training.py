@@ -1,5 +1,6 @@
 """Every method learns the tiny dataset; feature caches save work without changing results."""
 
+import json
 import os
 import signal
 
@@ -53,6 +54,9 @@ def test_linear_probe_fits_and_saves(make_cfg, tmp_path):
     saved = torch.load(folder / "model-best.pth.tar", weights_only=True)
     assert sorted(saved["state_dict"]) == ["bias", "weight"]
     assert torch.equal(saved["state_dict"]["weight"], trainer.head.weight.detach().cpu())
+    record = json.loads((tmp_path / "output" / "result.json").read_text())["hyperparameters"]
+    assert record["rule"] == "searched" and record["split"] == "val" and not record["reads_test"]
+    assert record["size"] == len(trainer.dm.dataset.val) and record["winner"]["C"] > 0
 
 
 def _count_image_encodings(trainer) -> list[int]:
