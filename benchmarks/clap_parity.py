@@ -36,6 +36,7 @@ Usage: python benchmarks/clap_parity.py --clap UPSTREAM_CLAP [--dassl UPSTREAM_D
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import subprocess
@@ -264,11 +265,14 @@ def run_ours(
     build_trainer = train.build_trainer
     train.build_trainer = lambda cfg: built.append(build_trainer(cfg)) or built[-1]
     start = time.perf_counter()
-    try:
-        train.main(train.build_parser().parse_args(argv), argv)
-    finally:
-        train.build_trainer = build_trainer
-        close_logger()
+    # Its console output goes beside its folder (its log is OUTPUT_DIR/log.txt as always).
+    with open(f"{output}.console.txt", "w") as console:
+        with contextlib.redirect_stdout(console), contextlib.redirect_stderr(console):
+            try:
+                train.main(train.build_parser().parse_args(argv), argv)
+            finally:
+                train.build_trainer = build_trainer
+                close_logger()
     seconds = time.perf_counter() - start
     trainer = built[0]
     test_features, test_labels = trainer.encode_data_source(trainer.dm.dataset.test, "test")
