@@ -275,7 +275,8 @@ def run_ours(
                 close_logger()
     seconds = time.perf_counter() - start
     trainer = built[0]
-    test_features, test_labels = trainer.encode_data_source(trainer.dm.dataset.test, "test")
+    with open(f"{output}.console.txt", "a") as console, contextlib.redirect_stdout(console):
+        test_features, test_labels = trainer.encode_data_source(trainer.dm.dataset.test, "test")
     features = {
         "train_features": trainer.train_set.features.float(),
         "train_labels": trainer.train_set.labels,

@@ -20,6 +20,9 @@ What follows upstream's computation, step by step:
   ``parse_constraint``); ``-adaptative`` updates the multipliers after every epoch with the
   PHR augmented-Lagrangian rule (``phr_update``).
 
+So the pool replaces the ``views:V`` protocol's epoch of one view per image: ``views:V`` gives
+a pool of V views per image, ``plain`` one un-augmented view, and ``exact`` means ``views:20``.
+
 Upstream builds its pool in the order its RandomSampler visits the images on each pass; here it
 is view-major in the train set's order. Each epoch's uniform shuffle makes the two the same
 distribution; benchmarks/clap_parity.py shows the same weights on the same order and views.
