@@ -84,6 +84,7 @@ def flag(call: list[str], name: str) -> str:
         "scripts/clip_adapter/main.sh",
         "scripts/linear_probe/main.sh",
         "scripts/tip_adapter/main.sh",
+        "scripts/clap/main.sh",
     ],
 )
 def test_missing_arguments_print_usage(script, env):
@@ -363,3 +364,20 @@ def test_optional_positionals_may_be_left_out_before_overrides(env, tmp_path):
     bad = run("scripts/taskres/eval.sh", "dtd", "adam_lr2e-3_B256_ep100", str(tmp_path / "o"),
               str(model_dir), "lastt", env=env)  # fmt: skip
     assert bad.returncode == 1 and "neither a checkpoint" in bad.stderr
+
+
+def test_clap_main_takes_an_optional_constraint_before_the_overrides(env):
+    env = {**env, "SEEDS": "1"}
+    config = "SGD_lr1e-1_B256_ep300"
+    assert run("scripts/clap/main.sh", "dtd", config, "16", env=env).returncode == 0
+    assert run("scripts/clap/main.sh", "dtd", "SGD_lr1e-1_B256_ep300_ViT16", "2", "none",
+               "OPTIM.MAX_EPOCH", "10", env=env).returncode == 0  # fmt: skip
+    clap, zs_lp = calls(env)
+    assert flag(clap, "--trainer") == "CLAP"
+    assert flag(clap, "--config-file") == "configs/trainers/CLAP/SGD_lr1e-1_B256_ep300.yaml"
+    assert flag(clap, "TRAINER.CLAP.CONSTRAINT") == "l2"
+    assert flag(clap, "--output-dir").endswith(
+        "dtd/CLAP/SGD_lr1e-1_B256_ep300_ZSInit_l2Constraint_16shots/seed1"
+    )
+    assert flag(zs_lp, "TRAINER.CLAP.CONSTRAINT") == "none"
+    assert zs_lp[-2:] == ["OPTIM.MAX_EPOCH", "10"]
