@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from yacs.config import CfgNode
 
-from dassl.utils.tools import atomic_write
+from dassl.utils.tools import atomic_write, import_keeping_rng
 
 from .build import EVALUATOR_REGISTRY
 
@@ -84,12 +84,10 @@ class Classification(EvaluatorBase):
         total, correct = self.counts()
         acc = 100.0 * correct / total
         err = 100.0 - acc
-        # Macro-F1 over the classes present in the ground truth, as upstream. scikit-learn is
-        # imported here: it takes seconds, which `train.py --help` should not wait for.
-        from sklearn.metrics import f1_score
-
+        # Macro-F1 over the classes present in the ground truth, as upstream.
+        metrics = import_keeping_rng("sklearn.metrics")
         macro_f1 = 100.0 * float(
-            f1_score(y_true, y_pred, average="macro", labels=np.unique(y_true))
+            metrics.f1_score(y_true, y_pred, average="macro", labels=np.unique(y_true))
         )
         results = OrderedDict([("accuracy", acc), ("error_rate", err), ("macro_f1", macro_f1)])
         print(
@@ -122,9 +120,8 @@ class Classification(EvaluatorBase):
         if self.cfg.TEST.COMPUTE_CMAT:
             # Rows: true class, normalised to sum to 1. Saved as a tensor (upstream saves a
             # numpy array) so it loads with torch.load(..., weights_only=True).
-            from sklearn.metrics import confusion_matrix
-
-            cmat = confusion_matrix(y_true, y_pred, normalize="true")
+            metrics = import_keeping_rng("sklearn.metrics")
+            cmat = metrics.confusion_matrix(y_true, y_pred, normalize="true")
             save_path = osp.join(self.cfg.OUTPUT_DIR, "cmat.pt")
             with atomic_write(save_path) as f:
                 torch.save(torch.from_numpy(cmat), f)

@@ -2,6 +2,7 @@
 
 import difflib
 import hashlib
+import importlib
 import json
 import os
 import platform
@@ -210,6 +211,21 @@ def read_image(path: PathLike) -> Image.Image:
             f'Cannot read image "{path}" ({err}). The file is corrupt or not an image: replace it '
             "with a good copy from the original dataset archive."
         ) from err
+
+
+def import_keeping_rng(name: str) -> Any:
+    """Import module ``name`` during a run without moving Python's global RNG.
+
+    For heavy modules imported when first used rather than at start-up (scikit-learn takes
+    seconds, which ``train.py --help`` should not wait for). scikit-learn's import draws from
+    ``random``; restoring the state keeps a run's random stream independent of when that import
+    happened, so a resumed run still equals an unbroken one.
+    """
+    state = random.getstate()
+    try:
+        return importlib.import_module(name)
+    finally:
+        random.setstate(state)
 
 
 def set_random_seed(seed: int) -> None:

@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from dassl.utils import (
     torchtools,
 )
 from dassl.utils.tools import remove_stale_temp_files
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _state(model: nn.Module, epoch: int, **extra) -> dict:
@@ -252,3 +255,29 @@ def test_open_layers_and_count_params() -> None:
         open_specified_layers(model, "classifier")
     open_all_layers(model)
     assert all(p.requires_grad for p in model.parameters()) and model.backbone.training
+
+
+RNG_AFTER_IMPORT = """
+import importlib, random, sys
+from dassl.utils.tools import import_keeping_rng
+random.seed(3)
+state = random.getstate()
+{importer}("sklearn.linear_model")
+print(random.getstate() == state)
+"""
+
+
+@pytest.mark.parametrize(
+    ("importer", "kept"), [("importlib.import_module", False), ("import_keeping_rng", True)]
+)
+def test_a_module_imported_during_a_run_leaves_the_rng_where_it_was(importer, kept):
+    """scikit-learn's first import draws from `random` (the plain import shows it); imported
+    mid-run, it would make a resumed run differ from an unbroken one."""
+    done = subprocess.run(
+        [sys.executable, "-c", RNG_AFTER_IMPORT.format(importer=importer)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.stdout.strip() == str(kept), done.stderr

@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # scikit-learn is imported when fitting: it takes seconds to 
     from sklearn.linear_model import LogisticRegression
 from dassl.config import register_cfg_extension
 from dassl.engine import TRAINER_REGISTRY
+from dassl.utils.tools import import_keeping_rng
 from trainers.clip_base import ClipTrainer
 from trainers.method_kind import MethodKind
 from trainers.protocol import EXACT, PLAIN, Protocol, protocol_of
@@ -45,9 +46,8 @@ Split = tuple[np.ndarray, np.ndarray]  # features [N, D] (float32), labels [N]
 def fit_logistic(
     features: np.ndarray, labels: np.ndarray, c: float, max_iter: int
 ) -> LogisticRegression:
-    from sklearn.linear_model import LogisticRegression
-
-    return LogisticRegression(solver="lbfgs", max_iter=max_iter, C=c).fit(features, labels)
+    logistic = import_keeping_rng("sklearn.linear_model").LogisticRegression
+    return logistic(solver="lbfgs", max_iter=max_iter, C=c).fit(features, labels)
 
 
 def accuracy(clf: LogisticRegression, split: Split) -> float:
