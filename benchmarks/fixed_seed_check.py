@@ -3,7 +3,9 @@
 Trains TaskRes and CoOp on the tiny random-weight CLIP and the synthetic ``TinyImages`` data
 (CPU, fp32, 3 epochs, seed 1) through train.py, then prints, per method, the SHA-256 of the saved
 weights and the test accuracy line. Run it before and after a change to the training, data or
-evaluation path: the two printouts must be identical.
+evaluation path: the two printouts must be identical. The runs use one CPU thread: float sums
+split over another number of threads round differently, so the digests of an unpinned run
+depend on the machine and its load.
 
 Usage: python benchmarks/fixed_seed_check.py [--keep DIR]
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import re
 import subprocess
 import sys
@@ -56,7 +59,8 @@ def run(method: str, work: Path, backbone: Path) -> str:
         "--trainer", method, "--output-dir", str(output_dir),
         "MODEL.BACKBONE.NAME", str(backbone), *COMMON, *METHODS[method],
     ]
-    log = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    log = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, env=env)
     if log.returncode != 0:
         sys.exit(f"{method} failed:\n{log.stdout[-3000:]}\n{log.stderr[-3000:]}")
     accuracy = re.findall(r"\* accuracy: [\d.]+%", log.stdout + log.stderr)[-1]
