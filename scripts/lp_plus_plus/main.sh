@@ -7,7 +7,7 @@ source "$(dirname "$0")/../common.sh"
 usage_if_short 3 $# "Usage: bash scripts/lp_plus_plus/main.sh DATASET CONFIG SHOTS [KEY VALUE ...]
 
   DATASET    a file name in configs/datasets/ without .yaml (caltech101, imagenet, ...)
-  CONFIG     a file name in configs/trainers/LP_PlusPlus/ without .yaml: rn50 or vit_b16
+  CONFIG     a file name in configs/trainers/LPPlusPlus/ without .yaml: rn50 or vit_b16
   SHOTS      training images per class (1, 2, 4, 8, 16)
   KEY VALUE  extra config overrides passed to train.py
 
@@ -20,9 +20,9 @@ CFG=$2
 SHOTS=$3
 shift 3
 
-require_inputs "$DATASET" LP_PlusPlus "$CFG"
+require_inputs "$DATASET" LPPlusPlus "$CFG"
 
 train_each_seed "$DATASET/LPPlusPlus/${CFG}_${SHOTS}shots" LPPlusPlus "$DATASET" \
-    "configs/trainers/LP_PlusPlus/$CFG.yaml" \
+    "configs/trainers/LPPlusPlus/$CFG.yaml" \
     DATASET.NUM_SHOTS "$SHOTS" \
     "$@"

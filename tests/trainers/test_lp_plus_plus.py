@@ -166,7 +166,7 @@ def test_the_grid_and_the_script_lay_out_the_same_runs(env, tmp_path):  # noqa: 
     assert result_.returncode == 0, result_.stderr
     (call,) = calls(env)
     assert flag(call, "--trainer") == "LPPlusPlus"
-    assert flag(call, "--config-file") == "configs/trainers/LP_PlusPlus/vit_b16.yaml"
+    assert flag(call, "--config-file") == "configs/trainers/LPPlusPlus/vit_b16.yaml"
     folder = Path(flag(call, "--output-dir")).relative_to(env["OUTPUT_ROOT"])
     assert str(folder) == "dtd/LPPlusPlus/vit_b16_4shots/seed3"
     assert tmp_path / "dtd/LPPlusPlus/rn50_4shots/seed3" in {cell.output_dir for cell in cells}
