@@ -1,9 +1,10 @@
 """GDA and LP++ against their upstream code, on the features this project produced.
 
 Trains GDA and LP++ through train.py on a tiny random-weight CLIP and the synthetic ``TinyImages``
-data (CPU, fp32, 16 shots, seed 1), reads the features those runs used from the feature store (the
-train views, val and test, and the text classifier), then calls upstream's own functions on them
-in a separate process whose imports resolve to the upstream checkout:
+data (10 classes; CPU, fp32, seed 1, 16 shots unless --shots says otherwise), reads the features
+those runs used from the feature store (the train views, val and test, and the text classifier),
+then calls upstream's own functions on them in a separate process whose imports resolve to the
+upstream checkout:
 
 - GDA: ``run`` of mrflogs/ICLR24 ``main_few_shots.py`` (its loader yields our 10 train views);
 - LP++: ``LinearProbe_P2.forward`` of ``methods/linear_probe_p2.py`` (300 epochs).
@@ -15,17 +16,20 @@ fp16, for upstream's fp16 features on CUDA: its values are 0 and 1 either way); 
 bias in LP++ is the one our run drew; the encoder is the identity on our features; recorders
 keep upstream's GDA classifier (its einsums) and LP++'s final weights. Prints, per method, the
 largest difference of the learned weights (relative to their largest entry), the chosen alpha and
-the test accuracies, then the time of one 16-shot cell with the store holding the features: ours
+the test accuracies, then the time of one cell with the store holding the features: ours
 (a whole train.py run) against upstream's function on the same features.
 
 Usage: python benchmarks/gda_lpp_parity.py --gda PATH/TO/ICLR24 \
-    --lpp PATH/TO/FewShot-CLIP-Strong-Baseline
+    --lpp PATH/TO/FewShot-CLIP-Strong-Baseline [--shots K]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -43,7 +47,7 @@ from dassl.engine import build_trainer  # noqa: E402
 from dassl.utils import set_random_seed  # noqa: E402
 from datasets.synthetic import write_tiny_image_dataset  # noqa: E402
 
-SHOTS, EPOCHS, NUM_CLASSES, PER_CLASS = 16, 300, 5, (16, 8, 20)
+EPOCHS, NUM_CLASSES, PER_CLASS = 300, 10, (16, 8, 20)
 METHODS = {
     "GDA": ["TRAINER.GDA.PREC", "fp32", "OPTIM.MAX_EPOCH", "1"],
     "LPPlusPlus": [
@@ -52,7 +56,7 @@ METHODS = {
     ],
 }  # fmt: skip
 COMMON = [
-    "DATASET.NAME", "TinyImages", "DATASET.NUM_SHOTS", str(SHOTS),
+    "DATASET.NAME", "TinyImages",
     "INPUT.SIZE", f"({TINY_INPUT_SIZE}, {TINY_INPUT_SIZE})",
     "INPUT.TRANSFORMS", "['random_resized_crop', 'random_flip', 'normalize']",
     "INPUT.RRCROP_SCALE", "(0.5, 1.0)", "DATALOADER.NUM_WORKERS", "0", "USE_CUDA", "False",
@@ -180,10 +184,11 @@ torch.save(run_gda() if method == "GDA" else run_lpp(), outputs)
 """
 
 
-def train_argv(method: str, work: Path, backbone: Path, output_dir: Path) -> list[str]:
+def train_argv(method: str, work: Path, backbone: Path, output_dir: Path, shots: int) -> list[str]:
     return [
         "--root", str(work / "data"), "--seed", "1", "--trainer", method,
         "--output-dir", str(output_dir), "MODEL.BACKBONE.NAME", str(backbone),
+        "DATASET.NUM_SHOTS", str(shots),
         "TRAINER.FEATURE_STORE.DIR", str(work / "store"), *COMMON, *METHODS[method],
     ]  # fmt: skip
 
@@ -199,7 +204,7 @@ def run_ours(argv: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def features_of(argv: list[str]) -> tuple[dict, object]:
+def features_of(argv: list[str], shots: int) -> tuple[dict, object]:
     """The features the run used, from the store it filled, and its trainer (built as train.py
     builds it, so the head holds the same random initialisation)."""
     args = train.build_parser().parse_args(argv)
@@ -214,7 +219,7 @@ def features_of(argv: list[str]) -> tuple[dict, object]:
         "train_views": views.float(), "train_labels": trainer.train_set.labels,
         "val": val.float(), "val_labels": val_labels, "test": test.float(),
         "test_labels": test_labels, "text": trainer.head.text_features.float(),
-        "shots": SHOTS, "epochs": EPOCHS,
+        "shots": shots, "epochs": EPOCHS,
     }  # fmt: skip
     return data, trainer
 
@@ -223,11 +228,12 @@ def relative_difference(ours: torch.Tensor, theirs: torch.Tensor) -> float:
     return float((ours - theirs).abs().max() / theirs.abs().max())
 
 
-def compare(method: str, upstream_dir: Path, work: Path, backbone: Path) -> None:
+def compare(method: str, upstream_dir: Path, work: Path, backbone: Path, shots: int) -> None:
     run_dir = work / "runs" / method
-    argv = train_argv(method, work, backbone, run_dir)
-    run_ours(argv)
-    data, trainer = features_of(train_argv(method, work, backbone, work / "scratch" / method))
+    run_ours(train_argv(method, work, backbone, run_dir, shots))
+    scratch = train_argv(method, work, backbone, work / "scratch" / method, shots)
+    with contextlib.redirect_stdout(io.StringIO()):
+        data, trainer = features_of(scratch, shots)
     if method == "LPPlusPlus":
         data["initial_bias"] = trainer.head.prototypes.bias.detach().clone()
     inputs, outputs = work / f"{method}-inputs.pt", work / f"{method}-upstream.pt"
@@ -250,17 +256,20 @@ def compare(method: str, upstream_dir: Path, work: Path, backbone: Path) -> None
         state = torch.load(run_dir / "lp_plus_plus" / f"model.pth.tar-{EPOCHS}")["state_dict"]
         ours = {"weight": state["prototypes.weight"], "bias": state["prototypes.bias"]}
         ours["alpha"] = state["alpha"]
-        alphas = f"alpha max rel. diff {relative_difference(ours['alpha'], theirs['alpha']):.2e}"
+        alphas = f"after {EPOCHS} epochs"
     diffs = ", ".join(f"{k} {relative_difference(v, theirs[k]):.2e}" for k, v in ours.items())
     print(f"{method}: max rel. diff of learned weights: {diffs}; {alphas}")
     print(
         f"{method}: test accuracy ours {record['accuracy']:.2f}%, upstream "
         f"{theirs['accuracy']:.2f}% ({len(data['test_labels'])} test images)"
     )
-    again = run_ours(train_argv(method, work, backbone, work / "timed" / method))
+    timed = work / "timed" / method
+    again = run_ours(train_argv(method, work, backbone, timed, shots))
+    elapsed = re.findall(r"Elapsed: (\S+)", (timed / "log.txt").read_text())[-1]
     print(
-        f"{method}: one {SHOTS}-shot cell, features in the store: ours {again:.2f} s (whole "
-        f"train.py run), upstream {theirs['seconds']:.3f} s (its function on the features)",
+        f"{method}: one {shots}-shot cell, features in the store: ours {again:.2f} s (whole "
+        f"train.py run; {elapsed} from training start to the test's end), upstream "
+        f"{theirs['seconds']:.3f} s (its function on the features)",
         flush=True,
     )
 
@@ -274,6 +283,7 @@ def main() -> None:
         required=True,
         help="checkout of FereshteShakeri/FewShot-CLIP-Strong-Baseline",
     )
+    parser.add_argument("--shots", type=int, default=16, help="train images per class (1-16)")
     parser.add_argument("--keep", type=Path, help="work in DIR and keep it (default: a temp dir)")
     args = parser.parse_args()
     for path, name in ((args.gda, "main_few_shots.py"), (args.lpp, "methods/linear_probe_p2.py")):
@@ -283,8 +293,8 @@ def main() -> None:
         work = args.keep or Path(tmp)
         write_tiny_image_dataset(work / "data", num_classes=NUM_CLASSES, per_class=PER_CLASS)
         backbone = write_synthetic_checkpoint(work / "tiny-clip.pt")
-        compare("GDA", args.gda.resolve(), work, backbone)
-        compare("LPPlusPlus", args.lpp.resolve(), work, backbone)
+        for method, upstream in (("GDA", args.gda), ("LPPlusPlus", args.lpp)):
+            compare(method, upstream.resolve(), work, backbone, args.shots)
 
 
 if __name__ == "__main__":
