@@ -1,10 +1,10 @@
 """GDA and LP++ against their upstream code, on the features this project produced.
 
-Trains GDA and LP++ through train.py on a tiny random-weight CLIP and the synthetic ``TinyImages``
-data (10 classes; CPU, fp32, seed 1, 16 shots unless --shots says otherwise), reads the features
-those runs used from the feature store (the train views, val and test, and the text classifier),
-then calls upstream's own functions on them in a separate process whose imports resolve to the
-upstream checkout:
+Trains GDA and LP++ through train.py on a tiny random-weight CLIP (4-wide embedding) and the
+synthetic ``TinyImages`` data (10 classes; CPU, fp32, seed 1, 16 shots unless --shots says
+otherwise), reads the features those runs used from the feature store (the train views, val and
+test, and the text classifier), then calls upstream's own functions on them in a separate process
+whose imports resolve to the upstream checkout:
 
 - GDA: ``run`` of mrflogs/ICLR24 ``main_few_shots.py`` (its loader yields our 10 train views);
 - LP++: ``LinearProbe_P2.forward`` of ``methods/linear_probe_p2.py`` (300 epochs).
@@ -48,6 +48,8 @@ from dassl.utils import set_random_seed  # noqa: E402
 from datasets.synthetic import write_tiny_image_dataset  # noqa: E402
 
 EPOCHS, NUM_CLASSES, PER_CLASS = 300, 10, (16, 8, 20)
+# A 4-wide embedding keeps the 10 tiny classes confusable, so that the accuracies say something.
+EMBED_DIM = 4
 METHODS = {
     "GDA": ["TRAINER.GDA.PREC", "fp32", "OPTIM.MAX_EPOCH", "1"],
     "LPPlusPlus": [
@@ -292,7 +294,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
         write_tiny_image_dataset(work / "data", num_classes=NUM_CLASSES, per_class=PER_CLASS)
-        backbone = write_synthetic_checkpoint(work / "tiny-clip.pt")
+        backbone = write_synthetic_checkpoint(work / "tiny-clip.pt", embed_dim=EMBED_DIM)
         for method, upstream in (("GDA", args.gda), ("LPPlusPlus", args.lpp)):
             compare(method, upstream.resolve(), work, backbone, args.shots)
 
