@@ -24,8 +24,9 @@ KEYS = {
 }
 
 
-def gda_argv(clip: Path, root: Path, out: Path, *flags: str) -> list[str]:
-    return tiny_run_argv("GDA", root, out, {"MODEL.BACKBONE.NAME": clip, **KEYS}, flags)
+def gda_argv(clip: Path, root: Path, out: Path, *flags: str, keys: dict | None = None) -> list[str]:
+    keys = {"MODEL.BACKBONE.NAME": clip, **KEYS, **(keys or {})}
+    return tiny_run_argv("GDA", root, out, keys, flags)
 
 
 def result(run: Path) -> dict:
@@ -130,6 +131,18 @@ def test_eval_only_from_the_run_folder_reproduces_the_run(trained, tmp_path, vit
     assert "Chosen alpha" in log  # searched again on the same val split
     for key in ("accuracy", "correct", "hyperparameters"):
         assert evaluated[key] == trained_record[key]
+
+
+def test_a_given_alpha_replaces_the_search(trained, tmp_path, vit_clip, data_root):
+    run_dir, _ = trained
+    winner = result(run_dir)["hyperparameters"]["winner"]["alpha"]
+    out = tmp_path / "given"
+    flags = ("--eval-only", "--model-dir", str(run_dir))
+    keys = {"TRAINER.GDA.ALPHA": winner}
+    log = run_train_in_process(gda_argv(vit_clip, data_root, out, *flags, keys=keys))
+    assert "Chosen alpha" not in log and f"alpha {winner} (TRAINER.GDA.ALPHA" in log
+    assert result(out)["hyperparameters"] == {"rule": "fixed"}
+    assert result(out)["accuracy"] == result(run_dir)["accuracy"]
 
 
 def test_a_class_without_train_features_is_refused(make_cfg):

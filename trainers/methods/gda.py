@@ -8,7 +8,8 @@ class means and one precision matrix shared by all classes, upstream's shrinkage
 uniform priors the Gaussian posterior is linear: weight ``mu_k P`` and bias
 ``log(1/K) - mu_k P mu_k / 2``. The logits are ``100 * f t^T + alpha * (f W^T + b)``, with alpha
 chosen from upstream's grid by accuracy on the val split before the final test (in eval-only runs
-too). The fitted classifier (``weight`` [K, D], ``bias`` [K]) is the checkpoint, saved as epoch 1.
+too; TRAINER.GDA.ALPHA fixes it instead). The fitted classifier (``weight`` [K, D], ``bias`` [K])
+is the checkpoint, saved as epoch 1.
 """
 
 import math
@@ -43,6 +44,9 @@ def _gda_keys(cfg: CN) -> None:
     cfg.TRAINER.GDA.PREC = "fp32"
     # upstream's grid for the weight of the GDA logits, searched on val.
     cfg.TRAINER.GDA.ALPHA_GRID = [0.0001, 0.001, 0.01, 0.1, 1.0, 10.0, 100.0]
+    # A value >= 0 is used instead of the search: for an evaluation on a dataset without val,
+    # e.g. ImageNet's alpha on ImageNet-V2/Sketch/A/R, as upstream's main_robustness.py does.
+    cfg.TRAINER.GDA.ALPHA = -1.0
 
 
 def class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -157,7 +161,11 @@ class GDA(ClipTrainer):
     @torch.no_grad()
     def before_final_evaluation(self) -> None:
         """Choose alpha from the grid by val accuracy (the first best; upstream's fallback when
-        none classifies a val image)."""
+        none classifies a val image), unless TRAINER.GDA.ALPHA gives it."""
+        if self.method_cfg().ALPHA >= 0:
+            self.head.alpha = float(self.method_cfg().ALPHA)
+            print(f"alpha {self.head.alpha} (TRAINER.GDA.ALPHA; not searched)")
+            return
         features, labels = self.val_features()
         grid = [float(alpha) for alpha in self.method_cfg().ALPHA_GRID]
         best_alpha, best_accuracy, accuracies = FALLBACK_ALPHA, 0.0, {}
