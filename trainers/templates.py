@@ -139,15 +139,15 @@ def taskres_templates(dataset_name: str) -> list[str]:
     return selected + [custom_template(dataset_name)]
 
 
-def tip_adapter_templates(dataset_name: str) -> list[str]:
-    """Templates of Tip-Adapter's code base, which GDA and LP++ build on: CLIP's 7 selected ones
-    on ImageNet, the dataset's own template elsewhere."""
-    if dataset_name == "ImageNet":
-        return list(IMAGENET_TEMPLATES_SELECT)
-    return [custom_template(dataset_name)]
-
-
 def ensemble_templates(dataset_name: str) -> list[str]:
     """Templates of ZeroshotCLIP2: the 7 selected ones, plus the custom one off ImageNet."""
     extra = [] if dataset_name == "ImageNet" else [custom_template(dataset_name)]
     return list(IMAGENET_TEMPLATES_SELECT) + extra
+
+
+def tip_adapter_templates(dataset_name: str) -> list[str]:
+    """Templates of Tip-Adapter's zero-shot classifier: CLIP's 7 selected ones on ImageNet, the
+    dataset's own elsewhere (gaopengcuhk/Tip-Adapter's datasets/*.py)."""
+    if dataset_name == "ImageNet":
+        return list(IMAGENET_TEMPLATES_SELECT)
+    return [custom_template(dataset_name)]
