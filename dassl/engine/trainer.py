@@ -758,6 +758,20 @@ class SimpleTrainer(TrainerBase):
             record["shots"] = shots_record(self.cfg, self.dm.dataset.train_x)
         return record
 
+    def record_derived_hyperparameters(
+        self, values: dict[str, Any], formula: str, split: str, size: int
+    ) -> None:
+        """Say, for the result record, that hyperparameters were computed from the data, not
+        searched: their ``values``, by ``formula`` (a short description), from ``split`` of
+        ``size`` items."""
+        self.hyperparameter_search = {
+            "rule": HYPERPARAMETERS_DERIVED,
+            "values": values,
+            "formula": formula,
+            "split": split,
+            "size": size,
+        }
+
     def record_hyperparameter_search(
         self,
         space: dict[str, list[Any]],
@@ -771,20 +785,6 @@ class SimpleTrainer(TrainerBase):
             "rule": HYPERPARAMETERS_SEARCHED,
             "space": space,
             "winner": winner,
-            "split": split,
-            "size": size,
-        }
-
-    def record_derived_hyperparameters(
-        self, values: dict[str, Any], formula: str, split: str, size: int
-    ) -> None:
-        """Say, for the result record, that hyperparameters were computed from the data, not
-        searched: their ``values``, by ``formula`` (a short description), from ``split`` of
-        ``size`` items."""
-        self.hyperparameter_search = {
-            "rule": HYPERPARAMETERS_DERIVED,
-            "values": values,
-            "formula": formula,
             "split": split,
             "size": size,
         }
