@@ -39,6 +39,7 @@ from dassl.data import DataManager
 from dassl.data.data_manager import shots_per_class
 from dassl.evaluation import build_evaluator
 from dassl.evaluation.result_record import (
+    HYPERPARAMETERS_DERIVED,
     HYPERPARAMETERS_FIXED,
     HYPERPARAMETERS_SEARCHED,
     SELECTED_BEST_VAL,
@@ -663,7 +664,7 @@ class SimpleTrainer(TrainerBase):
         do_test = not self.cfg.TEST.NO_TEST
         if do_test and self.cfg.TEST.FINAL_MODEL == "best_val":
             curr_result = self.test(split="val")
-            if curr_result > self.best_result:
+            if self.is_new_best(curr_result):
                 self.best_result = curr_result
                 self.save_model(
                     self.epoch, self.output_dir, val_result=curr_result, model_name=BEST_FILE
@@ -671,6 +672,11 @@ class SimpleTrainer(TrainerBase):
 
         self.save_model(self.epoch, self.output_dir)
         self.remove_superseded_checkpoints(self.epoch + 1)
+
+    def is_new_best(self, val_result: float) -> bool:
+        """Whether this epoch's val result replaces the best model so far: only a better one
+        (Dassl's rule, so the first of equally good epochs is kept)."""
+        return val_result > self.best_result
 
     def keeps_checkpoint(self, epoch: int) -> bool:
         """Upstream's policy: ``model.pth.tar-<epoch>`` stays for multiples of
@@ -751,6 +757,20 @@ class SimpleTrainer(TrainerBase):
         if not self.cfg.get("RUN", {}).get("EVAL_ONLY", False):
             record["shots"] = shots_record(self.cfg, self.dm.dataset.train_x)
         return record
+
+    def record_derived_hyperparameters(
+        self, values: dict[str, Any], formula: str, split: str, size: int
+    ) -> None:
+        """Say, for the result record, that hyperparameters were computed from the data, not
+        searched: their ``values``, by ``formula`` (a short description), from ``split`` of
+        ``size`` items."""
+        self.hyperparameter_search = {
+            "rule": HYPERPARAMETERS_DERIVED,
+            "values": values,
+            "formula": formula,
+            "split": split,
+            "size": size,
+        }
 
     def record_hyperparameter_search(
         self,

@@ -30,6 +30,8 @@ SELECTED_FIXED = "fixed"  # given: an epoch file named on the command line, or u
 # How the method's hyperparameters were chosen (the record's "hyperparameters" entry).
 HYPERPARAMETERS_FIXED = "fixed"  # given by the config
 HYPERPARAMETERS_SEARCHED = "searched"  # searched on a split, named with its size, space, winner
+# computed from a split's data by the method's own formula (no search), named with the values
+HYPERPARAMETERS_DERIVED = "derived"
 
 RESULT_MARKER = "=> result"
 METRIC_LINE = re.compile(r"\* (\w+): ([-+0-9.eE,]+)%?")
