@@ -511,3 +511,19 @@ def test_protocol_is_resolved_as_the_trainers_resolve_it(config, protocol):
     from tools.results.runs import protocol_of
 
     assert protocol_of(config) == protocol
+
+
+def test_every_shipped_method_has_a_row_title_and_a_config_folder():
+    """A method added under trainers/methods/ gets its own name in tables and figures."""
+    import trainers  # noqa: F401  (registers the methods)
+    from dassl.engine import TRAINER_REGISTRY
+    from tools.results.runs import CONFIG_FOLDERS, METHOD_TITLES
+
+    shipped = {
+        name
+        for name in TRAINER_REGISTRY.registered_names()
+        if TRAINER_REGISTRY.get(name).__module__.startswith("trainers.methods.")
+    }
+    assert shipped - set(METHOD_TITLES) == set()
+    configs = Path(__file__).resolve().parents[2] / "configs" / "trainers"
+    assert [m for m in shipped if not (configs / CONFIG_FOLDERS[m]).is_dir()] == []

@@ -71,6 +71,11 @@ METHOD_TITLES = {
     "LinearProbeCLIP": "Linear probe",
     "CoOp": "CoOp",
     "CLIP_Adapter": "CLIP-Adapter",
+    "TipAdapter": "Tip-Adapter",
+    "TipAdapterF": "Tip-Adapter-F",
+    "GDA": "GDA",
+    "LPPlusPlus": "LP++",
+    "CLAP": "CLAP",
     "TaskRes": "TaskRes",
     "TextProjectionTuning": "Text projection tuning (TaskRes's enhanced base)",
 }
@@ -81,6 +86,11 @@ CONFIG_FOLDERS = {
     "LinearProbeCLIP": "CoOp",
     "CoOp": "CoOp",
     "CLIP_Adapter": "CLIP_Adapter",
+    "TipAdapter": "TipAdapter",
+    "TipAdapterF": "TipAdapterF",
+    "GDA": "GDA",
+    "LPPlusPlus": "LPPlusPlus",
+    "CLAP": "CLAP",
     "TaskRes": "TaskRes",
     "TextProjectionTuning": "TextProjectionTuning",
 }
