@@ -120,6 +120,11 @@ class TrainerBase:
     # itself, through update_lr or its scheduler's step), "epoch" after each epoch's last batch,
     # "iteration" after every batch. Only this project's own methods opt in.
     LR_STEP: str | None = None
+    # Epochs between the checkpoints a re-run resumes from (the last epoch and those upstream's
+    # policy keeps always get one). Methods with hundreds of cheap epochs on cached features
+    # raise it, since writing a checkpoint then costs more than the epoch: a resume redoes up
+    # to N - 1 epochs, and still ends with the same weights.
+    EPOCHS_PER_CHECKPOINT: int = 1
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -658,9 +663,10 @@ class SimpleTrainer(TrainerBase):
         self.close_writer()
 
     def after_epoch(self) -> None:
-        """Val-pick the best model, then checkpoint this epoch (every epoch, so a re-run resumes
-        from the last finished one). The best file is written first: a kill between the two
-        leaves the pointer on the previous epoch, and the re-run redoes this epoch whole."""
+        """Val-pick the best model, then checkpoint this epoch (every EPOCHS_PER_CHECKPOINT-th
+        one, so a re-run resumes from the last saved). The best file is written first: a kill
+        between the two leaves the pointer on the previous checkpoint, and the re-run redoes
+        the epochs since then whole."""
         do_test = not self.cfg.TEST.NO_TEST
         if do_test and self.cfg.TEST.FINAL_MODEL == "best_val":
             curr_result = self.test(split="val")
@@ -670,8 +676,14 @@ class SimpleTrainer(TrainerBase):
                     self.epoch, self.output_dir, val_result=curr_result, model_name=BEST_FILE
                 )
 
-        self.save_model(self.epoch, self.output_dir)
-        self.remove_superseded_checkpoints(self.epoch + 1)
+        if self.checkpoints_after(self.epoch + 1):
+            self.save_model(self.epoch, self.output_dir)
+            self.remove_superseded_checkpoints(self.epoch + 1)
+
+    def checkpoints_after(self, finished: int) -> bool:
+        """Whether the epoch that brings the count of finished epochs to ``finished`` is
+        checkpointed: every EPOCHS_PER_CHECKPOINT-th, and each one upstream's policy keeps."""
+        return finished % self.EPOCHS_PER_CHECKPOINT == 0 or self.keeps_checkpoint(finished)
 
     def is_new_best(self, val_result: float) -> bool:
         """Whether this epoch's val result replaces the best model so far: only a better one

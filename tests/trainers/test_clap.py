@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from tests.support.tiny_run import run_train_in_process, tiny_run_argv
 from trainers.features import FEATURES, FeatureDataset
 from trainers.methods.clap import (
+    CLAP,
     ClapHead,
     Constraint,
     ShuffledViewPool,
@@ -174,7 +175,12 @@ def test_the_constraint_keeps_the_prototypes_nearer_their_zero_shot_start(make_c
     assert 0 < distances["l2-balanced"] < distances["none"]
 
 
-def test_an_interrupted_run_resumes_to_the_same_weights_and_multipliers(make_cfg, tmp_path):
+def test_an_interrupted_run_resumes_to_the_same_weights_and_multipliers(
+    make_cfg, tmp_path, monkeypatch
+):
+    # A checkpoint every second epoch: stopped after the third, the run resumes after the
+    # second and redoes the third.
+    monkeypatch.setattr(CLAP, "EPOCHS_PER_CHECKPOINT", 2)
     opts = (*TRAIN, "TRAINER.CLAP.CONSTRAINT", "l2-adaptative")
     full = make_trainer(make_cfg("CLAP", *opts, "OUTPUT_DIR", str(tmp_path / "full")))
     full.train()
@@ -186,12 +192,12 @@ def test_an_interrupted_run_resumes_to_the_same_weights_and_multipliers(make_cfg
     killed = make_trainer(killed_cfg.clone())
     after_epoch = killed.after_epoch
 
-    def stop_after_two() -> None:
+    def stop_after_three() -> None:
         after_epoch()
-        if killed.epoch == 1:
+        if killed.epoch == 2:
             raise Interrupted
 
-    killed.after_epoch = stop_after_two
+    killed.after_epoch = stop_after_three
     with pytest.raises(Interrupted):
         killed.train()
     resumed = make_trainer(killed_cfg)

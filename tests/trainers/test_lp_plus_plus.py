@@ -111,16 +111,18 @@ class Stop(Exception):
 def test_an_interrupted_run_resumes_to_the_same_weights_and_result(
     tmp_path, monkeypatch, vit_clip, data_root
 ):
+    # A checkpoint every fourth epoch: stopped after the 14th, the run resumes after the 12th.
+    monkeypatch.setattr(LPPlusPlus, "EPOCHS_PER_CHECKPOINT", 4)
     whole, interrupted = tmp_path / "whole", tmp_path / "interrupted"
     run_train_in_process(lpp_argv(vit_clip, data_root, whole))
     after_epoch = LPPlusPlus.after_epoch
 
-    def stop_after_epoch_12(self):
+    def stop_after_epoch_14(self):
         after_epoch(self)
-        if self.epoch + 1 == 12:
+        if self.epoch + 1 == 14:
             raise Stop
 
-    monkeypatch.setattr(LPPlusPlus, "after_epoch", stop_after_epoch_12)
+    monkeypatch.setattr(LPPlusPlus, "after_epoch", stop_after_epoch_14)
     with pytest.raises(Stop):
         run_train_in_process(lpp_argv(vit_clip, data_root, interrupted))
     monkeypatch.setattr(LPPlusPlus, "after_epoch", after_epoch)

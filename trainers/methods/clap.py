@@ -224,6 +224,7 @@ class CLAP(ClipTrainer):
     """ZS-LP and CLAP (https://arxiv.org/abs/2312.12730): fixed hyperparameters, no validation."""
 
     TRAINS = MethodKind.HEAD
+    EPOCHS_PER_CHECKPOINT = 25  # 300 one-batch epochs: writing each checkpoint costs more
     CFG_NODE = "CLAP"
     MODEL_NAME = "adapter"  # upstream's register_model name
     PER_CLASS_KEYS = {

@@ -123,6 +123,7 @@ class LPPlusPlus(ClipTrainer):
     """LP++: visual prototypes plus class-wise multiplied text embeddings, full-batch."""
 
     TRAINS = MethodKind.HEAD
+    EPOCHS_PER_CHECKPOINT = 25  # 300 one-batch epochs: writing each checkpoint costs more
     CFG_NODE = "LP_PLUS_PLUS"
     # The update is written for fp32 gradients: amp's scaled ones do not apply.
     CFG_CHOICES = {"PREC": ("fp16", "fp32")}
