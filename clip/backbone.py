@@ -395,3 +395,12 @@ def load_backbone(name: str) -> ClipBackbone:
     if openclip.is_openclip_name(name):
         return OpenClipBackbone.load(name)
     return OpenAIBackbone.load(name)
+
+
+def find_weights(name: str, download: bool = True) -> Path:
+    """The weights file MODEL.BACKBONE.NAME names, found as ``load_backbone`` finds it; with
+    ``download=False`` only on this machine (WeightsNotFoundError, or OpenClipMissingError,
+    says why not), which a sweep checks before it launches a cell."""
+    if openclip.is_openclip_name(name):
+        return openclip.locate(name, download=download).weights
+    return resolve_checkpoint(name, download=download)

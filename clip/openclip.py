@@ -151,7 +151,7 @@ def _tag_files(pretrained_cfg: dict[str, Any]) -> tuple[str, list[str], str]:
     return repo, names, pretrained_cfg.get("url", "")
 
 
-def _locate_tag(open_clip: ModuleType, parsed: OpenClipName) -> Path:
+def _locate_tag(open_clip: ModuleType, parsed: OpenClipName, download: bool) -> Path:
     arch, tag = parsed.arch, parsed.tag
     if os.path.isfile(tag):
         return Path(tag)
@@ -180,6 +180,8 @@ def _locate_tag(open_clip: ModuleType, parsed: OpenClipName) -> Path:
             return env_folder / name
 
     try:
+        if not download:
+            raise FileNotFoundError("not looked for online")
         return Path(open_clip.download_pretrained(pretrained_cfg))
     except (OSError, RuntimeError) as err:
         name = (hf_names or [url_name])[0]
@@ -204,7 +206,7 @@ def _folder_files(folder: Path) -> Located | None:
     return Located(weights[0], config) if config.is_file() and weights else None
 
 
-def _locate_hf_hub(open_clip: ModuleType, parsed: OpenClipName) -> Located:
+def _locate_hf_hub(open_clip: ModuleType, parsed: OpenClipName, download: bool) -> Located:
     repo = parsed.repo
     cached_config = _in_hf_cache(repo, CONFIG_FILE)
     if cached_config is not None:
@@ -216,6 +218,8 @@ def _locate_hf_hub(open_clip: ModuleType, parsed: OpenClipName) -> Located:
     if env_folder is not None and (found := _folder_files(env_folder)) is not None:
         return found
     try:
+        if not download:
+            raise FileNotFoundError("not looked for online")
         config = open_clip.pretrained.download_pretrained_from_hf(repo, filename=CONFIG_FILE)
         weights = open_clip.pretrained.download_pretrained_from_hf(repo)
     except (OSError, RuntimeError) as err:
@@ -248,14 +252,15 @@ def _locate_local_dir(parsed: OpenClipName) -> Located:
     return found
 
 
-def locate(name: str) -> Located:
-    """The files of OpenCLIP backbone `name`, offline first (see the module docstring)."""
+def locate(name: str, download: bool = True) -> Located:
+    """The files of OpenCLIP backbone `name`, offline first (see the module docstring);
+    `download=False` stops before the download (a sweep's preflight: are the files here?)."""
     open_clip = import_open_clip()
     parsed = OpenClipName.parse(name)
     if parsed.kind == "tag":
-        return Located(_locate_tag(open_clip, parsed))
+        return Located(_locate_tag(open_clip, parsed, download))
     if parsed.kind == "hf-hub":
-        return _locate_hf_hub(open_clip, parsed)
+        return _locate_hf_hub(open_clip, parsed, download)
     return _locate_local_dir(parsed)
 
 

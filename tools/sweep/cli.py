@@ -2,8 +2,11 @@
 
 Cells whose folder already holds a finished run with the same config are skipped, unfinished ones
 resume, and folders holding another config are reported with the differing keys and left alone.
-A failing cell does not stop the others. At the end: a summary with log paths, then the grid's
-results table (tools/parse_test_res.py).
+Cells that would fail the run's first checks (dataset layout, backbone weights) are reported as
+"cannot start" with the reason and not launched. A failing cell does not stop the others. At the
+end: a summary with each failed cell's last error line and log paths, then the grid's results
+table (tools/parse_test_res.py). Ctrl-C stops the running cells, which resume when the same
+command is run again.
 
     python -m tools.sweep configs/grids/taskres_regular.yaml --dry-run
     python -m tools.sweep configs/grids/taskres_regular.yaml --datasets caltech101 --shots 1 2
@@ -31,6 +34,7 @@ from .job import CellJob
 from .launch import (
     DONE,
     FAILED,
+    INTERRUPTED,
     Outcome,
     Progress,
     SlurmOptions,
@@ -39,10 +43,12 @@ from .launch import (
     run_local,
     run_submitit,
 )
+from .preflight import Preflight
 from .state import Inspection, State, inspect_cell
 
 CONFIG_KEY = re.compile(r"[A-Z][A-Z0-9_]*(\.[A-Za-z0-9_]+)+")
 SWEEPS_FOLDER = "sweeps"  # under the output root: console logs and submitit's job files
+NOT_RUN = (State.CONFLICTING, State.BLOCKED, State.CANNOT_START)  # reported, never launched
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="set a grid variable for every cell (e.g. strong_base_dir=/data/strong_base)",
     )
     parser.add_argument(
-        "--dry-run", action="store_true", help="list every cell as finished, pending or conflicting"
+        "--dry-run",
+        action="store_true",
+        help="list every cell as finished, pending, conflicting, blocked or cannot start (its "
+        "dataset is incomplete or its weights are not on this machine; a real sweep downloads "
+        "missing weights first when it can), launching nothing",
     )
     parser.add_argument(
         "--commands", action="store_true", help="with --dry-run: print each cell's train.py command"
@@ -223,8 +233,9 @@ class Sweep:
         for stage, cells in zip(self.grid.stages, self.stages):
             if len(self.stages) > 1:
                 print(f"Stage {stage.name}:")
+            preflight = Preflight(download=False)
             for cell in cells:
-                found = inspect_cell(cell)
+                found = inspect_cell(cell, preflight)
                 counts[found.state] += 1
                 self._print_inspection(found)
                 if self.args.commands:
@@ -237,7 +248,7 @@ class Sweep:
         relative = found.cell.output_dir.relative_to(self.output_root)
         note = f" ({found.detail})" if found.state is State.PENDING and found.detail else ""
         print(f"  {found.state.value:<11} {found.cell.label:<{self.width}} {relative}{note}")
-        if found.state in (State.CONFLICTING, State.BLOCKED):
+        if found.state in NOT_RUN:
             for line in found.detail.splitlines():
                 print(f"      {line}")
 
@@ -266,17 +277,20 @@ class Sweep:
         refused: list[Inspection] = []
         outcomes: list[Outcome] = []
         interrupted = False
+        preflight = Preflight(download=True)
         for stage, cells in zip(self.grid.stages, self.stages):
-            found = [inspect_cell(cell) for cell in cells]
+            found = [inspect_cell(cell, preflight) for cell in cells]
             finished = [f for f in found if f.state is State.FINISHED]
-            not_run = [f for f in found if f.state in (State.CONFLICTING, State.BLOCKED)]
+            not_run = [f for f in found if f.state in NOT_RUN]
             for item in not_run:
                 self._print_inspection(item)
             todo = [f.cell for f in found if f.state is State.PENDING]
             prefix = f"Stage {stage.name}: " if len(self.stages) > 1 else ""
+            cannot_start = sum(f.state is State.CANNOT_START for f in not_run)
             print(
                 f"{prefix}{len(todo)} to run, {len(finished)} already finished (skipped), "
-                f"{len(not_run)} not run (conflicting or blocked)",
+                f"{len(not_run) - cannot_start} not run (conflicting or blocked), "
+                f"{cannot_start} cannot start",
                 flush=True,
             )
             skipped += finished
@@ -340,28 +354,33 @@ class Sweep:
         seconds: float,
         interrupted: bool,
     ) -> None:
-        done = [o for o in outcomes if o.status == DONE]
-        failed = [o for o in outcomes if o.status == FAILED]
-        conflicting = [f for f in refused if f.state is State.CONFLICTING]
-        blocked = [f for f in refused if f.state is State.BLOCKED]
+        by_status = {s: [o for o in outcomes if o.status == s] for s in (DONE, FAILED, INTERRUPTED)}
+        not_run = {state: [f for f in refused if f.state is state] for state in NOT_RUN}
         print()
-        note = " (interrupted: re-run to resume)" if interrupted else ""
         print(
-            f"Summary: {len(done)} done, {len(failed)} failed, {len(skipped)} skipped (already "
-            f"finished), {len(conflicting)} conflicting, {len(blocked)} blocked; "
-            f"{format_duration(seconds)}{note}"
+            f"Summary: {len(by_status[DONE])} done, {len(by_status[FAILED])} failed, "
+            f"{len(skipped)} skipped (already finished), "
+            + ", ".join(f"{len(items)} {state.value}" for state, items in not_run.items())
+            + f", {len(by_status[INTERRUPTED])} interrupted; {format_duration(seconds)}"
         )
-        for outcome in done:
-            print(f"  done        {outcome.cell.label:<{self.width}} {_shown(_log(outcome.cell))}")
-        for outcome in failed:
-            print(f"  failed      {outcome.cell.label:<{self.width}} {outcome.error}")
-            for path in outcome.logs:
-                print(f"                  {_shown(Path(path))}")
+        for outcome in by_status[DONE]:
+            self._line(DONE, outcome.cell, _shown(_log(outcome.cell)))
+        for outcome in by_status[FAILED] + by_status[INTERRUPTED]:
+            self._line(outcome.status, outcome.cell, outcome.error)
+            for path in dict.fromkeys(outcome.logs):  # each path once, in order
+                print(f"{'':<14}{_shown(Path(path))}")
         for item in skipped:
-            print(f"  skipped     {item.cell.label:<{self.width}} {_shown(_log(item.cell))}")
+            self._line("skipped", item.cell, _shown(_log(item.cell)))
         for item in refused:
-            reason = item.detail.splitlines()[0]
-            print(f"  {item.state.value:<11} {item.cell.label:<{self.width}} {reason}")
+            self._line(item.state.value, item.cell, item.detail.splitlines()[0])
+        if interrupted:
+            print(
+                "Interrupted: run the same command to resume (finished cells are skipped, "
+                "interrupted ones continue from their last saved epoch)."
+            )
+
+    def _line(self, status: str, cell: Cell, text: str) -> None:
+        print(f"  {status:<11} {cell.label:<{self.width}} {text}")
 
     def _table(self, cells: list[Cell]) -> None:
         """The results table of this grid's finished cells only: their logs are linked into a

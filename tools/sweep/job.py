@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import functools
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -28,10 +29,31 @@ from . import orphans
 
 REPO = Path(__file__).resolve().parents[2]
 STOP_GRACE_S = 60  # how long train.py may take to save and exit before it is killed
+# A line saying why a run stopped: train.py's "ERROR: ..." or a traceback's last line.
+ERROR_LINE = re.compile(r"(ERROR\b|[A-Za-z_][\w.]*(Error|Exception|Interrupted)\b)")
 
 
 class CellFailed(RuntimeError):
-    """train.py exited with an error; the message names its exit status and console log."""
+    """train.py exited with an error; the message names its exit status and the last error line
+    of its output (one line, which submitit's error report ends with too)."""
+
+
+def last_error_line(text: str) -> str:
+    """The last line of a run's output that says why it stopped, or ""."""
+    for line in reversed(text.splitlines()):
+        if ERROR_LINE.match(line.strip()):
+            return line.strip()
+    return ""
+
+
+def exit_reason(code: int) -> str:
+    """ "exited with status N", naming the signal that killed it (negative statuses)."""
+    if code < 0:
+        try:
+            return f"exited with status {code} (killed by {signal.Signals(-code).name})"
+        except ValueError:
+            pass
+    return f"exited with status {code}"
 
 
 class CellJob(Checkpointable):
@@ -83,6 +105,7 @@ class CellJob(Checkpointable):
             stamp = datetime.datetime.now().isoformat(timespec="seconds")
             out.write(f"# {stamp} (cd {REPO} && {shlex.join(self.command)})\n")
             out.flush()
+            started_at = out.tell()  # this attempt's output starts here (the file accumulates)
             self._process = subprocess.Popen(
                 self.command,
                 cwd=REPO,
@@ -100,7 +123,10 @@ class CellJob(Checkpointable):
             watchdog.wait()
         self._process = None
         if code != 0:
-            raise CellFailed(f"train.py exited with status {code}; its output: {self.console}")
+            with open(self.console, "rb") as out:
+                out.seek(started_at)
+                error = last_error_line(out.read().decode(errors="replace"))
+            raise CellFailed(f"train.py {exit_reason(code)}{f': {error}' if error else ''}")
         return code
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> None:
