@@ -49,6 +49,7 @@ from .state import Inspection, State, inspect_cell
 CONFIG_KEY = re.compile(r"[A-Z][A-Z0-9_]*(\.[A-Za-z0-9_]+)+")
 SWEEPS_FOLDER = "sweeps"  # under the output root: console logs and submitit's job files
 NOT_RUN = (State.CONFLICTING, State.BLOCKED, State.CANNOT_START)  # reported, never launched
+STATUS_WIDTH = max(len(state.value) for state in State)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -216,6 +217,7 @@ class Sweep:
         self.output_root = absolute_output_root(args.output_root)
         self.folder = self.output_root / SWEEPS_FOLDER / grid.name
         self.width = max((len(cell.label) for cells in stages for cell in cells), default=0)
+        self._explained: set[str] = set()  # why cells cannot start, printed in full once each
 
     def console(self, cell: Cell) -> Path:
         """Where a cell's train.py output goes: beside the grid's other job files, mirroring the
@@ -247,10 +249,16 @@ class Sweep:
     def _print_inspection(self, found: Inspection) -> None:
         relative = found.cell.output_dir.relative_to(self.output_root)
         note = f" ({found.detail})" if found.state is State.PENDING and found.detail else ""
-        print(f"  {found.state.value:<11} {found.cell.label:<{self.width}} {relative}{note}")
-        if found.state in NOT_RUN:
-            for line in found.detail.splitlines():
-                print(f"      {line}")
+        self._line(found.state.value, found.cell, f"{relative}{note}")
+        if found.state not in NOT_RUN:
+            return
+        if found.detail in self._explained:  # cells sharing a missing dataset or weights
+            print(f"      {_headline(found.detail)} (as above)")
+            return
+        if found.state is State.CANNOT_START:
+            self._explained.add(found.detail)
+        for line in found.detail.splitlines():
+            print(f"      {line}")
 
     def run(self) -> int:
         self._header()
@@ -368,11 +376,11 @@ class Sweep:
         for outcome in by_status[FAILED] + by_status[INTERRUPTED]:
             self._line(outcome.status, outcome.cell, outcome.error)
             for path in dict.fromkeys(outcome.logs):  # each path once, in order
-                print(f"{'':<14}{_shown(Path(path))}")
+                print(f"{'':<{STATUS_WIDTH + 3}}{_shown(Path(path))}")
         for item in skipped:
             self._line("skipped", item.cell, _shown(_log(item.cell)))
         for item in refused:
-            self._line(item.state.value, item.cell, item.detail.splitlines()[0])
+            self._line(item.state.value, item.cell, _headline(item.detail))
         if interrupted:
             print(
                 "Interrupted: run the same command to resume (finished cells are skipped, "
@@ -380,7 +388,7 @@ class Sweep:
             )
 
     def _line(self, status: str, cell: Cell, text: str) -> None:
-        print(f"  {status:<11} {cell.label:<{self.width}} {text}")
+        print(f"  {status:<{STATUS_WIDTH}} {cell.label:<{self.width}} {text}")
 
     def _table(self, cells: list[Cell]) -> None:
         """The results table of this grid's finished cells only: their logs are linked into a
@@ -398,6 +406,14 @@ class Sweep:
             sys.stdout.flush()
             parse_test_res.main([view, "--table"])
             sys.stdout.flush()
+
+
+def _headline(detail: str) -> str:
+    """The first line of a reason, with the next one when it introduces a list ("not found:")."""
+    lines = detail.splitlines() or [""]
+    if lines[0].endswith(":") and len(lines) > 1:
+        return f"{lines[0]} {lines[1].strip()}"
+    return lines[0]
 
 
 def _log(cell: Cell) -> Path:

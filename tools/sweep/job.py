@@ -87,6 +87,7 @@ class CellJob(Checkpointable):
         self.threads = threads
         self.preemptible = preemptible
         self._process: subprocess.Popen | None = None
+        self._stop_requested = False  # stop() came before train.py's process was known
 
     @property
     def command(self) -> list[str]:
@@ -116,6 +117,8 @@ class CellJob(Checkpointable):
                 start_new_session=not self.preemptible,
                 preexec_fn=functools.partial(_prepare_child, os.getpid(), self.preemptible),
             )
+            if self._stop_requested:  # stop() ran while train.py was being started
+                self._process.terminate()
             watchdog = None if orphans.KERNEL_SIGNAL else orphans.watch(self._process.pid)
             code = self._process.wait()
         if watchdog is not None:
@@ -134,7 +137,9 @@ class CellJob(Checkpointable):
 
         It waits without reaping the process: submitit calls this from a signal handler while
         ``__call__`` is inside ``Popen.wait``, whose lock a second wait would block on forever.
+        Called while ``__call__`` is still starting train.py, it leaves ``__call__`` to stop it.
         """
+        self._stop_requested = True
         process = self._process
         if process is None or _exited(process.pid):
             return
@@ -154,6 +159,7 @@ class CellJob(Checkpointable):
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_process"] = None  # a running process does not travel with a requeued job
+        state["_stop_requested"] = False  # the requeued job runs
         return state
 
 
