@@ -25,10 +25,10 @@ TINY = [
 ]  # fmt: skip
 
 
-def grid_file(tmp_path: Path, datasets: list[str]) -> Path:
+def grid_file(tmp_path: Path, datasets: list[str], seeds: tuple[int, ...] = (1,)) -> Path:
     data = {
         "trainer": "TaskRes", "config": CONFIG, "datasets": datasets, "shots": [1],
-        "seeds": [1], "output": "{dataset}/seed{seed}",
+        "seeds": list(seeds), "output": "{dataset}/seed{seed}",
     }  # fmt: skip
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -45,9 +45,11 @@ def world(tmp_path, monkeypatch) -> dict:
     return {"data": data, "clip": write_demo_checkpoint(tmp_path / "clip.pt"), "tmp": tmp_path}
 
 
-def argv(world: dict, datasets: list[str], backbone: str, *options: str) -> list[str]:
+def argv(
+    world: dict, datasets: list[str], backbone: str, *options: str, seeds: tuple[int, ...] = (1,)
+) -> list[str]:
     return [
-        str(grid_file(world["tmp"], datasets)), "--root", str(world["data"]),
+        str(grid_file(world["tmp"], datasets, seeds)), "--root", str(world["data"]),
         "--output-root", str(world["tmp"] / "out"), "--workers", "1", *options,
         "MODEL.BACKBONE.NAME", backbone, *TINY,
     ]  # fmt: skip
@@ -65,10 +67,14 @@ def test_dry_run_says_which_cells_cannot_start_and_why(world, capsys):
 
 
 def test_dry_run_looks_for_named_weights_on_this_machine_only(world, capsys):
-    assert sweep_main(argv(world, ["caltech101"], "RN50", "--dry-run")) == 0
+    assert sweep_main(argv(world, ["caltech101"], "RN50", "--dry-run", seeds=(1, 2))) == 0
     out = capsys.readouterr().out
     assert re.search(r"\n  cannot start caltech101 1-shot seed 1 ", out)
-    assert "CLIP weights for 'RN50' are not on this machine. Put the file RN50.pt" in out
+    assert re.search(r"\n  cannot start caltech101 1-shot seed 2 ", out)
+    # Explained in full for the first cell, named for the next.
+    assert out.count("CLIP weights for 'RN50' are not on this machine. Put the file RN50.pt") == 2
+    assert out.count("Put the file RN50.pt into one of:\n") == 1
+    assert "into one of: - the folder named by $CLIP_WEIGHTS_DIR (as above)\n" in out
     assert not (world["tmp"] / "home" / ".cache" / "clip" / "RN50.pt").exists()
 
 
