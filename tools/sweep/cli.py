@@ -232,10 +232,10 @@ class Sweep:
     def dry_run(self) -> int:
         self._header()
         counts: dict[State, int] = dict.fromkeys(State, 0)
+        preflight = Preflight(download=False)
         for stage, cells in zip(self.grid.stages, self.stages):
             if len(self.stages) > 1:
                 print(f"Stage {stage.name}:")
-            preflight = Preflight(download=False)
             for cell in cells:
                 found = inspect_cell(cell, preflight)
                 counts[found.state] += 1
