@@ -256,7 +256,9 @@ def test_a_changed_config_is_reported_with_its_keys_and_left_alone(world, capsys
     out = capsys.readouterr().out
     assert "0 to run, 0 already finished (skipped), 4 not run (conflicting or blocked)" in out
     assert "Summary: 0 done, 0 failed, 0 skipped (already finished), 4 conflicting" in out
-    assert out.count("- OPTIM.LR: 0.002 in the folder, 0.05 now") == 4
+    # In full for each cell, then on each cell's summary line after the folder it names.
+    assert out.count("- OPTIM.LR: 0.002 in the folder, 0.05 now") == 8
+    assert out.count("config.yaml): - OPTIM.LR: 0.002 in the folder, 0.05 now\n") == 4
     assert {c: snapshot(cell_dir(world["out"], *c)) for c in CELLS} == before
 
 
