@@ -389,16 +389,18 @@ class OpenClipBackbone(ClipBackbone):
         self._dtype = torch.float16
 
 
-def locate_weights(name: str) -> Path:
-    """The weights file MODEL.BACKBONE.NAME names, found (or downloaded) without loading it."""
-    if openclip.is_openclip_name(name):
-        return openclip.locate(name).weights
-    return resolve_checkpoint(name)
-
-
 def load_backbone(name: str) -> ClipBackbone:
     """The backbone MODEL.BACKBONE.NAME names: an OpenCLIP name (openclip:, hf-hub:,
     local-dir:) or an OpenAI model name or checkpoint path; fp32, on the CPU, eval mode."""
     if openclip.is_openclip_name(name):
         return OpenClipBackbone.load(name)
     return OpenAIBackbone.load(name)
+
+
+def find_weights(name: str, download: bool = True) -> Path:
+    """The weights file MODEL.BACKBONE.NAME names, found as ``load_backbone`` finds it; with
+    ``download=False`` only on this machine (WeightsNotFoundError, or OpenClipMissingError,
+    says why not), which a sweep checks before it launches a cell."""
+    if openclip.is_openclip_name(name):
+        return openclip.locate(name, download=download).weights
+    return resolve_checkpoint(name, download=download)

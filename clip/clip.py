@@ -188,23 +188,30 @@ def _download(url: str, root: str | os.PathLike) -> str:
     )
 
 
-def _not_found_message(name: str, filename: str, url: str, download_root: Path) -> str:
+def _not_found_message(
+    name: str, filename: str, url: str, download_root: Path, downloaded: bool = True
+) -> str:
     env = os.environ.get(WEIGHTS_DIR_ENV)
     env_line = f"${WEIGHTS_DIR_ENV} = {env}" if env else f"the folder named by ${WEIGHTS_DIR_ENV}"
+    tried = " and could not be downloaded" if downloaded else ""
     return (
-        f"CLIP weights for '{name}' are not on this machine and could not be downloaded. "
+        f"CLIP weights for '{name}' are not on this machine{tried}. "
         f"Put the file {filename} into one of:\n  - {env_line}\n  - {download_root}\n"
         f"or pass the file's path instead of the name. On a machine with network access, "
         f"fetch it from:\n  {url}"
     )
 
 
-def resolve_checkpoint(name: str, download_root: str | os.PathLike | None = None) -> Path:
+def resolve_checkpoint(
+    name: str, download_root: str | os.PathLike | None = None, download: bool = True
+) -> Path:
     """Find the file for a model name or path, offline first.
 
     Order: `name` as an existing file path; `$CLIP_WEIGHTS_DIR/<file name from the URL>`
     (e.g. ViT-B-16.pt); `download_root` (default ~/.cache/clip); finally a download into
     `download_root`. Files found by name are checked against the SHA256 in their URL.
+    `download=False` stops before the download (a sweep's preflight: is the file here?), and
+    leaves a cached file's digest for the run to check.
     """
     if os.path.isfile(name):
         return Path(name)
@@ -229,6 +236,10 @@ def resolve_checkpoint(name: str, download_root: str | os.PathLike | None = None
         return candidate
 
     root = Path(download_root) if download_root else _default_cache()
+    if not download:
+        if (root / filename).is_file():
+            return root / filename
+        raise WeightsNotFoundError(_not_found_message(name, filename, url, root, downloaded=False))
     try:
         return Path(_download(url, root))
     except _NETWORK_ERRORS as err:

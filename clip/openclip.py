@@ -155,7 +155,7 @@ def _tag_files(pretrained_cfg: dict[str, Any]) -> tuple[str, list[str], str]:
     return repo, names, pretrained_cfg.get("url", "")
 
 
-def _locate_tag(open_clip: ModuleType, parsed: OpenClipName) -> Path:
+def _locate_tag(open_clip: ModuleType, parsed: OpenClipName, download: bool) -> Path:
     arch, tag = parsed.arch, parsed.tag
     if os.path.isfile(tag):
         return Path(tag)
@@ -183,22 +183,29 @@ def _locate_tag(open_clip: ModuleType, parsed: OpenClipName) -> Path:
         if env_folder is not None and name and (env_folder / name).is_file():
             return env_folder / name
 
-    try:
-        require_reachable(_hf_endpoint() if repo else url)
-        return Path(open_clip.download_pretrained(pretrained_cfg))
-    except (OSError, RuntimeError) as err:
-        name = (hf_names or [url_name])[0]
-        source = f"https://huggingface.co/{repo}" if repo else url
-        target = env_folder or Path(f"${WEIGHTS_DIR_ENV}/openclip/{arch}/{tag}")
-        searched = [f"the Hugging Face cache {hf_hub_cache()}"] if repo else []
-        searched += [f"OpenCLIP's URL cache {openclip_url_cache()}"] if url else []
-        raise WeightsNotFoundError(
-            f"OpenCLIP weights for '{arch}/{tag}' are not on this machine and could not be "
-            f"downloaded ({type(err).__name__}: {err}). Searched {', '.join(searched)} and "
-            f"${WEIGHTS_DIR_ENV}/openclip/{arch}/{tag}. Fix: put the file {name} (from "
-            f"{source}) at {target / name} with {WEIGHTS_DIR_ENV} exported, or name the file "
-            f"itself: openclip:{arch}/<path to the file>"
-        ) from err
+    error = None
+    if download:
+        try:
+            require_reachable(_hf_endpoint() if repo else url)
+            return Path(open_clip.download_pretrained(pretrained_cfg))
+        except (OSError, RuntimeError) as err:
+            error = err
+    name = (hf_names or [url_name])[0]
+    source = f"https://huggingface.co/{repo}" if repo else url
+    target = env_folder or Path(f"${WEIGHTS_DIR_ENV}/openclip/{arch}/{tag}")
+    searched = [f"the Hugging Face cache {hf_hub_cache()}"] if repo else []
+    searched += [f"OpenCLIP's URL cache {openclip_url_cache()}"] if url else []
+    raise WeightsNotFoundError(
+        f"OpenCLIP weights for '{arch}/{tag}' are not on this machine{_download_failure(error)}. "
+        f"Searched {', '.join(searched)} and ${WEIGHTS_DIR_ENV}/openclip/{arch}/{tag}. Fix: put "
+        f"the file {name} (from {source}) at {target / name} with {WEIGHTS_DIR_ENV} exported, or "
+        f"name the file itself: openclip:{arch}/<path to the file>"
+    ) from error
+
+
+def _download_failure(error: Exception | None) -> str:
+    """How a download failed, for the not-found messages ("" when none was tried)."""
+    return f" and could not be downloaded ({type(error).__name__}: {error})" if error else ""
 
 
 def require_reachable(url: str) -> None:
@@ -223,7 +230,7 @@ def _folder_files(folder: Path) -> Located | None:
     return Located(weights[0], config) if config.is_file() and weights else None
 
 
-def _locate_hf_hub(open_clip: ModuleType, parsed: OpenClipName) -> Located:
+def _locate_hf_hub(open_clip: ModuleType, parsed: OpenClipName, download: bool) -> Located:
     repo = parsed.repo
     cached_config = _in_hf_cache(repo, CONFIG_FILE)
     if cached_config is not None:
@@ -234,20 +241,24 @@ def _locate_hf_hub(open_clip: ModuleType, parsed: OpenClipName) -> Located:
     env_folder = env / "hf-hub" / repo if env else None
     if env_folder is not None and (found := _folder_files(env_folder)) is not None:
         return found
-    try:
-        require_reachable(_hf_endpoint())
-        config = open_clip.pretrained.download_pretrained_from_hf(repo, filename=CONFIG_FILE)
-        weights = open_clip.pretrained.download_pretrained_from_hf(repo)
-    except (OSError, RuntimeError) as err:
+    error = None
+    if download:
+        try:
+            require_reachable(_hf_endpoint())
+            config = open_clip.pretrained.download_pretrained_from_hf(repo, filename=CONFIG_FILE)
+            weights = open_clip.pretrained.download_pretrained_from_hf(repo)
+        except (OSError, RuntimeError) as err:
+            error = err
+    if error is not None or not download:
         target = env_folder or Path(f"${WEIGHTS_DIR_ENV}/hf-hub/{repo}")
         raise WeightsNotFoundError(
-            f"OpenCLIP model hf-hub:{repo} is not on this machine and could not be downloaded "
-            f"({type(err).__name__}: {err}). Searched: the Hugging Face cache "
-            f"({hf_hub_cache()}) and ${WEIGHTS_DIR_ENV}/hf-hub/{repo}. Fix: put {CONFIG_FILE} "
-            f"and {WEIGHTS_FILES[0]} (or {WEIGHTS_FILES[1]}) from https://huggingface.co/{repo} "
-            f"into {target}/ with {WEIGHTS_DIR_ENV} exported, or fill the Hugging Face cache "
-            "on a machine with network access (huggingface-cli download ...)"
-        ) from err
+            f"OpenCLIP model hf-hub:{repo} is not on this machine{_download_failure(error)}. "
+            f"Searched: the Hugging Face cache ({hf_hub_cache()}) and "
+            f"${WEIGHTS_DIR_ENV}/hf-hub/{repo}. Fix: put {CONFIG_FILE} and {WEIGHTS_FILES[0]} "
+            f"(or {WEIGHTS_FILES[1]}) from https://huggingface.co/{repo} into {target}/ with "
+            f"{WEIGHTS_DIR_ENV} exported, or fill the Hugging Face cache on a machine with "
+            "network access (huggingface-cli download ...)"
+        ) from error
     found = _folder_files(Path(config).parent)
     if found is None or found.weights != Path(weights):
         raise WeightsNotFoundError(
@@ -268,14 +279,15 @@ def _locate_local_dir(parsed: OpenClipName) -> Located:
     return found
 
 
-def locate(name: str) -> Located:
-    """The files of OpenCLIP backbone `name`, offline first (see the module docstring)."""
+def locate(name: str, download: bool = True) -> Located:
+    """The files of OpenCLIP backbone `name`, offline first (see the module docstring);
+    `download=False` stops before the download (a sweep's preflight: are the files here?)."""
     open_clip = import_open_clip()
     parsed = OpenClipName.parse(name)
     if parsed.kind == "tag":
-        return Located(_locate_tag(open_clip, parsed))
+        return Located(_locate_tag(open_clip, parsed, download))
     if parsed.kind == "hf-hub":
-        return _locate_hf_hub(open_clip, parsed)
+        return _locate_hf_hub(open_clip, parsed, download)
     return _locate_local_dir(parsed)
 
 

@@ -83,7 +83,7 @@ class BenchmarkDataset(DatasetBase):
         self.image_dir = os.path.join(self.dataset_dir, self.image_folder)
         self.split_path = os.path.join(self.dataset_dir, self.split_file)
         self.split_fewshot_dir = os.path.join(self.dataset_dir, "split_fewshot")
-        self.check_layout()
+        self.check_layout(self.root)
 
         built = bool(self.split_file) and not os.path.isfile(self.split_path)
         train, val, test = self.load_split()
@@ -142,7 +142,7 @@ class BenchmarkDataset(DatasetBase):
         return [item for item in missing if item.path == dataset_dir] or missing
 
     @classmethod
-    def layout_error_at(cls, root: str, missing: Sequence[LayoutItem]) -> DatasetLayoutError:
+    def layout_error(cls, root: str, missing: Sequence[LayoutItem]) -> DatasetLayoutError:
         name = cls.__name__
         lines = "\n".join(f"  - {item.what}: {item.path}" for item in missing)
         return DatasetLayoutError(
@@ -151,27 +151,25 @@ class BenchmarkDataset(DatasetBase):
             f"`python -m datasets.check --root {root} {name}`."
         )
 
-    def layout_error(self, missing: Sequence[LayoutItem]) -> DatasetLayoutError:
-        return self.layout_error_at(self.root, missing)
-
     @classmethod
     def check_inputs(cls, cfg: CfgNode) -> None:
-        """The layout check, from the config alone: a run makes it before it writes anything or
-        loads CLIP (``dassl.config.run_config.check_run_inputs``)."""
-        root = cls.resolve_root(cfg.DATASET.ROOT)
+        """What a run checks of the dataset before it writes anything or loads CLIP
+        (``dassl.config.run_config.check_run_inputs``): its layout."""
+        cls.check_layout(cfg.DATASET.ROOT)
+
+    @classmethod
+    def check_layout(cls, root: str) -> None:
+        """The first check a run makes (``root``: DATASET.ROOT), before any file is read; a
+        sweep's preflight makes it too, so a cell that would fail here is never launched."""
+        root = cls.resolve_root(root)
         missing = cls.missing_layout(root)
         if missing:
-            raise cls.layout_error_at(root, missing)
-
-    def check_layout(self) -> None:
-        missing = self.missing_layout(self.root)
-        if missing:
-            raise self.layout_error(missing)
+            raise cls.layout_error(root, missing)
 
     def require(self, path: str, what: str) -> str:
         """Return ``path``, or raise the layout error naming it when it does not exist."""
         if not os.path.exists(path):
-            raise self.layout_error([LayoutItem(path, what)])
+            raise self.layout_error(self.root, [LayoutItem(path, what)])
         return path
 
     def _require_items(self, items: Sequence[Datum] | None, split: str) -> None:
@@ -248,16 +246,16 @@ class BenchmarkDataset(DatasetBase):
             missing.add(folder)
         if missing:
             what = f"folder of images listed by {self.split_file or 'the split'}"
-            raise self.layout_error([LayoutItem(folder, what) for folder in sorted(missing)])
+            raise self.layout_error(
+                self.root, [LayoutItem(folder, what) for folder in sorted(missing)]
+            )
 
     @property
     def label_part(self) -> str:
         """The part whose labels define the classes: train, or test for test-only sets."""
         return "test" if self.test_only else "train"
 
-    def check_split(
-        self, train: list[Datum], val: list[Datum], test: list[Datum]
-    ) -> list[str]:
+    def check_split(self, train: list[Datum], val: list[Datum], test: list[Datum]) -> list[str]:
         """``splits.check_split`` on the items of any dataset (the one place they all pass);
         prints and returns the warnings, which the layout checker shows too."""
         name = type(self).__name__
@@ -278,7 +276,7 @@ class BenchmarkDataset(DatasetBase):
     def build_split(self) -> tuple[list[Datum], list[Datum], list[Datum]]:
         """Build (train, val, test) from the raw files. Without an override the split file is
         the only source, so its absence is a layout error."""
-        raise self.layout_error([LayoutItem(self.split_path, "split file")])
+        raise self.layout_error(self.root, [LayoutItem(self.split_path, "split file")])
 
     # ----- run identity -------------------------------------------------------------------------
 

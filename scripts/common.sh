@@ -88,6 +88,36 @@ train_each_seed() {
     done
 }
 
+# split_trained <model root>: every seed's model checked before any is evaluated. Sets TRAINED to
+# the seeds of SEEDS whose <model root>/seed<N> holds a finished training run and UNTRAINED to one
+# line per other seed (its folder and why, from tools/trained_runs.py); stops before any work when
+# no seed is trained, naming <fix> (how to train them).
+split_trained() {
+    local root=$1 fix=$2 seed dir why report dirs=()
+    for seed in $SEEDS; do dirs+=("$root/seed$seed"); done
+    report=$("$PYTHON" -m tools.trained_runs "${dirs[@]}") || exit 1
+    TRAINED="" UNTRAINED=""
+    for seed in $SEEDS; do
+        dir="$root/seed$seed"
+        why=$(awk -F '\t' -v dir="$dir" '$1 == dir { print $2 }' <<< "$report")
+        if [ -n "$why" ]; then
+            UNTRAINED+="  seed $seed: $dir: $why"$'\n'
+        else
+            TRAINED+="${TRAINED:+ }$seed"
+        fi
+    done
+    [ -n "$TRAINED" ] || die "no trained model for any seed of SEEDS=\"$SEEDS\":"$'\n'"$UNTRAINED$fix"
+}
+
+# report_untrained <fix>: after evaluating the TRAINED seeds, list the UNTRAINED ones (exit 1) with
+# <fix>; nothing when every seed was trained.
+report_untrained() {
+    [ -n "$UNTRAINED" ] || return 0
+    printf 'ERROR: evaluated seeds %s; not evaluated (no trained model):\n%s%s\n' \
+        "$TRAINED" "$UNTRAINED" "$1 Then run this command again: the evaluated seeds are skipped." >&2
+    exit 1
+}
+
 # Optional positional arguments before trailing KEY VALUE overrides: a config key (OPTIM.LR,
 # TRAINER.TaskRes.PREC, ...) starts the overrides, so optional positionals may be left out.
 is_config_key() {

@@ -40,7 +40,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from yacs.config import CfgNode as CN
 
-from clip.backbone import ClipBackbone, OpenAIBackbone, Preprocess, load_backbone, locate_weights
+from clip.backbone import ClipBackbone, OpenAIBackbone, Preprocess, find_weights, load_backbone
 from clip.clip import weights_digest
 from dassl.config import get_cfg_default, register_cfg_extension
 from dassl.data.data_manager import DatasetWrapper, build_data_loader, effective_num_workers
@@ -316,7 +316,7 @@ class ClipTrainer(TrainerX):
     def check_inputs(cls, cfg: CN) -> None:
         """The backbone's weights are on this machine (or are downloaded now, as loading would):
         a run checks it before it writes anything or loads CLIP."""
-        locate_weights(cfg.MODEL.BACKBONE.NAME)
+        find_weights(cfg.MODEL.BACKBONE.NAME)
 
     @classmethod
     def content_digests(cls, cfg: CN) -> dict[str, dict[str, str]]:

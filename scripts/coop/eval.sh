@@ -35,10 +35,11 @@ MODEL_ROOT=${MODEL_ROOT%/}
 SETTING="$(basename "$(dirname "$MODEL_ROOT")")/$(basename "$MODEL_ROOT")"
 
 require_inputs "$DATASET" CoOp "$CFG"
+FIX="Train them with: bash scripts/coop/main.sh imagenet $CFG end 16 16 False (or set SEEDS to \
+the seeds you have)."
+split_trained "$MODEL_ROOT" "$FIX"
 
-for SEED in $SEEDS; do
-    [ -d "$MODEL_ROOT/seed$SEED" ] || die "no trained model at $MODEL_ROOT/seed$SEED" \
-        "(train it with: bash scripts/coop/main.sh imagenet $CFG end 16 16 False)."
+for SEED in $TRAINED; do
     DIR="$OUTPUT_ROOT/evaluation/CoOp/$SETTING/$DATASET/seed$SEED"
     train_unless_finished "$DIR" "$SEED" CoOp "$DATASET" "configs/trainers/CoOp/$CFG.yaml" \
         --model-dir "$MODEL_ROOT/seed$SEED" \
@@ -46,3 +47,4 @@ for SEED in $SEEDS; do
         --eval-only \
         "$@"
 done
+report_untrained "$FIX"

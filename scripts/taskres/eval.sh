@@ -28,10 +28,10 @@ take_epoch "$@"
 shift "$TAKEN"
 
 require_inputs "$DATASET" TaskRes "$CFG"
+FIX="Train them with scripts/taskres/main.sh, or set SEEDS to the seeds you have."
+split_trained "$MODELDIR" "$FIX"
 
-for SEED in $SEEDS; do
-    [ -d "$MODELDIR/seed$SEED" ] || die "no trained model at $MODELDIR/seed$SEED" \
-        "(train one first with scripts/taskres/main.sh, or set SEEDS to the seeds you have)."
+for SEED in $TRAINED; do
     train_unless_finished "$OUTDIR/seed$SEED" "$SEED" TaskRes "$DATASET" \
         "configs/trainers/TaskRes/$CFG.yaml" \
         --model-dir "$MODELDIR/seed$SEED" \
@@ -39,3 +39,4 @@ for SEED in $SEEDS; do
         --eval-only \
         "$@"
 done
+report_untrained "$FIX"

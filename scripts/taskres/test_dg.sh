@@ -31,6 +31,12 @@ OUTDIR=${OUTDIR:-${OUTPUT_ROOT:-output}/dg/$CFG}
 take_epoch "$@"
 shift "$TAKEN"
 
+FIX="Train them with scripts/taskres/main.sh imagenet $CFG none 16 0.5, or set SEEDS to the \
+seeds you have."
+split_trained "$MODELDIR" "$FIX"
+
 for TARGET in imagenetv2 imagenet_sketch imagenet_a imagenet_r; do
-    bash scripts/taskres/eval.sh "$TARGET" "$CFG" "$OUTDIR/$TARGET" "$MODELDIR" "$EPOCH" "$@"
+    SEEDS="$TRAINED" bash scripts/taskres/eval.sh "$TARGET" "$CFG" "$OUTDIR/$TARGET" "$MODELDIR" \
+        "$EPOCH" "$@"
 done
+report_untrained "$FIX"

@@ -92,6 +92,22 @@ def test_tag_lookup_order_caches_then_weights_dir_then_download(places):
     assert str(places.hf) in message and str(places.url) in message
 
 
+def test_without_download_only_this_machine_is_searched(places):
+    """A sweep's preflight: what is local is found; when nothing is, no download is tried."""
+    tag, repo = f"openclip:{ARCH}/{TAG}", "tests/tiny-vit"
+    in_url_cache = put(places.url / URL_FILE)
+    assert openclip.locate(tag, download=False).weights == in_url_cache
+    in_url_cache.unlink()
+    with pytest.raises(WeightsNotFoundError) as tag_err:
+        openclip.locate(tag, download=False)
+    with pytest.raises(WeightsNotFoundError) as hub_err:
+        openclip.locate(f"hf-hub:{repo}", download=False)
+    assert places.downloads == []
+    assert f"'{ARCH}/{TAG}' are not on this machine. Searched" in str(tag_err.value)
+    assert str(places.weights / "openclip" / ARCH / TAG / SAFE) in str(tag_err.value)
+    assert f"hf-hub:{repo} is not on this machine. Searched" in str(hub_err.value)
+
+
 def test_a_download_is_used_when_nothing_is_local(places, monkeypatch, tmp_path):
     fetched = put(tmp_path / "fetched" / SAFE)
     monkeypatch.setattr(open_clip, "download_pretrained", lambda cfg: str(fetched))

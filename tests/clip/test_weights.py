@@ -140,6 +140,26 @@ def test_download_root_overrides_the_default_cache(
     assert file_server.requests == []
 
 
+def test_without_download_only_this_machine_is_searched(
+    fake_rn50: bytes, file_server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep's preflight: the same places in the same order, and no request when all miss."""
+    with pytest.raises(clip.WeightsNotFoundError) as info:
+        clip.resolve_checkpoint("RN50", download=False)
+    assert str(info.value).startswith("CLIP weights for 'RN50' are not on this machine. Put")
+    assert str(tmp_path / "home" / ".cache" / "clip") in str(info.value)
+    assert file_server.requests == []
+    cached = tmp_path / "home" / ".cache" / "clip" / "RN50.pt"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(fake_rn50)
+    assert clip.resolve_checkpoint("RN50", download=False) == cached
+    monkeypatch.setenv(clip.WEIGHTS_DIR_ENV, str(tmp_path / "weights"))
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "RN50.pt").write_bytes(fake_rn50)
+    assert clip.resolve_checkpoint("RN50", download=False) == tmp_path / "weights" / "RN50.pt"
+    assert file_server.requests == []
+
+
 def test_explicit_path_comes_first(
     fake_rn50: bytes, tmp_path: Path, file_server: FileServer
 ) -> None:

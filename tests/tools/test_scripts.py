@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tools.logs import training_log, write_log
+
 REPO = Path(__file__).resolve().parents[2]
 
 STUB = """#!{python}
@@ -70,6 +72,12 @@ def calls(env: dict) -> list[list[str]]:
 
 def flag(call: list[str], name: str) -> str:
     return call[call.index(name) + 1]
+
+
+def trained(*run_dirs: Path) -> None:
+    """Finished training runs (a log with their final test result) in ``run_dirs``."""
+    for run_dir in run_dirs:
+        write_log(run_dir, training_log(50.0))
 
 
 @pytest.mark.parametrize(
@@ -172,7 +180,8 @@ def test_grid_uses_upstream_per_dataset_choices(env):
     assert result.returncode == 0, result.stderr
     commands = listed_commands(result, env)
     assert len(commands) == 11 * 5 * 3
-    assert "165 pending" in result.stdout
+    # DATA holds no dataset and no weights are cached here: the dry run says so for every cell.
+    assert "0 pending, 0 conflicting, 0 blocked, 165 cannot start" in result.stdout
     for dataset, config, shots, alpha in [
         ("stanford_cars", "adam_lr2e-3_B256_ep100", "1", "0.5"),
         ("oxford_flowers", "adam_lr2e-3_B256_ep100", "4", "1.0"),
@@ -209,7 +218,7 @@ def test_enhanced_grid_builds_each_seeds_base_first(env):
             f"{env['OUTPUT_ROOT']}/{base}/enhanced_base.pth.tar"
         )
     # Nothing is built yet: the TaskRes* cells wait for the first stage.
-    assert "3 pending" in result.stdout and "3 blocked" in result.stdout
+    assert "0 pending, 0 conflicting, 3 blocked, 3 cannot start" in result.stdout
 
 
 def test_enhanced_grid_points_at_released_bases(env):
@@ -257,7 +266,7 @@ def test_grid_wrapper_names_a_dataset_outside_the_grid(env):
 def test_dg_evaluates_the_imagenet_model_on_four_shifts(env, tmp_path):
     model_dir = tmp_path / "imagenet_run"
     for seed in (1, 2, 3):
-        (model_dir / f"seed{seed}").mkdir(parents=True)
+        trained(model_dir / f"seed{seed}")
     out = tmp_path / "dg"
     result = run("scripts/taskres/test_dg.sh", str(model_dir), str(out), env=env)
     assert result.returncode == 0, result.stderr
@@ -296,9 +305,45 @@ def test_eval_without_trained_model_says_what_to_train(env, tmp_path):
     assert "no trained model" in result.stderr and "main.sh" in result.stderr
 
 
+def test_eval_evaluates_every_trained_seed_then_lists_the_missing_ones(env, tmp_path):
+    """Default seeds 1 2 3; seed 2 is still training, seed 3 was never started."""
+    model_dir = tmp_path / "m"
+    trained(model_dir / "seed1")
+    write_log(model_dir / "seed2", training_log(None, (40.0,)))
+    result = run(
+        "scripts/taskres/eval.sh", "dtd", "adam_lr2e-3_B256_ep100", str(tmp_path / "o"),
+        str(model_dir), env=env,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert [flag(c, "--model-dir") for c in calls(env)] == [str(model_dir / "seed1")]
+    assert result.stderr == (
+        "ERROR: evaluated seeds 1; not evaluated (no trained model):\n"
+        f"  seed 2: {model_dir}/seed2: no finished training run (still training, or stopped "
+        "before its final test)\n"
+        f"  seed 3: {model_dir}/seed3: no such folder\n"
+        "Train them with scripts/taskres/main.sh, or set SEEDS to the seeds you have. Then run "
+        "this command again: the evaluated seeds are skipped.\n"
+    )
+
+
+def test_dg_checks_the_seeds_once_and_evaluates_the_trained_ones_on_every_target(env, tmp_path):
+    model_dir = tmp_path / "m"
+    trained(model_dir / "seed1", model_dir / "seed3")
+    result = run("scripts/taskres/test_dg.sh", str(model_dir), env=env)
+    assert result.returncode == 1
+    made = calls(env)
+    assert [flag(c, "--seed") for c in made] == ["1", "3"] * 4
+    assert {flag(c, "--dataset-config-file") for c in made} == {
+        f"configs/datasets/{target}.yaml"
+        for target in ("imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r")
+    }
+    assert result.stderr.count("not evaluated (no trained model)") == 1
+    assert f"seed 2: {model_dir}/seed2: no such folder" in result.stderr
+
+
 def test_coop_eval_takes_its_settings_from_the_model_folder(env, tmp_path):
     model_root = tmp_path / "m" / "rn50_ep50_16shots" / "nctx4_cscTrue_ctpfront"
-    (model_root / "seed1").mkdir(parents=True)
+    trained(model_root / "seed1")
     env = {**env, "SEEDS": "1"}
     result = run("scripts/coop/eval.sh", "imagenetv2", "rn50_ep50", str(model_root), "best",
                  env=env)  # fmt: skip
@@ -345,7 +390,7 @@ def test_a_failing_run_stops_the_sweep_with_its_exit_status(env):
 
 def test_optional_positionals_may_be_left_out_before_overrides(env, tmp_path):
     model_dir = tmp_path / "m"
-    (model_dir / "seed1").mkdir(parents=True)
+    trained(model_dir / "seed1")
     env = {**env, "SEEDS": "1"}
     dg = run("scripts/taskres/test_dg.sh", str(model_dir), "TEST.SPLIT", "test", env=env)
     assert dg.returncode == 0, dg.stderr

@@ -256,21 +256,29 @@ def test_a_changed_config_is_reported_with_its_keys_and_left_alone(world, capsys
     out = capsys.readouterr().out
     assert "0 to run, 0 already finished (skipped), 4 not run (conflicting or blocked)" in out
     assert "Summary: 0 done, 0 failed, 0 skipped (already finished), 4 conflicting" in out
-    assert out.count("- OPTIM.LR: 0.002 in the folder, 0.05 now") == 4
+    # In full for each cell, then on each cell's summary line after the folder it names.
+    assert out.count("- OPTIM.LR: 0.002 in the folder, 0.05 now") == 8
+    assert out.count("config.yaml): - OPTIM.LR: 0.002 in the folder, 0.05 now\n") == 4
     assert {c: snapshot(cell_dir(world["out"], *c)) for c in CELLS} == before
 
 
 @pytest.mark.slow
-def test_sigterm_stops_the_running_job_and_starts_no_other(world):
-    out = world["tmp"] / "stopped"
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_stopped_sweep_reports_the_running_job_interrupted_and_starts_no_other(world, stop):
+    out = world["tmp"] / f"stopped-{stop.name}"
     argv = sweep_argv(world, out, "--datasets", "caltech101", "--shots", "1", "--workers", "1")
     proc = start_sweep(argv)
     pid = _train_pid(cell_dir(out, "caltech101", 1, 1), proc)
-    proc.terminate()
+    proc.send_signal(stop)
     code, output = finish(proc)
     assert code == 130, output
-    assert "Summary: 0 done, 1 failed" in output and "(interrupted: re-run to resume)" in output
-    assert "caltech101 1-shot seed 1" in output.split("Summary:")[1]
+    summary = output.split("\nSummary: ")[1]
+    assert summary.startswith("0 done, 0 failed,") and ", 1 interrupted;" in summary, output
+    assert re.search(r"\n  interrupted +caltech101 1-shot seed 1 +train\.py exited", summary)
+    assert summary.rstrip().endswith(
+        "Interrupted: run the same command to resume (finished cells are skipped, interrupted "
+        "ones continue from their last saved epoch)."
+    )
     assert "start  caltech101 1-shot seed 2" not in output
     assert not Path(f"/proc/{pid}").exists()
 
@@ -484,9 +492,9 @@ def test_an_absolute_output_below_the_output_root_is_the_relative_one(world, tmp
     roundabout = tmp_path / "x" / ".." / "out"
     assert expand(load_grid(absolute), "data", roundabout) == relative
     argv = [str(absolute), "--root", str(world["data"]), "--output-root", str(roundabout)]
-    assert sweep_main([*argv, "--dry-run"]) == 0
+    assert sweep_main([*argv, "--dry-run", *world["tiny"]]) == 0
     listing = capsys.readouterr().out
-    assert "pending     caltech101 1-shot seed 1 caltech101/1shots/seed1\n" in listing
+    assert "pending      caltech101 1-shot seed 1 caltech101/1shots/seed1\n" in listing
     assert "0 finished, 4 pending, 0 conflicting, 0 blocked" in listing
 
 

@@ -102,7 +102,7 @@ def test_an_offline_openclip_name_fails_at_once(tmp_path, monkeypatch):
     monkeypatch.setattr(open_clip, "download_pretrained", download)
     start = time.monotonic()
     with pytest.raises(WeightsNotFoundError, match="huggingface.co cannot be reached"):
-        clip.backbone.locate_weights("openclip:ViT-B-32/laion2b_s34b_b79k")
+        clip.backbone.find_weights("openclip:ViT-B-32/laion2b_s34b_b79k")
     assert time.monotonic() - start < 5
 
 

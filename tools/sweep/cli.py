@@ -2,8 +2,11 @@
 
 Cells whose folder already holds a finished run with the same config are skipped, unfinished ones
 resume, and folders holding another config are reported with the differing keys and left alone.
-A failing cell does not stop the others. At the end: a summary with log paths, then the grid's
-results table (tools/parse_test_res.py).
+Cells that would fail the run's first checks (dataset layout, backbone weights) are reported as
+"cannot start" with the reason and not launched. A failing cell does not stop the others. At the
+end: a summary with each failed cell's last error line and log paths, then the grid's results
+table (tools/parse_test_res.py). Ctrl-C stops the running cells, which resume when the same
+command is run again.
 
     python -m tools.sweep configs/grids/taskres_regular.yaml --dry-run
     python -m tools.sweep configs/grids/taskres_regular.yaml --datasets caltech101 --shots 1 2
@@ -31,6 +34,7 @@ from .job import CellJob
 from .launch import (
     DONE,
     FAILED,
+    INTERRUPTED,
     Outcome,
     Progress,
     SlurmOptions,
@@ -39,10 +43,13 @@ from .launch import (
     run_local,
     run_submitit,
 )
+from .preflight import Preflight
 from .state import Inspection, State, inspect_cell
 
 CONFIG_KEY = re.compile(r"[A-Z][A-Z0-9_]*(\.[A-Za-z0-9_]+)+")
 SWEEPS_FOLDER = "sweeps"  # under the output root: console logs and submitit's job files
+NOT_RUN = (State.CONFLICTING, State.BLOCKED, State.CANNOT_START)  # reported, never launched
+STATUS_WIDTH = max(len(state.value) for state in State)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="set a grid variable for every cell (e.g. strong_base_dir=/data/strong_base)",
     )
     parser.add_argument(
-        "--dry-run", action="store_true", help="list every cell as finished, pending or conflicting"
+        "--dry-run",
+        action="store_true",
+        help="list every cell as finished, pending, conflicting, blocked or cannot start (its "
+        "dataset is incomplete or its weights are not on this machine; a real sweep downloads "
+        "missing weights first when it can), launching nothing",
     )
     parser.add_argument(
         "--commands", action="store_true", help="with --dry-run: print each cell's train.py command"
@@ -206,6 +217,7 @@ class Sweep:
         self.output_root = absolute_output_root(args.output_root)
         self.folder = self.output_root / SWEEPS_FOLDER / grid.name
         self.width = max((len(cell.label) for cells in stages for cell in cells), default=0)
+        self._explained: set[str] = set()  # why cells cannot start, printed in full once each
 
     def console(self, cell: Cell) -> Path:
         """Where a cell's train.py output goes: beside the grid's other job files, mirroring the
@@ -220,11 +232,12 @@ class Sweep:
     def dry_run(self) -> int:
         self._header()
         counts: dict[State, int] = dict.fromkeys(State, 0)
+        preflight = Preflight(download=False)
         for stage, cells in zip(self.grid.stages, self.stages):
             if len(self.stages) > 1:
                 print(f"Stage {stage.name}:")
             for cell in cells:
-                found = inspect_cell(cell)
+                found = inspect_cell(cell, preflight)
                 counts[found.state] += 1
                 self._print_inspection(found)
                 if self.args.commands:
@@ -236,10 +249,16 @@ class Sweep:
     def _print_inspection(self, found: Inspection) -> None:
         relative = found.cell.output_dir.relative_to(self.output_root)
         note = f" ({found.detail})" if found.state is State.PENDING and found.detail else ""
-        print(f"  {found.state.value:<11} {found.cell.label:<{self.width}} {relative}{note}")
-        if found.state in (State.CONFLICTING, State.BLOCKED):
-            for line in found.detail.splitlines():
-                print(f"      {line}")
+        self._line(found.state.value, found.cell, f"{relative}{note}")
+        if found.state not in NOT_RUN:
+            return
+        if found.detail in self._explained:  # cells sharing a missing dataset or weights
+            print(f"      {_headline(found.detail)} (as above)")
+            return
+        if found.state is State.CANNOT_START:
+            self._explained.add(found.detail)
+        for line in found.detail.splitlines():
+            print(f"      {line}")
 
     def run(self) -> int:
         self._header()
@@ -266,17 +285,20 @@ class Sweep:
         refused: list[Inspection] = []
         outcomes: list[Outcome] = []
         interrupted = False
+        preflight = Preflight(download=True)
         for stage, cells in zip(self.grid.stages, self.stages):
-            found = [inspect_cell(cell) for cell in cells]
+            found = [inspect_cell(cell, preflight) for cell in cells]
             finished = [f for f in found if f.state is State.FINISHED]
-            not_run = [f for f in found if f.state in (State.CONFLICTING, State.BLOCKED)]
+            not_run = [f for f in found if f.state in NOT_RUN]
             for item in not_run:
                 self._print_inspection(item)
             todo = [f.cell for f in found if f.state is State.PENDING]
             prefix = f"Stage {stage.name}: " if len(self.stages) > 1 else ""
+            cannot_start = sum(f.state is State.CANNOT_START for f in not_run)
             print(
                 f"{prefix}{len(todo)} to run, {len(finished)} already finished (skipped), "
-                f"{len(not_run)} not run (conflicting or blocked)",
+                f"{len(not_run) - cannot_start} not run (conflicting or blocked), "
+                f"{cannot_start} cannot start",
                 flush=True,
             )
             skipped += finished
@@ -340,28 +362,33 @@ class Sweep:
         seconds: float,
         interrupted: bool,
     ) -> None:
-        done = [o for o in outcomes if o.status == DONE]
-        failed = [o for o in outcomes if o.status == FAILED]
-        conflicting = [f for f in refused if f.state is State.CONFLICTING]
-        blocked = [f for f in refused if f.state is State.BLOCKED]
+        by_status = {s: [o for o in outcomes if o.status == s] for s in (DONE, FAILED, INTERRUPTED)}
+        not_run = {state: [f for f in refused if f.state is state] for state in NOT_RUN}
         print()
-        note = " (interrupted: re-run to resume)" if interrupted else ""
         print(
-            f"Summary: {len(done)} done, {len(failed)} failed, {len(skipped)} skipped (already "
-            f"finished), {len(conflicting)} conflicting, {len(blocked)} blocked; "
-            f"{format_duration(seconds)}{note}"
+            f"Summary: {len(by_status[DONE])} done, {len(by_status[FAILED])} failed, "
+            f"{len(skipped)} skipped (already finished), "
+            + ", ".join(f"{len(items)} {state.value}" for state, items in not_run.items())
+            + f", {len(by_status[INTERRUPTED])} interrupted; {format_duration(seconds)}"
         )
-        for outcome in done:
-            print(f"  done        {outcome.cell.label:<{self.width}} {_shown(_log(outcome.cell))}")
-        for outcome in failed:
-            print(f"  failed      {outcome.cell.label:<{self.width}} {outcome.error}")
-            for path in outcome.logs:
-                print(f"                  {_shown(Path(path))}")
+        for outcome in by_status[DONE]:
+            self._line(DONE, outcome.cell, _shown(_log(outcome.cell)))
+        for outcome in by_status[FAILED] + by_status[INTERRUPTED]:
+            self._line(outcome.status, outcome.cell, outcome.error)
+            for path in dict.fromkeys(outcome.logs):  # each path once, in order
+                print(f"{'':<{STATUS_WIDTH + 3}}{_shown(Path(path))}")
         for item in skipped:
-            print(f"  skipped     {item.cell.label:<{self.width}} {_shown(_log(item.cell))}")
+            self._line("skipped", item.cell, _shown(_log(item.cell)))
         for item in refused:
-            reason = item.detail.splitlines()[0]
-            print(f"  {item.state.value:<11} {item.cell.label:<{self.width}} {reason}")
+            self._line(item.state.value, item.cell, _headline(item.detail))
+        if interrupted:
+            print(
+                "Interrupted: run the same command to resume (finished cells are skipped, "
+                "interrupted ones continue from their last saved epoch)."
+            )
+
+    def _line(self, status: str, cell: Cell, text: str) -> None:
+        print(f"  {status:<{STATUS_WIDTH}} {cell.label:<{self.width}} {text}")
 
     def _table(self, cells: list[Cell]) -> None:
         """The results table of this grid's finished cells only: their logs are linked into a
@@ -379,6 +406,14 @@ class Sweep:
             sys.stdout.flush()
             parse_test_res.main([view, "--table"])
             sys.stdout.flush()
+
+
+def _headline(detail: str) -> str:
+    """The first line of a reason, with the next one when it introduces a list ("not found:")."""
+    lines = detail.splitlines() or [""]
+    if lines[0].endswith(":") and len(lines) > 1:
+        return f"{lines[0]} {lines[1].strip()}"
+    return lines[0]
 
 
 def _log(cell: Cell) -> Path:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import functools
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -28,10 +29,31 @@ from . import orphans
 
 REPO = Path(__file__).resolve().parents[2]
 STOP_GRACE_S = 60  # how long train.py may take to save and exit before it is killed
+# A line saying why a run stopped: train.py's "ERROR: ..." or a traceback's last line.
+ERROR_LINE = re.compile(r"(ERROR\b|[A-Za-z_][\w.]*(Error|Exception|Interrupted)\b)")
 
 
 class CellFailed(RuntimeError):
-    """train.py exited with an error; the message names its exit status and console log."""
+    """train.py exited with an error; the message names its exit status and the last error line
+    of its output (one line, which submitit's error report ends with too)."""
+
+
+def last_error_line(text: str) -> str:
+    """The last line of a run's output that says why it stopped, or ""."""
+    for line in reversed(text.splitlines()):
+        if ERROR_LINE.match(line.strip()):
+            return line.strip()
+    return ""
+
+
+def exit_reason(code: int) -> str:
+    """ "exited with status N", naming the signal that killed it (negative statuses)."""
+    if code < 0:
+        try:
+            return f"exited with status {code} (killed by {signal.Signals(-code).name})"
+        except ValueError:
+            pass
+    return f"exited with status {code}"
 
 
 class CellJob(Checkpointable):
@@ -65,6 +87,7 @@ class CellJob(Checkpointable):
         self.threads = threads
         self.preemptible = preemptible
         self._process: subprocess.Popen | None = None
+        self._stop_requested = False  # stop() came before train.py's process was known
 
     @property
     def command(self) -> list[str]:
@@ -83,6 +106,7 @@ class CellJob(Checkpointable):
             stamp = datetime.datetime.now().isoformat(timespec="seconds")
             out.write(f"# {stamp} (cd {REPO} && {shlex.join(self.command)})\n")
             out.flush()
+            started_at = out.tell()  # this attempt's output starts here (the file accumulates)
             self._process = subprocess.Popen(
                 self.command,
                 cwd=REPO,
@@ -93,6 +117,8 @@ class CellJob(Checkpointable):
                 start_new_session=not self.preemptible,
                 preexec_fn=functools.partial(_prepare_child, os.getpid(), self.preemptible),
             )
+            if self._stop_requested:  # stop() ran while train.py was being started
+                self._process.terminate()
             watchdog = None if orphans.KERNEL_SIGNAL else orphans.watch(self._process.pid)
             code = self._process.wait()
         if watchdog is not None:
@@ -100,7 +126,10 @@ class CellJob(Checkpointable):
             watchdog.wait()
         self._process = None
         if code != 0:
-            raise CellFailed(f"train.py exited with status {code}; its output: {self.console}")
+            with open(self.console, "rb") as out:
+                out.seek(started_at)
+                error = last_error_line(out.read().decode(errors="replace"))
+            raise CellFailed(f"train.py {exit_reason(code)}{f': {error}' if error else ''}")
         return code
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> None:
@@ -108,7 +137,9 @@ class CellJob(Checkpointable):
 
         It waits without reaping the process: submitit calls this from a signal handler while
         ``__call__`` is inside ``Popen.wait``, whose lock a second wait would block on forever.
+        Called while ``__call__`` is still starting train.py, it leaves ``__call__`` to stop it.
         """
+        self._stop_requested = True
         process = self._process
         if process is None or _exited(process.pid):
             return
@@ -128,6 +159,7 @@ class CellJob(Checkpointable):
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_process"] = None  # a running process does not travel with a requeued job
+        state["_stop_requested"] = False  # the requeued job runs
         return state
 
 

@@ -24,12 +24,13 @@ from .grid import Cell
 from .job import REPO, CellJob
 
 DONE, FAILED = "done", "failed"
+INTERRUPTED = "interrupted"  # stopped by the sweep's Ctrl-C or SIGTERM: resumes on a re-run
 
 
 @dataclass
 class Outcome:
     cell: Cell
-    status: str  # DONE or FAILED
+    status: str  # DONE, FAILED or INTERRUPTED
     seconds: float
     error: str = ""
     logs: list[Path] = field(default_factory=list)  # where to look: console log, job logs
@@ -75,7 +76,7 @@ class Progress:
 
     def status_line(self) -> str:
         done = sum(o.status == DONE for o in self.outcomes)
-        failed = len(self.outcomes) - done
+        failed = sum(o.status == FAILED for o in self.outcomes)
         elapsed = time.monotonic() - self.start
         left = self.total - len(self.outcomes)
         eta = format_duration(elapsed / len(self.outcomes) * left) if self.outcomes else "unknown"
@@ -113,7 +114,8 @@ def run_local(
 ) -> list[Outcome]:
     """Run the jobs on a thread pool with one worker per entry of ``devices``; each job runs on
     the device of the worker that takes it. Ctrl-C or SIGTERM stops the running train.py
-    processes (they save and exit) and starts no new one; re-running the grid resumes them."""
+    processes (they save and exit; their outcome is INTERRUPTED) and starts no new one;
+    re-running the grid resumes them."""
     free: queue.Queue[str] = queue.Queue()
     for device in devices:
         free.put(device)
@@ -135,7 +137,8 @@ def run_local(
             job()
             outcome = Outcome(cell, DONE, time.monotonic() - start, logs=[job.console])
         except Exception as err:  # a failing cell does not stop the others
-            outcome = Outcome(cell, FAILED, time.monotonic() - start, str(err), [job.console])
+            status = INTERRUPTED if stopping.is_set() else FAILED
+            outcome = Outcome(cell, status, time.monotonic() - start, str(err), [job.console])
         finally:
             running.discard(job)
             free.put(job.device)

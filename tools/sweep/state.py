@@ -3,15 +3,19 @@
 Each cell's config is built exactly as train.py builds it (``dassl.config.run_config``:
 ``build_parser().parse_args`` then ``setup_cfg``) and compared with the folder's ``config.yaml`` by
 ``inspect_output_dir``; a cell is finished when the folder holds the same config and its result
-record, as ``train.py --skip-finished`` decides (``holds_finished_run``). So the dry run and the
-real run agree with what every cell's train.py will do.
+record, as ``train.py --skip-finished`` decides (``holds_finished_run``). A cell that would run
+first passes the run's own first checks (``preflight``: the dataset's layout, the backbone's
+weights). So the dry run and the real run agree with what every cell's train.py will do.
 """
 
 from __future__ import annotations
 
 import argparse
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from yacs.config import CfgNode
 
 from .grid import REPO, Cell, GridError
 
@@ -21,17 +25,19 @@ class State(enum.Enum):
     PENDING = "pending"  # runs (and resumes when the folder holds its unfinished run)
     CONFLICTING = "conflicting"  # the folder holds a run with another config: not run
     BLOCKED = "blocked"  # an input is missing (a model to evaluate, a method's file): not run
+    CANNOT_START = "cannot start"  # fails the run's first checks (data layout, weights): not run
 
 
 @dataclass(frozen=True)
 class Inspection:
     cell: Cell
     state: State
-    detail: str = ""  # the differing keys, what blocks the cell, or "resumes"
+    detail: str = ""  # the differing keys, what blocks the cell, why it cannot start, or "resumes"
 
 
-def inspect_cell(cell: Cell) -> Inspection:
-    """Classify one cell; a config mistake (unknown key, missing file) raises GridError."""
+def inspect_cell(cell: Cell, preflight: Callable[[CfgNode], str]) -> Inspection:
+    """Classify one cell; a config mistake (unknown key, missing file) raises GridError.
+    ``preflight`` says why a cell that would run cannot start (``preflight.Preflight``), or ""."""
     # The datasets, trainers and engine import torch: only once a cell is inspected, so that
     # mistakes in the grid or the filters are named at once.
     import datasets  # noqa: F401  (registers the datasets, as train.py does)
@@ -63,7 +69,12 @@ def inspect_cell(cell: Cell) -> Inspection:
         return Inspection(cell, State.CONFLICTING, conflict_message(status, "sweep"))
     if holds_finished_run(status):
         return Inspection(cell, State.FINISHED)
-    return Inspection(cell, State.PENDING, "resumes" if status.has_record else "")
+    problem = preflight(cfg)
+    if problem:
+        return Inspection(cell, State.CANNOT_START, problem)
+    # A run that never finished an epoch starts afresh (train.py sets its record aside).
+    resumes = status.has_record and not status.never_finished_an_epoch
+    return Inspection(cell, State.PENDING, "resumes" if resumes else "")
 
 
 def _unfinished_model(args: argparse.Namespace) -> str:
