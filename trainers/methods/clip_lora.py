@@ -181,6 +181,11 @@ def from_upstream_layout(saved: dict, text_blocks: int) -> dict[str, torch.Tenso
     return state_dict
 
 
+def _trains(cfg: CN) -> bool:
+    """Whether the run trains (an eval-only run needs no budget of iterations)."""
+    return not cfg.get("RUN", {}).get("EVAL_ONLY", False)
+
+
 class LoRAClassifier(nn.Module):
     """Image features [N, D] -> 100 x cosine logits [N, K] against the class prompts encoded by
     the (adapted) text tower: live in training, once per evaluation inside
@@ -241,7 +246,7 @@ class CLIPLoRA(ClipTrainer):
                 f"TRAINER.CLIP_LORA.RANK is {node.RANK} and DROPOUT {node.DROPOUT}; the rank must "
                 "be >= 1 and the dropout in [0, 1) (upstream: 2 and 0.25)"
             )
-        if cfg.DATASET.NUM_SHOTS < 1 or node.ITERS_PER_SHOT < 1:
+        if _trains(cfg) and (cfg.DATASET.NUM_SHOTS < 1 or node.ITERS_PER_SHOT < 1):
             raise ValueError(
                 "CLIP-LoRA trains TRAINER.CLIP_LORA.ITERS_PER_SHOT x DATASET.NUM_SHOTS "
                 f"iterations, and they are {node.ITERS_PER_SHOT} and {cfg.DATASET.NUM_SHOTS}. "
@@ -277,6 +282,8 @@ class CLIPLoRA(ClipTrainer):
         upstream's); the epochs are as many as the iterations need, the last one cut short."""
         super().build_data_loader()
         self.train_loader_x = keeping_last_batch(self.train_loader_x)
+        if not _trains(self.cfg):
+            return
         per_epoch = len(self.train_loader_x)
         self.max_epoch = math.ceil(self.iterations / per_epoch)
         last = self.iterations - (self.max_epoch - 1) * per_epoch
