@@ -84,6 +84,7 @@ def flag(call: list[str], name: str) -> str:
         "scripts/clip_adapter/main.sh",
         "scripts/linear_probe/main.sh",
         "scripts/tip_adapter/main.sh",
+        "scripts/clip_lora/main.sh",
     ],
 )
 def test_missing_arguments_print_usage(script, env):

@@ -378,6 +378,7 @@ def test_grid_files_name_their_mistakes(tmp_path):
         ("coop", 165, "stanford_cars/CoOp/rn50_ep50_1shots/nctx16_cscFalse_ctpend/seed1"),
         ("clip_adapter", 165, "stanford_cars/CLIP_Adapter/rn50_1shots/ratio0.2/seed1"),
         ("linear_probe", 165, "stanford_cars/LinearProbeCLIP/rn50_1shots/seed1"),
+        ("clip_lora", 165, "stanford_cars/CLIP_LoRA/vit_b16_1shots/seed1"),
         ("zeroshot_single", 15, "ZeroshotCLIP/rn50/stanford_cars"),
         ("zeroshot_ensemble", 15, "ZeroshotCLIP2/rn50/stanford_cars"),
         ("generalization", 15, "FINAL/debug/imagenet/generalization_rn50_16shots/seed1"),

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from clip.backbone import load_backbone
 from dassl.evaluation.result_record import METRICS
 from tests.support.tiny_clip import tiny_clip_checkpoint
-from tests.support.tiny_run import run_train_in_process, tiny_run_argv
+from tests.support.tiny_run import full_cfg, run_train_in_process, tiny_run_argv
 from trainers.methods.clip_lora import (
     CLIPLoRA,
     LoRABranch,
@@ -36,6 +36,7 @@ RUN = (
     "TRAINER.CLIP_LORA.ITERS_PER_SHOT", 5, "OPTIM.LR", 0.01,
 )  # fmt: skip
 ITERATIONS = 5
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _test_images(trainer) -> torch.Tensor:
@@ -255,3 +256,14 @@ def test_resume_is_exact_eval_only_agrees_and_the_store_is_untouched(
     back = from_upstream_layout(saved, text_blocks=2)
     assert back.keys() == full_state.keys()
     assert all(torch.equal(back[k], full_state[k]) for k in full_state)
+
+
+def test_the_shipped_config_holds_upstream_s_settings():
+    cfg = full_cfg()
+    cfg.merge_from_file(str(REPO / "configs/trainers/CLIP_LoRA/vit_b16.yaml"))
+    node = cfg.TRAINER.CLIP_LORA
+    lora = (node.RANK, node.ALPHA, node.DROPOUT, list(node.PARAMS), node.ITERS_PER_SHOT)
+    assert lora == (2, 1.0, 0.25, ["q", "k", "v"], 500)
+    assert (cfg.OPTIM.LR, cfg.DATALOADER.TRAIN_X.BATCH_SIZE) == (2e-4, 32)
+    assert tuple(cfg.INPUT.RRCROP_SCALE) == (0.08, 1.0)
+    assert cfg.TEST.FINAL_MODEL == "last_step" and cfg.MODEL.BACKBONE.NAME == "ViT-B/16"
