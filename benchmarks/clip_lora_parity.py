@@ -4,11 +4,11 @@ same batches in the same order and the same dropout masks; then seconds per iter
     python benchmarks/clip_lora_parity.py PATH/TO/CLIP-LoRA [--output DIR] [--shots S]
         [--iters-per-shot N] [--lr LR]
 
-1. Ours: our CLIPLoRA trainer is built as train.py builds it: the shipped vit_b16 config on the
+1. Ours: our CLIP_LoRA trainer is built as train.py builds it: the shipped vit_b16 config on the
    demo's tiny random ViT CLIP (its weights rounded to fp16 values, as OpenAI's published ones
-   are: upstream's `build_model` passes them through fp16) and synthetic dataset, fp32, batch 8 (so an epoch has several
-   batches and an incomplete last one). One pass of its train loader (augmented image batches)
-   and its test images go to the work folder.
+   are: upstream's `build_model` passes them through fp16) and synthetic dataset, fp32, batch 8
+   (so an epoch has several batches and an incomplete last one). One pass of its train loader
+   (augmented image batches) and its test images go to the work folder.
 2. Upstream, in a process of its own (its `clip`, `utils`, `lora` and `loralib` first on the
    path, nothing of ours imported): its `clip.model.build_model` on the same state dict (then
    `.float()`, as its `clip.load` on a CPU), then `lora.run_lora` with upstream's arguments
@@ -185,7 +185,7 @@ def build_ours(work: Path, shots: int, iters_per_shot: int, lr: float):
         {k: v.half().float() if v.is_floating_point() else v for k, v in state.items()}, weights
     )
     argv = [
-        "--root", str(root), "--seed", str(SEED), "--trainer", "CLIPLoRA",
+        "--root", str(root), "--seed", str(SEED), "--trainer", "CLIP_LoRA",
         "--dataset-config-file", str(REPO / "configs/datasets/caltech101.yaml"),
         "--config-file", str(REPO / "configs/trainers/CLIP_LoRA/vit_b16.yaml"),
         "--output-dir", str(work / "ours"),

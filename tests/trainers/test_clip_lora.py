@@ -19,7 +19,7 @@ from dassl.evaluation.result_record import METRICS
 from tests.support.tiny_clip import tiny_clip_checkpoint
 from tests.support.tiny_run import full_cfg, run_train_in_process, tiny_run_argv
 from trainers.methods.clip_lora import (
-    CLIPLoRA,
+    CLIP_LoRA,
     LoRABranch,
     from_upstream_layout,
     upstream_layout,
@@ -53,7 +53,7 @@ def _randomise_b(trainer, seed: int = 0) -> None:
 
 
 def test_at_init_both_towers_compute_what_the_frozen_model_computes(make_cfg, vit_clip):
-    trainer = make_trainer(make_cfg("CLIPLoRA", *RUN))
+    trainer = make_trainer(make_cfg("CLIP_LoRA", *RUN))
     frozen = load_backbone(str(vit_clip))
     images = _test_images(trainer)
     with torch.no_grad():
@@ -75,7 +75,7 @@ def test_at_init_both_towers_compute_what_the_frozen_model_computes(make_cfg, vi
 
 def test_in_eval_the_adapted_attention_is_upstream_s_merged_weights(make_cfg):
     """Upstream evaluates with W + scaling * B A merged into each projection."""
-    trainer = make_trainer(make_cfg("CLIPLoRA", *RUN))
+    trainer = make_trainer(make_cfg("CLIP_LoRA", *RUN))
     _randomise_b(trainer)
     trainer.set_model_mode("eval")
     text_block = trainer.clip_model.transformer.resblocks[0]
@@ -117,7 +117,7 @@ def test_the_branch_drops_its_input_out_as_upstream_s_linear_lora():
 
 
 def test_only_the_lora_weights_learn_for_upstream_s_iterations(make_cfg, capsys):
-    trainer = make_trainer(make_cfg("CLIPLoRA", *RUN))
+    trainer = make_trainer(make_cfg("CLIP_LoRA", *RUN))
     clip_before = {
         k: v.clone() for k, v in trainer.clip_model.state_dict().items() if "w_lora_" not in k
     }
@@ -147,7 +147,7 @@ def test_only_the_lora_weights_learn_for_upstream_s_iterations(make_cfg, capsys)
 def test_fp16_and_amp_keep_the_lora_weights_fp32(make_cfg, force_precision, prec):
     # Long enough for amp's GradScaler to get past its first, overflowing scales.
     trainer = make_trainer(
-        make_cfg("CLIPLoRA", *RUN, "TRAINER.CLIP_LORA.ITERS_PER_SHOT", 20, prec=prec)
+        make_cfg("CLIP_LoRA", *RUN, "TRAINER.CLIP_LORA.ITERS_PER_SHOT", 20, prec=prec)
     )
     tower_dtype = torch.float16 if prec == "fp16" else torch.float32
     assert trainer.clip_model.visual.conv1.weight.dtype == tower_dtype
@@ -159,12 +159,15 @@ def test_fp16_and_amp_keep_the_lora_weights_fp32(make_cfg, force_precision, prec
 
 
 def test_resnet_backbones_are_refused_before_any_work(make_cfg, clip_dir, capsys):
+    named = make_cfg("CLIP_LoRA", *RUN, backbone=Path("RN50"))
     with pytest.raises(ValueError, match="ResNet.*Fix: set MODEL.BACKBONE.NAME to a ViT"):
-        make_trainer(make_cfg("CLIPLoRA", *RUN, backbone=Path("RN50")))
+        CLIP_LoRA.check_inputs(named)  # train.py's first check: before the weights are looked for
+    with pytest.raises(ValueError, match="ResNet.*Fix: set MODEL.BACKBONE.NAME to a ViT"):
+        make_trainer(named)
     assert "Loading CLIP" not in capsys.readouterr().out
     resnet = tiny_clip_checkpoint(clip_dir, arch="RN")
     with pytest.raises(ValueError, match="is a ResNet.*ViT-B/16"):
-        make_trainer(make_cfg("CLIPLoRA", *RUN, backbone=resnet))
+        make_trainer(make_cfg("CLIP_LoRA", *RUN, backbone=resnet))
     assert "# train_x" not in capsys.readouterr().out  # no dataset read
 
 
@@ -177,7 +180,7 @@ def test_resnet_backbones_are_refused_before_any_work(make_cfg, clip_dir, capsys
 )
 def test_bad_settings_are_refused(make_cfg, opts, message):
     with pytest.raises(ValueError, match=message):
-        make_trainer(make_cfg("CLIPLoRA", *RUN, *opts))
+        make_trainer(make_cfg("CLIP_LoRA", *RUN, *opts))
 
 
 def _store_files(root: Path) -> dict[str, str]:
@@ -210,12 +213,12 @@ def test_resume_is_exact_eval_only_agrees_and_the_store_is_untouched(
     assert stored
 
     full = tmp_path / "full"
-    full_log = run_train_in_process(tiny_run_argv("CLIPLoRA", data_root, full, keys))
+    full_log = run_train_in_process(tiny_run_argv("CLIP_LoRA", data_root, full, keys))
 
     class Interrupted(Exception):
         pass
 
-    after_epoch = CLIPLoRA.after_epoch
+    after_epoch = CLIP_LoRA.after_epoch
 
     def stop_after_first(self) -> None:
         after_epoch(self)
@@ -223,11 +226,11 @@ def test_resume_is_exact_eval_only_agrees_and_the_store_is_untouched(
             raise Interrupted
 
     killed = tmp_path / "killed"
-    monkeypatch.setattr(CLIPLoRA, "after_epoch", stop_after_first)
+    monkeypatch.setattr(CLIP_LoRA, "after_epoch", stop_after_first)
     with pytest.raises(Interrupted):
-        run_train_in_process(tiny_run_argv("CLIPLoRA", data_root, killed, keys))
-    monkeypatch.setattr(CLIPLoRA, "after_epoch", after_epoch)
-    resumed_log = run_train_in_process(tiny_run_argv("CLIPLoRA", data_root, killed, keys))
+        run_train_in_process(tiny_run_argv("CLIP_LoRA", data_root, killed, keys))
+    monkeypatch.setattr(CLIP_LoRA, "after_epoch", after_epoch)
+    resumed_log = run_train_in_process(tiny_run_argv("CLIP_LoRA", data_root, killed, keys))
     assert "Previous epoch: 1" in resumed_log
     full_state, resumed_state = _last_state(full), _last_state(killed)
     assert full_state.keys() == resumed_state.keys()
@@ -237,7 +240,7 @@ def test_resume_is_exact_eval_only_agrees_and_the_store_is_untouched(
     eval_keys = {k: v for k, v in keys.items() if k != "DATASET.NUM_SHOTS"}
     flags = ["--eval-only", "--model-dir", str(full)]
     eval_log = run_train_in_process(
-        tiny_run_argv("CLIPLoRA", data_root, tmp_path / "eval", eval_keys, flags=flags)
+        tiny_run_argv("CLIP_LoRA", data_root, tmp_path / "eval", eval_keys, flags=flags)
     )
     assert f"{full}/lora/model.pth.tar-3" in eval_log  # the last epoch, as the run tested
     full_record = json.loads((full / "result.json").read_text())

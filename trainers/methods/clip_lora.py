@@ -221,7 +221,7 @@ class LoRAClassifier(nn.Module):
 
 
 @TRAINER_REGISTRY.register()
-class CLIPLoRA(ClipTrainer):
+class CLIP_LoRA(ClipTrainer):
     """CLIP-LoRA: LoRA on the attention of both encoders, upstream's loop and schedule."""
 
     TRAINS = MethodKind.BOTH_TOWERS
@@ -232,9 +232,7 @@ class CLIPLoRA(ClipTrainer):
     def check_cfg(self, cfg: CN) -> None:
         super().check_cfg(cfg)
         node = self.method_cfg(cfg)
-        name = str(cfg.MODEL.BACKBONE.NAME)
-        if name.upper().startswith("RN"):
-            raise ValueError(self._resnet_refusal(name))
+        self.refuse_resnet_name(cfg)
         unknown = [p for p in node.PARAMS if p not in PROJECTIONS]
         if unknown or not node.PARAMS:
             raise ValueError(
@@ -254,7 +252,22 @@ class CLIPLoRA(ClipTrainer):
                 "ITERS_PER_SHOT >= 1 (upstream: 500)."
             )
 
-    def _resnet_refusal(self, name: str) -> str:
+    @classmethod
+    def check_inputs(cls, cfg: CN) -> None:
+        """A ResNet is refused before its weights are looked for (or downloaded)."""
+        cls.refuse_resnet_name(cfg)
+        super().check_inputs(cfg)
+
+    @classmethod
+    def refuse_resnet_name(cls, cfg: CN) -> None:
+        """OpenAI's ResNets by name (RN50, RN101, RN50x4, ...); a checkpoint file is checked
+        once loaded (`check_backbone`)."""
+        name = str(cfg.MODEL.BACKBONE.NAME)
+        if name.upper().startswith("RN"):
+            raise ValueError(cls._resnet_refusal(name))
+
+    @staticmethod
+    def _resnet_refusal(name: str) -> str:
         return (
             f"CLIP-LoRA adapts the attention layers of both encoders, and the image tower of "
             f"{name!r} is a ResNet: upstream CLIP-LoRA defines LoRA for ViT image towers only "
