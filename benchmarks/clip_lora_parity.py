@@ -2,7 +2,7 @@
 same batches in the same order and the same dropout masks; then seconds per iteration on CPU.
 
     python benchmarks/clip_lora_parity.py PATH/TO/CLIP-LoRA [--output DIR] [--shots S]
-        [--iters-per-shot N] [--lr LR]
+        [--iters-per-shot N] [--lr LR] [--width W] [--layers L]
 
 1. Ours: our CLIP_LoRA trainer is built as train.py builds it: the shipped vit_b16 config on the
    demo's tiny random ViT CLIP (its weights rounded to fp16 values, as OpenAI's published ones
@@ -169,16 +169,19 @@ def run_upstream(checkout: Path, work: Path, eval_only: bool = False) -> dict:
 # ---- ours, and the comparison ---------------------------------------------------------------
 
 
-def build_ours(work: Path, shots: int, iters_per_shot: int, lr: float):
-    """Our trainer as train.py builds it, on the demo's tiny CLIP and data."""
+def build_ours(work: Path, shots: int, iters_per_shot: int, lr: float, width: int, layers: int):
+    """Our trainer as train.py builds it, on a random ViT CLIP (the demo's: width 64, 2 layers
+    per tower) and the demo's data."""
     import train
+    from clip.synthetic import write_synthetic_checkpoint
     from dassl.engine import build_trainer
     from dassl.utils import set_random_seed
-    from tools.demo import write_demo_checkpoint, write_demo_dataset
+    from tools.demo import write_demo_dataset
 
     root, weights = work / "data", work / "clip.pt"
     write_demo_dataset(root, per_class=(shots, 2, 6))
-    write_demo_checkpoint(weights)
+    sizes = {"vision_width": width, "transformer_width": width}
+    write_synthetic_checkpoint(weights, **sizes, vision_layers=layers, transformer_layers=layers)
     # fp16 values, as OpenAI's published weights: upstream's build_model passes them through fp16.
     state = torch.load(weights, weights_only=True)
     torch.save(
@@ -204,13 +207,14 @@ def largest_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -
     return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
 
 
-def compare(checkout: Path, work: Path, shots: int, iters_per_shot: int, lr: float) -> dict:
+def compare(checkout: Path, work: Path, options: argparse.Namespace) -> dict:
     sys.path.insert(0, str(REPO))
     from trainers.methods.clip_lora import from_upstream_layout, upstream_layout
     from trainers.templates import custom_template
 
     torch.set_num_threads(1)
-    trainer, weights = build_ours(work, shots, iters_per_shot, lr)
+    shots, iters_per_shot, lr = options.shots, options.iters_per_shot, options.lr
+    trainer, weights = build_ours(work, shots, iters_per_shot, lr, options.width, options.layers)
     batches = [(b["img"], b["label"]) for b in trainer.train_loader_x]
     test = [(b["img"], b["label"]) for b in trainer.test_loader]
     template = custom_template(trainer.cfg.DATASET.NAME)  # upstream's dataset.template[0]
@@ -268,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shots", type=int, default=2)
     parser.add_argument("--iters-per-shot", type=int, default=10, help="upstream's n_iters")
     parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--width", type=int, default=64, help="both towers' width")
+    parser.add_argument("--layers", type=int, default=2, help="both towers' blocks (<= 12)")
     parser.add_argument("--upstream-side", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--eval-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -284,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(log, "w") as f:
             stdout, sys.stdout = sys.stdout, f
             try:
-                facts = compare(checkout, work, args.shots, args.iters_per_shot, args.lr)
+                facts = compare(checkout, work, args)
             finally:
                 sys.stdout = stdout
         ok_weights = facts["difference"] <= TOLERANCE
@@ -305,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         ours_s, upstream_s = facts["seconds"]
         print(
-            f"  seconds per iteration (CPU, 1 thread, tiny CLIP): ours {ours_s:.4f}, upstream "
+            f"  seconds per iteration (CPU, 1 thread, width {args.width}, {args.layers} layers): "
+            f"ours {ours_s:.4f}, upstream "
             f"{upstream_s:.4f} (ours/upstream {ours_s / upstream_s:.2f})"
         )
         if args.output:

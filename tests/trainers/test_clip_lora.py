@@ -158,7 +158,7 @@ def test_fp16_and_amp_keep_the_lora_weights_fp32(make_cfg, force_precision, prec
     assert any(p.abs().sum() > 0 for n, p in trainer.learner.named_parameters() if "B" in n)
 
 
-def test_resnet_backbones_are_refused_before_any_work(make_cfg, clip_dir, capsys):
+def test_resnet_and_openclip_backbones_are_refused_before_any_work(make_cfg, clip_dir, capsys):
     named = make_cfg("CLIP_LoRA", *RUN, backbone=Path("RN50"))
     with pytest.raises(ValueError, match="ResNet.*Fix: set MODEL.BACKBONE.NAME to a ViT"):
         CLIP_LoRA.check_inputs(named)  # train.py's first check: before the weights are looked for
@@ -169,6 +169,9 @@ def test_resnet_backbones_are_refused_before_any_work(make_cfg, clip_dir, capsys
     with pytest.raises(ValueError, match="is a ResNet.*ViT-B/16"):
         make_trainer(make_cfg("CLIP_LoRA", *RUN, backbone=resnet))
     assert "# train_x" not in capsys.readouterr().out  # no dataset read
+    openclip_name = make_cfg("CLIP_LoRA", *RUN, backbone=Path("openclip:ViT-B-16/openai"))
+    with pytest.raises(ValueError, match="is an OpenCLIP model. Fix: use an OpenAI ViT"):
+        CLIP_LoRA.check_inputs(openclip_name)
 
 
 @pytest.mark.parametrize(

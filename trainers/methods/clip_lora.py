@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from yacs.config import CfgNode as CN
 
+from clip import openclip
 from clip.backbone import ClipBackbone, OpenAIBackbone
 from clip.model import MultiheadSelfAttention
 from dassl.config import register_cfg_extension
@@ -232,7 +233,7 @@ class CLIP_LoRA(ClipTrainer):
     def check_cfg(self, cfg: CN) -> None:
         super().check_cfg(cfg)
         node = self.method_cfg(cfg)
-        self.refuse_resnet_name(cfg)
+        self.refuse_backbone_name(cfg)
         unknown = [p for p in node.PARAMS if p not in PROJECTIONS]
         if unknown or not node.PARAMS:
             raise ValueError(
@@ -255,16 +256,18 @@ class CLIP_LoRA(ClipTrainer):
     @classmethod
     def check_inputs(cls, cfg: CN) -> None:
         """A ResNet is refused before its weights are looked for (or downloaded)."""
-        cls.refuse_resnet_name(cfg)
+        cls.refuse_backbone_name(cfg)
         super().check_inputs(cfg)
 
     @classmethod
-    def refuse_resnet_name(cls, cfg: CN) -> None:
-        """OpenAI's ResNets by name (RN50, RN101, RN50x4, ...); a checkpoint file is checked
-        once loaded (`check_backbone`)."""
+    def refuse_backbone_name(cls, cfg: CN) -> None:
+        """OpenAI's ResNets (RN50, RN101, RN50x4, ...) and OpenCLIP models by name; a
+        checkpoint file is checked once loaded (`check_backbone`)."""
         name = str(cfg.MODEL.BACKBONE.NAME)
         if name.upper().startswith("RN"):
             raise ValueError(cls._resnet_refusal(name))
+        if openclip.is_openclip_name(name):
+            raise ValueError(cls._openclip_refusal(name))
 
     @staticmethod
     def _resnet_refusal(name: str) -> str:
@@ -275,13 +278,17 @@ class CLIP_LoRA(ClipTrainer):
             "configs/trainers/CLIP_LoRA/vit_b16.yaml uses ViT-B/16)."
         )
 
+    @staticmethod
+    def _openclip_refusal(name: str) -> str:
+        return (
+            f"CLIP-LoRA wraps the attention of CLIP models in OpenAI's layout (clip/model.py); "
+            f"{name!r} is an OpenCLIP model. Fix: use an OpenAI ViT backbone (ViT-B/16, "
+            "ViT-B/32, ViT-L/14) or a state dict in its layout."
+        )
+
     def check_backbone(self, backbone: ClipBackbone) -> None:
         if not isinstance(backbone, OpenAIBackbone):
-            raise ValueError(
-                f"CLIP-LoRA wraps the attention of CLIP models in OpenAI's layout "
-                f"(clip/model.py); {backbone.name!r} is an OpenCLIP model. Fix: use an OpenAI "
-                "ViT backbone (ViT-B/16, ViT-B/32, ViT-L/14) or a state dict in its layout."
-            )
+            raise ValueError(self._openclip_refusal(backbone.name))
         if not hasattr(backbone.visual, "transformer"):
             raise ValueError(self._resnet_refusal(backbone.name))
 
