@@ -21,7 +21,11 @@ branch computes in the tower's dtype. Checkpoints hold the LoRA weights only, un
 `from_upstream_layout` convert to and from upstream's `save_lora` file.
 
 LoRA is defined upstream for ViT image towers only, so a ResNet backbone is refused before any
-work.
+work. Upstream's `encoder` and `position` stay at its defaults (both towers, every block).
+Where this differs from upstream's computation, the results do not: the text tower runs on the
+prompts up to their last end token (upstream: all 77 positions; attention is causal), and under
+PREC amp evaluation runs in fp32 with the LoRA update beside the weights (upstream: fp16
+autocast, the update merged into them).
 """
 
 import math
@@ -110,7 +114,7 @@ class AttentionLoRA(nn.Module):
         self, x: torch.Tensor, causal: bool = False, first_only: bool = False
     ) -> torch.Tensor:
         """[L, N, D] -> [L, N, D], or [1, N, D] when `first_only` (as MultiheadSelfAttention)."""
-        seq_len, n, d = x.shape
+        _, n, d = x.shape
         heads = self.attn.num_heads
         q = self._project(0, x, 1 if first_only else None)  # [Lq, N, D]
         k, v = self._project(1, x), self._project(2, x)  # [L, N, D] each
@@ -130,8 +134,9 @@ def add_lora(
     backbone: ClipBackbone, params: list[str], rank: int, alpha: float, dropout: float
 ) -> nn.ModuleDict:
     """Wrap the attention of every block of both towers (text first, as upstream's apply_lora,
-    so the A's draw the generator in its order); returns the branches, tower -> block ->
-    projection."""
+    whose layer i is the i-th block so met); returns the branches, tower -> block -> projection.
+    The A's are drawn in upstream's order, but not from the same generator state: upstream's
+    apply_lora also initialises the nn.Linear copies it builds."""
     model = backbone.model
     towers = {"text": model.transformer, "visual": model.visual.transformer}
     learner = nn.ModuleDict()
