@@ -31,7 +31,7 @@ from dassl.config.run_identity import (
     read_recorded_config,
 )
 from dassl.engine import TRAINER_REGISTRY
-from dassl.evaluation.result_record import holds_result
+from dassl.evaluation.result_record import holds_result, read_result_record
 from dassl.utils import did_you_mean
 from dassl.utils.user_error import UserError
 
@@ -294,8 +294,17 @@ def resolve_load_epoch(cfg: CfgNode, trained: dict[str, Any] | None) -> None:
         last_step = trained is not None and trained.get("TEST.FINAL_MODEL") == "last_step"
         epoch = LAST_EPOCH if last_step else BEST_EPOCH
     if epoch == LAST_EPOCH:
-        epoch = int(trained["OPTIM.MAX_EPOCH"])
+        epoch = tested_epoch(cfg.RUN.MODEL_DIR) or int(trained["OPTIM.MAX_EPOCH"])
     cfg.RUN.LOAD_EPOCH = epoch
+
+
+def tested_epoch(model_dir: str) -> int | None:
+    """The epoch of the weights the finished run in ``model_dir`` tested (its result record):
+    the last one, also for a trainer whose epochs follow a budget of iterations rather than
+    OPTIM.MAX_EPOCH (CLIP-LoRA). None without a record."""
+    record = read_result_record(model_dir) or {}
+    epoch = (record.get("model") or {}).get("epoch")
+    return epoch if isinstance(epoch, int) and epoch >= 1 else None
 
 
 def absolute_paths(cfg: CfgNode) -> None:

@@ -176,6 +176,20 @@ def build_data_loader(
     )
 
 
+def keeping_last_batch(loader: DataLoader) -> DataLoader:
+    """``loader`` with its last, incomplete batch kept: Dassl's train loaders drop it, the loops
+    of Tip-Adapter-F and CLIP-LoRA keep it (same dataset, sampler and workers)."""
+    return DataLoader(
+        loader.dataset,
+        batch_size=loader.batch_size,
+        sampler=loader.sampler,
+        num_workers=loader.num_workers,
+        worker_init_fn=loader.worker_init_fn,
+        pin_memory=loader.pin_memory,
+        drop_last=False,
+    )
+
+
 def shots_per_class(items: Sequence[Datum]) -> tuple[int, int]:
     """The fewest and the most items of one class in ``items`` ((0, 0) when empty)."""
     counts = Counter(item.label for item in items).values()

@@ -27,6 +27,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -845,11 +846,14 @@ class TrainerX(SimpleTrainer):
         losses = MetricMeter()
         batch_time = AverageMeter()
         data_time = AverageMeter()
-        self.num_batches = len(self.train_loader_x)
+        self.num_batches = self.batches_this_epoch()
         print_freq = self.cfg.TRAIN.PRINT_FREQ
 
         end = time.time()
-        for batch_idx, batch in enumerate(self.train_loader_x):
+        batches = self.train_loader_x
+        if self.num_batches < len(batches):
+            batches = islice(batches, self.num_batches)
+        for batch_idx, batch in enumerate(batches):
             self.batch_idx = batch_idx
             data_time.update(time.time() - end)
             loss_summary = self.forward_backward(batch)
@@ -884,6 +888,12 @@ class TrainerX(SimpleTrainer):
                 f"(after batch {self.batch_idx + 1}/{self.num_batches})"
             )
             end = time.time()
+
+    def batches_this_epoch(self) -> int:
+        """How many batches of the train loader this epoch runs: all of them, unless a trainer
+        with a budget of iterations stops its last epoch part-way (as upstream loops that
+        count iterations, not epochs, do)."""
+        return len(self.train_loader_x)
 
     def engine_steps_lr_now(self) -> bool:
         """Whether the batch that just ran ends an LR step that the trainer declared (LR_STEP)."""

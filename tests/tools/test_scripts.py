@@ -93,6 +93,7 @@ def trained(*run_dirs: Path) -> None:
         "scripts/linear_probe/main.sh",
         "scripts/tip_adapter/main.sh",
         "scripts/clap/main.sh",
+        "scripts/clip_lora/main.sh",
     ],
 )
 def test_missing_arguments_print_usage(script, env):

@@ -387,6 +387,7 @@ def test_grid_files_name_their_mistakes(tmp_path):
         ("clip_adapter", 165, "stanford_cars/CLIP_Adapter/rn50_1shots/ratio0.2/seed1"),
         ("linear_probe", 165, "stanford_cars/LinearProbeCLIP/rn50_1shots/seed1"),
         ("clap", 165, "stanford_cars/CLAP/SGD_lr1e-1_B256_ep300_ZSInit_l2Constraint_1shots/seed1"),
+        ("clip_lora", 165, "stanford_cars/CLIP_LoRA/vit_b16_1shots/seed1"),
         ("zeroshot_single", 15, "ZeroshotCLIP/rn50/stanford_cars"),
         ("zeroshot_ensemble", 15, "ZeroshotCLIP2/rn50/stanford_cars"),
         ("generalization", 15, "FINAL/debug/imagenet/generalization_rn50_16shots/seed1"),

@@ -29,11 +29,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 from yacs.config import CfgNode as CN
 
 from clip.backbone import ClipBackbone
 from dassl.config import register_cfg_extension
+from dassl.data.data_manager import keeping_last_batch
 from dassl.engine import TRAINER_REGISTRY
 from trainers.clip_base import ClipTrainer
 from trainers.features import labels_of
@@ -235,16 +235,7 @@ class TipAdapterF(TipCacheTrainer):
         """The engine's loaders, but the train loader keeps its last, incomplete batch, as
         upstream's does (Dassl's drops it)."""
         super().build_data_loader()
-        loader = self.train_loader_x
-        self.train_loader_x = DataLoader(
-            loader.dataset,
-            batch_size=loader.batch_size,
-            sampler=loader.sampler,
-            num_workers=loader.num_workers,
-            worker_init_fn=loader.worker_init_fn,
-            pin_memory=loader.pin_memory,
-            drop_last=False,
-        )
+        self.train_loader_x = keeping_last_batch(self.train_loader_x)
 
     def make_optimizer(self, learner: nn.Module) -> torch.optim.Optimizer:
         """Upstream's AdamW: OPTIM.LR, eps 1e-4, torch's default weight decay (0.01)."""
