@@ -58,6 +58,13 @@ PLUGINS = {
         ".",
         "configs/trainers/CoOp/rn50.yaml",
         ("TRAINER.COOP.PREC", "fp32", "TRAINER.COOP.N_CTX", "4"),
+        native=(
+            "configs/trainers/CoOp/rn50.yaml",
+            "TRAINER.COOP.PREC",
+            "fp32",
+            "TRAINER.COOP.N_CTX",
+            "4",
+        ),
     ),
     "CoCoOp": Plugin(
         "CoCoOp",
@@ -274,6 +281,8 @@ def native_run(name: str, work: Path, weights: Path) -> tuple[str, dict, dict]:
         *common_opts(str(weights)),
         *plugin.native[1:],
         *NATIVE_DATA,
+        "TRAINER.FEATURE_STORE.ENABLED",  # nothing written outside the work folder
+        "False",
     ]
     return accuracy(run(argv, f"native {name}")), *checkpoints(out)
 
@@ -323,7 +332,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = (args.keep or Path(tmp)).resolve()
         write_synthetic_dataset(work / "data", SHAPE_CLASSES, CALTECH101, (4, 2, 6), 32)
-        weights = write_synthetic_checkpoint(work / "tiny-clip.pt")
+        # fp16 where OpenAI stores fp16, as the published files: upstream's build_model rounds to it
+        weights = write_synthetic_checkpoint(work / "tiny-clip.pt", fp16=True)
         for name, checkout in plugins.items():
             plugin = PLUGINS[name]
             upstream = (checkout / plugin.fork_dassl).resolve() if plugin.fork_dassl else args.dassl
