@@ -377,6 +377,8 @@ def test_grid_files_name_their_mistakes(tmp_path):
         ),
         ("coop", 165, "stanford_cars/CoOp/rn50_ep50_1shots/nctx16_cscFalse_ctpend/seed1"),
         ("clip_adapter", 165, "stanford_cars/CLIP_Adapter/rn50_1shots/ratio0.2/seed1"),
+        ("kgcoop", 165, "stanford_cars/KgCoOp/rn50_ep100_1shots/w8.0/seed1"),
+        ("prograd", 165, "stanford_cars/ProGrad/rn50_ep50_1shots/lambda1.0/seed1"),
         ("linear_probe", 165, "stanford_cars/LinearProbeCLIP/rn50_1shots/seed1"),
         ("zeroshot_single", 15, "ZeroshotCLIP/rn50/stanford_cars"),
         ("zeroshot_ensemble", 15, "ZeroshotCLIP2/rn50/stanford_cars"),
