@@ -23,12 +23,17 @@ def _train_batch(trainer) -> tuple[torch.Tensor, torch.Tensor]:
     return trainer.parse_batch_train(batch)
 
 
+@torch.no_grad()
 def _hand_features(clip_model, classnames) -> torch.Tensor:
-    """The hand-written prompts encoded by CLIP converted to fp16 (as upstream's second CLIP)."""
+    """The hand-written prompts encoded by CLIP converted to fp16 (as upstream's second CLIP),
+    over all 77 positions as OpenAI's encode_text, normalised twice as upstream."""
     half = copy.deepcopy(clip_model)
     convert_weights(half)
     texts = [CLASSNAMES_TEMPLATE.format(c.replace("_", " ")) for c in classnames]
-    features = half.encode_text(clip.tokenize(texts))
+    tokens = clip.tokenize(texts)
+    x = half.token_embedding(tokens).type(half.dtype) + half.positional_embedding.type(half.dtype)
+    x = half.ln_final(half.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)).type(half.dtype)
+    features = x[torch.arange(len(texts)), tokens.argmax(dim=-1)] @ half.text_projection
     features = features / features.norm(dim=-1, keepdim=True)
     return features / features.norm(dim=-1, keepdim=True)
 

@@ -43,7 +43,9 @@ def hand_written_features(
     if backbone.dtype != torch.float16:
         tower = copy.deepcopy(backbone)
         tower.half_()
-    features = encode_class_prompts(tower, spaced(classnames), [template])[:, 0]  # [K, D]
+    # The full context, as upstream's encode_text: in fp16 the padding changes the rounding.
+    features = encode_class_prompts(tower, spaced(classnames), [template], full_context=True)
+    features = features[:, 0]  # [K, 1, D] -> [K, D]
     # Normalised twice, in fp16, as upstream (once when built, again in its forward).
     return normalize(normalize(features))
 
