@@ -94,10 +94,10 @@ PLUGINS = {
         native=("configs/trainers/ProGrad/rn50.yaml", "TRAINER.PROGRAD.PREC", "fp32"),
     ),
 }
-# Every image of the run in one batch, no random augmentation: upstream's dead parameters
-# (KgCoOp's bias vectors, meta-net and adapter) draw from the global RNG after the context is
-# initialised, which moves the data order and crops of later draws; a full, deterministic batch
-# makes the comparison of the losses and updates independent of it.
+# Every image of the run in one batch, no random augmentation: upstream draws from the global RNG
+# where ours does not (KgCoOp's unused bias vectors, meta-net and adapter; the second CLIP that
+# KgCoOp and ProGrad build), which moves the data order and crops of later draws; a full,
+# deterministic batch makes the comparison of the losses and updates independent of it.
 NATIVE_DATA = (
     "DATALOADER.TRAIN_X.BATCH_SIZE",
     str(5 * SHOTS),
