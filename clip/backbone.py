@@ -86,10 +86,15 @@ class ClipBackbone(nn.Module):
         raise NotImplementedError
 
     def encode_text(
-        self, tokens: torch.Tensor, text_projection: torch.Tensor | None = None
+        self,
+        tokens: torch.Tensor,
+        text_projection: torch.Tensor | None = None,
+        full_context: bool = False,
     ) -> torch.Tensor:
         """Text features [N, embed_dim] (not normalised); `text_projection` [width, embed_dim]
-        replaces the tower's projection matrix (TaskRes's enhanced base)."""
+        replaces the tower's projection matrix (TaskRes's enhanced base). `full_context` runs
+        the padding after the end tokens too, as OpenAI's original code: the features are the
+        same, but in fp16 only that matches its rounding bit for bit (KgCoOp's reference)."""
         raise NotImplementedError
 
     @property
@@ -195,9 +200,13 @@ class OpenAIBackbone(ClipBackbone):
         return self.model.token_embedding
 
     def encode_text(
-        self, tokens: torch.Tensor, text_projection: torch.Tensor | None = None
+        self,
+        tokens: torch.Tensor,
+        text_projection: torch.Tensor | None = None,
+        full_context: bool = False,
     ) -> torch.Tensor:
-        return self._encode(self.token_embedding(tokens), tokens, text_projection)
+        embeddings = self.token_embedding(tokens)
+        return self._encode(embeddings, tokens, text_projection, full_context)
 
     def encode_embeddings(self, prompts: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         return self._encode(prompts, tokens, None)
@@ -206,17 +215,23 @@ class OpenAIBackbone(ClipBackbone):
         return self._pool(self.token_embedding(tokens), tokens)
 
     def _encode(
-        self, prompts: torch.Tensor, tokens: torch.Tensor, text_projection: torch.Tensor | None
+        self,
+        prompts: torch.Tensor,
+        tokens: torch.Tensor,
+        text_projection: torch.Tensor | None,
+        full_context: bool = False,
     ) -> torch.Tensor:
         own = self.model.text_projection
         projection = own if text_projection is None else text_projection.to(own.device, own.dtype)
-        return self._pool(prompts, tokens) @ projection
+        return self._pool(prompts, tokens, full_context) @ projection
 
-    def _pool(self, prompts: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    def _pool(
+        self, prompts: torch.Tensor, tokens: torch.Tensor, full_context: bool = False
+    ) -> torch.Tensor:
         """The end token's output [N, width] of prompts [N, L, width]."""
         model = self.model
         # Drop the padding after the last end token (as CLIP.encode_text): [N, L] -> [N, length].
-        length = text_length(tokens)
+        length = tokens.shape[1] if full_context else text_length(tokens)
         prompts, tokens = prompts[:, :length], tokens[:, :length]
         x = prompts.type(self.dtype) + model.positional_embedding[:length].type(self.dtype)
         x = model.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)  # NLD -> LND -> NLD
@@ -304,8 +319,12 @@ class OpenClipBackbone(ClipBackbone):
         return getattr(self._projection_module, "bias", None)
 
     def encode_text(
-        self, tokens: torch.Tensor, text_projection: torch.Tensor | None = None
+        self,
+        tokens: torch.Tensor,
+        text_projection: torch.Tensor | None = None,
+        full_context: bool = False,
     ) -> torch.Tensor:
+        # OpenCLIP's text tower always runs the full context: `full_context` changes nothing.
         if text_projection is None:
             return self.model.encode_text(tokens)
         return self._encode(self._checked_tower().token_embedding(tokens), tokens, text_projection)

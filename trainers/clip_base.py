@@ -644,12 +644,26 @@ class ClipTrainer(TrainerX):
     def model_inference(self, input: torch.Tensor) -> torch.Tensor:
         return self.model(input)
 
+    def training_autocast(self) -> torch.autocast:
+        """fp16 autocast of a train step under PREC amp (a no-op otherwise)."""
+        return torch.autocast(
+            self.device.type, dtype=torch.float16, enabled=self.scaler is not None
+        )
+
+    def training_loss(
+        self, features: torch.Tensor, label: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss of a train batch (features [N, D], labels [N]) and the logits [N, K] its
+        accuracy is read from: cross-entropy of the head's logits. A method with another
+        objective (a regulariser beside it) overrides this."""
+        output = self.model(features)
+        return F.cross_entropy(output, label), output
+
     def forward_backward(self, batch: dict) -> dict[str, float]:
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.scaler is not None):
+        with self.training_autocast():
             # Under amp the images of a train batch are encoded under autocast too, as upstream.
             features, label = self.parse_batch_train(batch)
-            output = self.model(features)
-            loss = F.cross_entropy(output, label)
+            loss, output = self.training_loss(features, label)
         self.model_backward_and_update(loss)
         return {"loss": loss.item(), "acc": compute_accuracy(output, label)[0].item()}
 

@@ -38,13 +38,15 @@ def encode_texts(
     texts: list[str],
     text_projection: torch.Tensor | None = None,
     batch_size: int = 256,
+    full_context: bool = False,
 ) -> torch.Tensor:
     """Embeddings [N, embed_dim] of `texts` (not normalised), in CLIP's dtype, on CLIP's device;
-    `text_projection` replaces the tower's projection matrix (TaskRes's enhanced base)."""
+    `text_projection` replaces the tower's projection matrix (TaskRes's enhanced base);
+    `full_context` as `ClipBackbone.encode_text`."""
     chunks = []
     for start in range(0, len(texts), batch_size):
         tokens = backbone.tokenize(texts[start : start + batch_size]).to(backbone.device)
-        chunks.append(backbone.encode_text(tokens, text_projection))
+        chunks.append(backbone.encode_text(tokens, text_projection, full_context))
     return torch.cat(chunks)
 
 
@@ -53,10 +55,11 @@ def encode_class_prompts(
     classnames: list[str],
     templates: list[str],
     text_projection: torch.Tensor | None = None,
+    full_context: bool = False,
 ) -> torch.Tensor:
     """Embeddings [K, T, embed_dim] of every template filled with every class name."""
     texts = [template.format(name) for name in classnames for template in templates]
-    features = encode_texts(backbone, texts, text_projection)
+    features = encode_texts(backbone, texts, text_projection, full_context=full_context)
     return features.view(len(classnames), len(templates), -1)  # [K*T, D] -> [K, T, D]
 
 

@@ -531,6 +531,49 @@ class TrainerBase:
         self.model_backward(loss)
         self.model_update(names)
 
+    def prograd_backward_and_update(
+        self,
+        loss_a: torch.Tensor,
+        loss_b: torch.Tensor,
+        lambda_: float = 1,
+        names: str | list[str] | None = None,
+    ) -> None:
+        """ProGrad's update (the method its plugin calls on ProGrad's Dassl fork): each trainable
+        tensor steps along the gradient of ``loss_a`` (the task loss), minus ``lambda_`` times its
+        component along the gradient of ``loss_b`` (the KL to zero-shot CLIP) where the two point
+        apart, so that the step does not increase ``loss_b`` (``lambda_`` 1).
+
+        Tensors that ``loss_b`` does not reach keep their ``loss_a`` gradient. Under an amp
+        ``scaler`` both gradients carry the same scale, which the projection preserves.
+        """
+        names = self.get_model_names(names)
+        params = [p for n in names for p in self._models[n].parameters() if p.requires_grad]
+        scale = (lambda loss: loss) if self.scaler is None else self.scaler.scale
+        self.model_zero_grad(names)
+        self.detect_anomaly(loss_b)
+        scale(loss_b).backward(retain_graph=True)
+        b_grads = [None if p.grad is None else p.grad.clone() for p in params]
+        self.model_zero_grad(names)
+        self.detect_anomaly(loss_a)
+        scale(loss_a).backward()
+        for param, b_grad in zip(params, b_grads):
+            if param.grad is not None and b_grad is not None:
+                param.grad = project_out_conflict(param.grad, b_grad, lambda_)
+        self.model_update(names)
+
+
+def project_out_conflict(
+    grad: torch.Tensor, reference: torch.Tensor, lambda_: float
+) -> torch.Tensor:
+    """``grad`` minus ``lambda_`` times its component along ``reference`` when their angle is
+    obtuse (ProGrad, per tensor); otherwise ``grad`` itself. A zero ``reference`` or ``grad``
+    leaves ``grad`` unchanged."""
+    unit = reference / torch.linalg.norm(reference)
+    along = torch.dot(grad.flatten(), unit.flatten())
+    if along < 0:
+        return grad - lambda_ * along * unit
+    return grad
+
 
 def model_file_path(directory: str, name: str, epoch: int | None = None) -> str:
     """Path of model ``name``'s ``model-best.pth.tar`` (epoch None) or ``model.pth.tar-<epoch>``.

@@ -94,6 +94,8 @@ def trained(*run_dirs: Path) -> None:
         "scripts/tip_adapter/main.sh",
         "scripts/clap/main.sh",
         "scripts/clip_lora/main.sh",
+        "scripts/kgcoop/main.sh",
+        "scripts/prograd/main.sh",
     ],
 )
 def test_missing_arguments_print_usage(script, env):
@@ -126,6 +128,30 @@ def test_taskres_main_runs_three_seeds_with_overrides_last(env, tmp_path):
     assert "--skip-finished" in call
     assert call[-2:] == ["DATALOADER.NUM_WORKERS", "1"]
     assert not any("cuda" in arg.lower() for arg in call)
+
+
+@pytest.mark.parametrize(
+    "script, args, trainer, key, folder",
+    [
+        ("scripts/kgcoop/main.sh", ("dtd", "rn50_ep100", "4", "8.0"), "KgCoOp",
+         "TRAINER.KGCOOP.W", "dtd/KgCoOp/rn50_ep100_4shots/w8.0"),
+        ("scripts/prograd/main.sh", ("dtd", "rn50", "16", "0.8"), "ProGrad",
+         "TRAINER.PROGRAD.LAMBDA", "dtd/ProGrad/rn50_16shots/lambda0.8"),
+    ],
+)  # fmt: skip
+def test_prompt_method_scripts_run_three_seeds_into_the_grids_folders(
+    env, tmp_path, script, args, trainer, key, folder
+):
+    result = run(script, *args, "OPTIM.LR", "0.01", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    made = calls(env)
+    assert [flag(c, "--seed") for c in made] == ["1", "2", "3"]
+    call = made[0]
+    assert flag(call, "--trainer") == trainer
+    assert flag(call, "--config-file") == f"configs/trainers/{trainer}/{args[1]}.yaml"
+    assert flag(call, "--output-dir") == f"{env['OUTPUT_ROOT']}/{folder}/seed1"
+    assert flag(call, key) == args[3] and flag(call, "DATASET.NUM_SHOTS") == args[2]
+    assert call[-2:] == ["OPTIM.LR", "0.01"]
 
 
 def test_taskres_main_enhanced_base_goes_to_its_own_folder(env, tmp_path):

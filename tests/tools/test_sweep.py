@@ -385,6 +385,8 @@ def test_grid_files_name_their_mistakes(tmp_path):
         ),
         ("coop", 165, "stanford_cars/CoOp/rn50_ep50_1shots/nctx16_cscFalse_ctpend/seed1"),
         ("clip_adapter", 165, "stanford_cars/CLIP_Adapter/rn50_1shots/ratio0.2/seed1"),
+        ("kgcoop", 165, "stanford_cars/KgCoOp/rn50_ep100_1shots/w8.0/seed1"),
+        ("prograd", 165, "stanford_cars/ProGrad/rn50_ep50_1shots/lambda1.0/seed1"),
         ("linear_probe", 165, "stanford_cars/LinearProbeCLIP/rn50_1shots/seed1"),
         ("clap", 165, "stanford_cars/CLAP/SGD_lr1e-1_B256_ep300_ZSInit_l2Constraint_1shots/seed1"),
         ("clip_lora", 165, "stanford_cars/CLIP_LoRA/vit_b16_1shots/seed1"),

@@ -19,14 +19,21 @@ from trainers.text import TextEncoder, normalize, spaced
 CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
 
 
+def prompt_keys() -> CN:
+    """The keys of a CoOp-style prompt learner, with CoOp's defaults (methods built on CoOp
+    start their own node from these)."""
+    node = CN()
+    node.N_CTX = 16  # number of context vectors
+    node.CSC = False  # class-specific context
+    node.CTX_INIT = ""  # initialisation words (sets N_CTX to their count)
+    node.PREC = "fp16"  # fp16, fp32 or amp
+    node.CLASS_TOKEN_POSITION = "end"  # end, middle or front
+    return node
+
+
 @register_cfg_extension
 def _coop_keys(cfg: CN) -> None:
-    cfg.TRAINER.COOP = CN()
-    cfg.TRAINER.COOP.N_CTX = 16  # number of context vectors
-    cfg.TRAINER.COOP.CSC = False  # class-specific context
-    cfg.TRAINER.COOP.CTX_INIT = ""  # initialisation words (sets N_CTX to their count)
-    cfg.TRAINER.COOP.PREC = "fp16"  # fp16, fp32 or amp
-    cfg.TRAINER.COOP.CLASS_TOKEN_POSITION = "end"  # end, middle or front
+    cfg.TRAINER.COOP = prompt_keys()
 
 
 def prompt_order(position: str, n_ctx: int, name_lens: list[int], length: int) -> torch.Tensor:
@@ -72,24 +79,9 @@ class PromptLearner(nn.Module):
         super().__init__()
         n_cls = len(classnames)
         embed = backbone.token_embedding  # refuses towers CoOp cannot run on, saying why
-        ctx_dim = backbone.text_width
         device = embed.weight.device
-
-        if ctx_init:
-            ctx_init = ctx_init.replace("_", " ")
-            n_ctx = len(ctx_init.split(" "))
-            with torch.no_grad():
-                init = embed(backbone.tokenize([ctx_init]).to(device))
-            ctx_vectors = init[0, 1 : 1 + n_ctx, :].float()  # the words after SOS
-            prompt_prefix = ctx_init
-        else:
-            shape = (n_cls, n_ctx, ctx_dim) if csc else (n_ctx, ctx_dim)
-            print(
-                "Initializing class-specific contexts" if csc else "Initializing a generic context"
-            )
-            ctx_vectors = torch.empty(shape, device=device)
-            nn.init.normal_(ctx_vectors, std=0.02)
-            prompt_prefix = " ".join(["X"] * n_ctx)
+        ctx_vectors, prompt_prefix = self.initial_context(backbone, n_cls, n_ctx, ctx_init, csc)
+        n_ctx = ctx_vectors.shape[-2]
         print(f'Initial context: "{prompt_prefix}"')
         print(f"Number of context words (tokens): {n_ctx}")
         self.ctx = nn.Parameter(ctx_vectors)
@@ -106,6 +98,26 @@ class PromptLearner(nn.Module):
         order = prompt_order(class_token_position, n_ctx, name_lens, tokenized.shape[1])
         self.register_buffer("order", order.to(device), persistent=False)
         self.n_cls = n_cls
+
+    def initial_context(
+        self, backbone: ClipBackbone, n_cls: int, n_ctx: int, ctx_init: str, csc: bool
+    ) -> tuple[torch.Tensor, str]:
+        """The context vectors to start from ([n_ctx, D], or [K, n_ctx, D] class-specific) and
+        the words they stand for in the tokenized prompt: the embeddings of ``ctx_init``'s words
+        (their count sets n_ctx), else random ones for n_ctx "X" words."""
+        embed = backbone.token_embedding
+        device = embed.weight.device
+        if ctx_init:
+            ctx_init = ctx_init.replace("_", " ")
+            n_ctx = len(ctx_init.split(" "))
+            with torch.no_grad():
+                init = embed(backbone.tokenize([ctx_init]).to(device))
+            return init[0, 1 : 1 + n_ctx, :].float(), ctx_init  # the words after SOS
+        shape = (n_cls, n_ctx, backbone.text_width) if csc else (n_ctx, backbone.text_width)
+        print("Initializing class-specific contexts" if csc else "Initializing a generic context")
+        ctx_vectors = torch.empty(shape, device=device)
+        nn.init.normal_(ctx_vectors, std=0.02)
+        return ctx_vectors, " ".join(["X"] * n_ctx)
 
     def forward(self) -> torch.Tensor:
         ctx = self.ctx
@@ -125,11 +137,18 @@ class CoOpHead(nn.Module):
         self.text_encoder = TextEncoder(backbone)
         self.logit_scale = backbone.logit_scale
 
-    def forward(self, image_features: torch.Tensor) -> torch.Tensor:
+    def text_features(self) -> torch.Tensor:
+        """Normalised text features [K, D] (fp32) of the learned prompts."""
         prompts = self.prompt_learner()
         text_features = self.text_encoder(prompts, self.prompt_learner.tokenized_prompts)
-        image_features = normalize(image_features)
-        return self.logit_scale * image_features @ normalize(text_features.float()).t()
+        return normalize(text_features.float())
+
+    def logits(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+        """Image features [N, D] against normalised text features [K, D] -> logits [N, K]."""
+        return self.logit_scale * normalize(image_features) @ text_features.t()
+
+    def forward(self, image_features: torch.Tensor) -> torch.Tensor:
+        return self.logits(image_features, self.text_features())
 
 
 @TRAINER_REGISTRY.register()
@@ -146,14 +165,17 @@ class CoOp(ClipTrainer):
     @classmethod
     def learns_per_class(cls, cfg: CN) -> bool:
         """A shared context (CSC False) transfers to other classes; class-specific ones do not."""
-        return bool(cfg.TRAINER.COOP.CSC)
+        return bool(cfg.TRAINER[cls.CFG_NODE].CSC)
 
     def build_head(self, backbone: ClipBackbone, classnames: list[str]) -> nn.Module:
-        c = self.cfg.TRAINER.COOP
-        learner = PromptLearner(
+        return CoOpHead(self.prompt_learner(backbone, classnames), backbone)
+
+    def prompt_learner(self, backbone: ClipBackbone, classnames: list[str]) -> PromptLearner:
+        """The learner the method's node configures (N_CTX, CTX_INIT, CSC, position)."""
+        c = self.method_cfg()
+        return PromptLearner(
             backbone, classnames, c.N_CTX, c.CTX_INIT, c.CSC, c.CLASS_TOKEN_POSITION
         )
-        return CoOpHead(learner, backbone)
 
     def learnable(self) -> nn.Module:
         return self.head.prompt_learner
