@@ -76,6 +76,9 @@ METHOD_TITLES = {
     "GDA": "GDA",
     "LPPlusPlus": "LP++",
     "CLAP": "CLAP",
+    "KgCoOp": "KgCoOp",
+    "ProGrad": "ProGrad",
+    "CLIP_LoRA": "CLIP-LoRA",
     "TaskRes": "TaskRes",
     "TextProjectionTuning": "Text projection tuning (TaskRes's enhanced base)",
 }
@@ -91,6 +94,9 @@ CONFIG_FOLDERS = {
     "GDA": "GDA",
     "LPPlusPlus": "LPPlusPlus",
     "CLAP": "CLAP",
+    "KgCoOp": "KgCoOp",
+    "ProGrad": "ProGrad",
+    "CLIP_LoRA": "CLIP_LoRA",
     "TaskRes": "TaskRes",
     "TextProjectionTuning": "TextProjectionTuning",
 }
