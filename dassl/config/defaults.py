@@ -118,6 +118,11 @@ _C.TEST.COMPUTE_CMAT = False
 _C.TEST.NO_TEST = False
 _C.TEST.SPLIT = "test"
 _C.TEST.FINAL_MODEL = "last_step"
+# Whether a selection (TEST.FINAL_MODEL best_val, a method's search on val) may read the test
+# split, as it does on a dataset without a val split (Dassl evaluates test instead) or whose val
+# images are test images (ImageNet's, as upstream). Off: such a run is refused before it trains.
+# On: it runs with a warning, and its result record says the selection read the test split.
+_C.TEST.SELECT_ON_TEST = False
 
 _C.TRAINER = CN()
 _C.TRAINER.NAME = ""

@@ -176,6 +176,16 @@ def build_data_loader(
     )
 
 
+def val_reads_test(dataset: Any) -> bool:
+    """Whether a selection on ``dataset``'s val split reads test images: it has no val split
+    (Dassl then evaluates test), or its val images are test images (ImageNet's val is its test
+    set, as upstream)."""
+    if not dataset.val:
+        return True
+    test = {item.impath for item in dataset.test}
+    return any(item.impath in test for item in dataset.val)
+
+
 def shots_per_class(items: Sequence[Datum]) -> tuple[int, int]:
     """The fewest and the most items of one class in ``items`` ((0, 0) when empty)."""
     counts = Counter(item.label for item in items).values()

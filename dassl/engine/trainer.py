@@ -36,7 +36,7 @@ from tqdm import tqdm
 from yacs.config import CfgNode
 
 from dassl.data import DataManager
-from dassl.data.data_manager import shots_per_class
+from dassl.data.data_manager import shots_per_class, val_reads_test
 from dassl.evaluation import build_evaluator
 from dassl.evaluation.result_record import (
     HYPERPARAMETERS_FIXED,
@@ -44,6 +44,7 @@ from dassl.evaluation.result_record import (
     SELECTED_BEST_VAL,
     SELECTED_FIXED,
     SELECTED_LAST_EPOCH,
+    read_result_record,
     write_result_record,
 )
 from dassl.optim import build_lr_scheduler, build_optimizer
@@ -95,11 +96,15 @@ class TrainingInterrupted(SystemExit):
 
 @dataclass(frozen=True)
 class EvaluatedModel:
-    """The model a final test evaluates: how it was selected (``result_record.SELECTED_*``) and
-    its count of finished epochs (None for weights that were never trained)."""
+    """The model a final test evaluates: how it was selected (``result_record.SELECTED_*``), its
+    count of finished epochs (None for weights that were never trained) and, for a best-val
+    pick, the split it was picked on ("val", or "test" when that selection read test) and its
+    size (None when the run that picked it did not record them: an upstream run)."""
 
     selection: str = SELECTED_FIXED
     epoch: int | None = None
+    val_split: str | None = None
+    val_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -576,11 +581,44 @@ class SimpleTrainer(TrainerBase):
 
         self.cfg = cfg
         self.build_data_loader()
+        if cfg.TEST.FINAL_MODEL == "best_val" and not cfg.TEST.NO_TEST and not self.eval_only:
+            if self.selection_split()[0] == "test":
+                self.allow_selection_on_test("TEST.FINAL_MODEL best_val picks the epoch")
         self.build_model()
         self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
 
     def check_cfg(self, cfg: CfgNode) -> None:
         """Hook: raise here if the trainer needs particular settings (e.g. a sampler)."""
+
+    @property
+    def eval_only(self) -> bool:
+        return bool(self.cfg.get("RUN", {}).get("EVAL_ONLY", False))
+
+    def selection_split(self) -> tuple[str, Any]:
+        """The split a selection on val really reads, and its image loader: ("val", val loader),
+        or "test" when ``val_reads_test`` (no val split: the test loader; ImageNet: its val
+        loader, whose images are the test images)."""
+        if not val_reads_test(self.dm.dataset):
+            return "val", self.val_loader
+        return "test", self.val_loader if self.val_loader is not None else self.test_loader
+
+    def allow_selection_on_test(self, what: str) -> None:
+        """Refuse a selection that would read the test split (``what`` says which), unless
+        TEST.SELECT_ON_TEST allows it; then warn, and the result record says so."""
+        name = self.cfg.DATASET.NAME
+        problem = f"{what} on the val split, but {name}'s val split is its test split here"
+        if not self.cfg.TEST.get("SELECT_ON_TEST", False):
+            raise ValueError(
+                f"{problem}, so the reported test accuracy would be selected on the data it is "
+                "scored on. Fix: use a dataset split with val images that are not test images, "
+                "or fix the choice (TEST.FINAL_MODEL last_step; the hyperparameters in the "
+                "config); to reproduce a protocol that selects on test, set "
+                "TEST.SELECT_ON_TEST True (the result record then says so)."
+            )
+        print(
+            f"Warning: {problem}; TEST.SELECT_ON_TEST allows it, and the result record says "
+            "that the selection read the test split."
+        )
 
     def build_data_loader(self) -> None:
         """Create the loaders and dataset facts; an override must set the same attributes."""
@@ -646,7 +684,13 @@ class SimpleTrainer(TrainerBase):
             if self.cfg.TEST.FINAL_MODEL == "best_val":
                 print("Deploy the model with the best val performance")
                 self.load_model(self.output_dir)
-                self.evaluated_model = self.saved_model(self.output_dir, None)
+                val_split, val_loader = self.selection_split()
+                self.evaluated_model = EvaluatedModel(
+                    SELECTED_BEST_VAL,
+                    self.saved_model(self.output_dir, None).epoch,
+                    val_split,
+                    len(val_loader.dataset),
+                )
             else:
                 print("Deploy the last-epoch model")
                 self.evaluated_model = EvaluatedModel(SELECTED_LAST_EPOCH, self.max_epoch)
@@ -693,14 +737,21 @@ class SimpleTrainer(TrainerBase):
 
     def saved_model(self, directory: str, epoch: int | None) -> EvaluatedModel:
         """What ``load_model(directory, epoch)`` deploys: the best-val file (epoch None) or the
-        given epoch's file, with the epoch count the first model's file holds."""
+        given epoch's file, with the epoch count the first model's file holds. A best-val pick
+        takes its split from the result record of the run in ``directory`` (none: unknown)."""
         names = self.get_model_names()
         if not names:
             return EvaluatedModel()
         if epoch is not None:
             return EvaluatedModel(SELECTED_FIXED, epoch)
         checkpoint = load_checkpoint(model_file_path(directory, names[0], None))
-        return EvaluatedModel(SELECTED_BEST_VAL, int(checkpoint["epoch"]))
+        picked = ((read_result_record(directory) or {}).get("selection")) or {}
+        return EvaluatedModel(
+            SELECTED_BEST_VAL,
+            int(checkpoint["epoch"]),
+            picked.get("val_split"),
+            picked.get("val_size"),
+        )
 
     @torch.no_grad()
     def test(self, split: str | None = None) -> float:
@@ -743,12 +794,11 @@ class SimpleTrainer(TrainerBase):
         model = self.evaluated_model
         selection: dict[str, Any] = {"rule": model.selection}
         if model.selection == SELECTED_BEST_VAL:
-            val_split, val_loader = self.split_loader("val")
-            selection.update(val_split=val_split, val_size=len(val_loader.dataset))
+            selection.update(val_split=model.val_split, val_size=model.val_size)
         record["model"] = {"epoch": model.epoch}
         record["selection"] = selection
         record["hyperparameters"] = self.hyperparameter_search or {"rule": HYPERPARAMETERS_FIXED}
-        if not self.cfg.get("RUN", {}).get("EVAL_ONLY", False):
+        if not self.eval_only:
             record["shots"] = shots_record(self.cfg, self.dm.dataset.train_x)
         return record
 
@@ -760,7 +810,10 @@ class SimpleTrainer(TrainerBase):
         size: int,
     ) -> None:
         """Say, for the result record, that hyperparameters were searched: over ``space``
-        (name -> candidates), on ``split`` of ``size`` images, and which values won."""
+        (name -> candidates), on ``split`` of ``size`` images, and which values won. A search on
+        a val split whose images are test images is recorded as one on test."""
+        if split == "val":
+            split = self.selection_split()[0]
         self.hyperparameter_search = {
             "rule": HYPERPARAMETERS_SEARCHED,
             "space": space,
