@@ -36,6 +36,7 @@ from dassl.utils import did_you_mean
 
 FINAL_MODEL_CHOICES = ("last_step", "best_val")
 TEST_SPLIT_CHOICES = ("val", "test")
+HYPERPARAMETERS_FROM_CHOICES = ("config", "paper")
 # Evaluating a model on another dataset than it was trained on is only meaningful for these
 # documented transfers (same classes), unless the learned weights do not depend on the classes.
 TRANSFERS = {"ImageNet": ("ImageNetV2", "ImageNetSketch", "ImageNetA", "ImageNetR")}
@@ -347,6 +348,11 @@ def check_cfg_values(cfg: CfgNode) -> None:
         )
     if cfg.TEST.SPLIT not in TEST_SPLIT_CHOICES:
         raise ConfigError(f"TEST.SPLIT is {cfg.TEST.SPLIT!r}; choose one of {TEST_SPLIT_CHOICES}.")
+    if cfg.RUN.HYPERPARAMETERS_FROM not in HYPERPARAMETERS_FROM_CHOICES:
+        raise ConfigError(
+            f"RUN.HYPERPARAMETERS_FROM is {cfg.RUN.HYPERPARAMETERS_FROM!r}; choose one of "
+            f"{HYPERPARAMETERS_FROM_CHOICES}."
+        )
     if not cfg.RUN.EVAL_ONLY and cfg.OPTIM.MAX_EPOCH < 1:
         raise ConfigError(
             f"OPTIM.MAX_EPOCH is {cfg.OPTIM.MAX_EPOCH}: a training run needs at least 1 epoch. "
@@ -389,5 +395,3 @@ def untrained_error(cfg: CfgNode) -> ConfigError:
         f"--eval-only without --model-dir would evaluate {cfg.TRAINER.NAME}'s untrained "
         "weights. Fix: pass --model-dir with the OUTPUT_DIR of a trained run."
     )
-
-

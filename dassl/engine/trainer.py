@@ -797,7 +797,10 @@ class SimpleTrainer(TrainerBase):
             selection.update(val_split=model.val_split, val_size=model.val_size)
         record["model"] = {"epoch": model.epoch}
         record["selection"] = selection
-        record["hyperparameters"] = self.hyperparameter_search or {"rule": HYPERPARAMETERS_FIXED}
+        record["hyperparameters"] = self.hyperparameter_search or {
+            "rule": HYPERPARAMETERS_FIXED,
+            "source": self.cfg.get("RUN", {}).get("HYPERPARAMETERS_FROM", "config"),
+        }
         if not self.eval_only:
             record["shots"] = shots_record(self.cfg, self.dm.dataset.train_x)
         return record

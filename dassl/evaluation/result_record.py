@@ -28,7 +28,7 @@ SELECTED_BEST_VAL = "best_val"  # the epoch with the best val accuracy (model-be
 SELECTED_FIXED = "fixed"  # given: an epoch file named on the command line, or untrained weights
 
 # How the method's hyperparameters were chosen (the record's "hyperparameters" entry).
-HYPERPARAMETERS_FIXED = "fixed"  # given by the config
+HYPERPARAMETERS_FIXED = "fixed"  # given: "source" says by the config or from a paper
 HYPERPARAMETERS_SEARCHED = "searched"  # searched on a split, named with its size, space, winner
 
 RESULT_MARKER = "=> result"

@@ -19,6 +19,7 @@ import yaml
 
 from ..dataset_configs import dataset_table
 from .logs import Run, read_run
+from .selection import UNRECORDED, selection_of
 
 REPO = Path(__file__).resolve().parents[2]
 TRAINER_CONFIGS = REPO / "configs" / "trainers"
@@ -109,6 +110,9 @@ class RunFacts:
     variant: str = ""
     subsample: str = "all"  # DATASET.SUBSAMPLE_CLASSES: all, base or new
     extra: tuple[tuple[str, str], ...] = ()  # (key, value) of each --split-by key
+    # How the epoch and the hyperparameters were chosen (selection.Selection.parts); () for
+    # zero-shot methods, which select nothing.
+    selection: tuple[str, ...] = ()
 
     @property
     def zero_shot(self) -> bool:
@@ -253,7 +257,8 @@ def facts_from_config(
 ) -> RunFacts:
     """Facts of one of our runs; ``trained`` is the config of the run whose model an evaluation
     loaded (None for training runs, or when that run's folder is gone); ``record`` is the run's
-    result record (a training run is filed under the shots it actually trained on)."""
+    result record (a training run is filed under the shots it actually trained on; it says how
+    the result was selected)."""
     method = config.get("TRAINER.NAME") or None
     dataset = dataset_key(config.get("DATASET.NAME"))
     extra = tuple((key, str(config.get(key, "-"))) for key in split_by)
@@ -290,6 +295,7 @@ def facts_from_config(
         source=source,
         alpha=alpha,
         variant=variant or "",
+        selection=selection_of(record).parts,
         **common,
     )
 
@@ -375,6 +381,7 @@ def facts_from_path(run_dir: Path, split_by: tuple[str, ...] = ()) -> RunFacts:
         source=None if zero_shot else (DG_SOURCE if dataset in DG_TARGETS else dataset),
         variant=variant,
         extra=tuple((key, "-") for key in split_by),
+        selection=() if zero_shot else UNRECORDED,
     )
 
 

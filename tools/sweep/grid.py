@@ -332,7 +332,7 @@ def expand(
     if not any(stages):
         whens = "; ".join(f"{s.name}: {dict(s.when)}" for s in grid.stages if s.when)
         raise GridError(
-            f"No cell of grid {grid.path} matches its stages' \"when\" ({whens}); check the "
+            f'No cell of grid {grid.path} matches its stages\' "when" ({whens}); check the '
             "values given with --var."
         )
     _check_distinct_folders(grid, [cell for cells in stages for cell in cells])
@@ -440,6 +440,7 @@ def _context(
     context["config_file"] = config_file
     context["config_name"] = config_file.stem
     return context
+
 
 def _check_distinct_folders(grid: Grid, cells: Sequence[Cell]) -> None:
     """Two cells writing one folder would train over each other: refuse the grid, naming both
