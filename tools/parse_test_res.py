@@ -70,9 +70,9 @@ def describe_setting(setting: Setting, root: Path, metric: str, ci95: bool) -> s
         mean, spread = mean_and_spread(values, ci95)
         label = "ci95" if ci95 else "std"
         per_run = ", ".join(
-            f"{r.path.name} {r.metrics[metric]:.2f}"
+            f"{r.path.name} {r.test_metrics[metric]:.2f}"
             for r in setting.runs
-            if r.metrics and metric in r.metrics
+            if r.test_metrics and metric in r.test_metrics
         )
         lines.append(
             f"{name}: {metric} {mean:.2f}% +- {spread:.2f}% ({label}) over {len(values)} "
@@ -89,7 +89,7 @@ def describe_setting(setting: Setting, root: Path, metric: str, ci95: bool) -> s
                 f"  {run.path.name}: trained on {per_class} shots per class "
                 f"(DATASET.NUM_SHOTS {shots['requested']}: some classes have fewer images)"
             )
-        if not run.metrics or metric not in run.metrics:
+        if not run.test_metrics or metric not in run.test_metrics:
             where = run.log if run.log else run.path
             if _tests_val_split(run.path):
                 lines.append(
@@ -123,7 +123,7 @@ def audit(settings: list[Setting], root: Path) -> tuple[list[str], int]:
     read_test, unknown, audited = [], [], 0
     for setting in settings:
         for run in setting.runs:
-            if not run.metrics or (run.record or {}).get("split", "test") != "test":
+            if not run.test_metrics:
                 continue
             audited += 1
             selection = selection_of(run.record)

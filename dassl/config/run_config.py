@@ -348,6 +348,12 @@ def check_cfg_values(cfg: CfgNode) -> None:
         )
     if cfg.TEST.SPLIT not in TEST_SPLIT_CHOICES:
         raise ConfigError(f"TEST.SPLIT is {cfg.TEST.SPLIT!r}; choose one of {TEST_SPLIT_CHOICES}.")
+    if cfg.RUN.SEARCH_REPORT and not (cfg.RUN.EVAL_ONLY and cfg.RUN.MODEL_DIR):
+        raise ConfigError(
+            "RUN.SEARCH_REPORT names the search that chose a trained model's hyperparameters, so "
+            "it belongs to an evaluation of that model. Fix: add --eval-only --model-dir, or "
+            "drop RUN.SEARCH_REPORT."
+        )
     if cfg.RUN.HYPERPARAMETERS_FROM not in HYPERPARAMETERS_FROM_CHOICES:
         raise ConfigError(
             f"RUN.HYPERPARAMETERS_FROM is {cfg.RUN.HYPERPARAMETERS_FROM!r}; choose one of "

@@ -737,15 +737,20 @@ class SimpleTrainer(TrainerBase):
 
     def saved_model(self, directory: str, epoch: int | None) -> EvaluatedModel:
         """What ``load_model(directory, epoch)`` deploys: the best-val file (epoch None) or the
-        given epoch's file, with the epoch count the first model's file holds. A best-val pick
-        takes its split from the result record of the run in ``directory`` (none: unknown)."""
+        given epoch's file, with the epoch count the first model's file holds. The model the run
+        in ``directory`` tested itself keeps that run's selection (its result record: a best-val
+        pick's split, or the last epoch); another epoch is a given one."""
         names = self.get_model_names()
         if not names:
             return EvaluatedModel()
+        tested = read_result_record(directory) or {}
+        picked = tested.get("selection") or {}
         if epoch is not None:
+            last = picked.get("rule") == SELECTED_LAST_EPOCH
+            if last and (tested.get("model") or {}).get("epoch") == epoch:
+                return EvaluatedModel(SELECTED_LAST_EPOCH, epoch)
             return EvaluatedModel(SELECTED_FIXED, epoch)
         checkpoint = load_checkpoint(model_file_path(directory, names[0], None))
-        picked = ((read_result_record(directory) or {}).get("selection")) or {}
         return EvaluatedModel(
             SELECTED_BEST_VAL,
             int(checkpoint["epoch"]),
@@ -776,7 +781,9 @@ class SimpleTrainer(TrainerBase):
         for k, v in results.items():
             self.write_scalar(f"{split}/{k}", v, self.epoch)
         if final:
-            write_result_record(self.output_dir, self.result_record(split, results))
+            # val images that are test images (ImageNet's) are recorded as the test split
+            recorded = self.selection_split()[0] if split == "val" else split
+            write_result_record(self.output_dir, self.result_record(recorded, results))
         return list(results.values())[0]
 
     def result_record(self, split: str, results: dict[str, float]) -> dict[str, Any]:

@@ -45,6 +45,25 @@ def write_result_record(output_dir: str | os.PathLike, record: dict[str, Any]) -
     return path
 
 
+def read_search_report(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``space``, ``winner``, ``split`` and ``size`` of a search report (the JSON file the
+    sweep writes for a searched cell's winner, RUN.SEARCH_REPORT), for the winner's record."""
+    keys = ("space", "winner", "split", "size")
+    try:
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f'RUN.SEARCH_REPORT "{path}" cannot be read as a search report ({err}). Fix: run the '
+            "search grid again (python -m tools.sweep GRID), which writes it."
+        ) from err
+    if not isinstance(report, dict) or any(key not in report for key in keys):
+        raise ValueError(
+            f'RUN.SEARCH_REPORT "{path}" is not a search report: it needs the keys {list(keys)}. '
+            "Fix: run the search grid again (python -m tools.sweep GRID), which writes it."
+        )
+    return {key: report[key] for key in keys}
+
+
 def read_result_record(output_dir: str | os.PathLike) -> dict[str, Any] | None:
     """The record of ``output_dir``, or None when it has none or it is not a record (a record
     lacking a metric counts as none: the run is not finished)."""

@@ -145,7 +145,9 @@ class Setting:
     runs: list[Run] = field(default_factory=list)
 
     def values(self, metric: str) -> list[float]:
-        return [r.metrics[metric] for r in self.runs if r.metrics and metric in r.metrics]
+        return [
+            r.test_metrics[metric] for r in self.runs if r.test_metrics and metric in r.test_metrics
+        ]
 
 
 def collect_settings(root: Path) -> list[Setting]:
@@ -391,7 +393,7 @@ def collect_records(settings: list[Setting], split_by: tuple[str, ...] = ()) -> 
     records = []
     for setting in settings:
         for run in setting.runs:
-            if not run.metrics:
+            if not run.test_metrics:
                 continue
             config = _read_config(run.path)
             if config is None:
