@@ -513,6 +513,13 @@ class ClipTrainer(TrainerX):
         are test images, is refused, since a search there would select on the data the result
         is then scored on; TEST.SELECT_ON_TEST allows it (the test split stands in for a
         missing val split) and the result record says so."""
+        if self.cfg.DATASET.VAL_USE != "select":
+            raise ValueError(
+                f"{type(self).__name__} searches its hyperparameters on the val split, but "
+                f"DATASET.VAL_USE {self.cfg.DATASET.VAL_USE} is the validation-free protocol "
+                "(no val split). Fix: give the hyperparameters in the config, or DATASET.VAL_USE "
+                "select."
+            )
         if self.selection_split()[0] == "test":
             self.allow_selection_on_test(f"{type(self).__name__} searches its hyperparameters")
         dataset = self.dm.dataset

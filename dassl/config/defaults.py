@@ -46,6 +46,10 @@ _C.DATASET.SOURCE_DOMAINS = ()
 _C.DATASET.TARGET_DOMAINS = ()
 _C.DATASET.NUM_LABELED = -1
 _C.DATASET.NUM_SHOTS = -1
+# What the val split is for: "select" (whatever the run selects on val: TEST.FINAL_MODEL best_val,
+# a method's search), or the validation-free protocol (CLAP's), which selects nothing on val:
+# "none" leaves the val images unused, "train" adds them to the training set.
+_C.DATASET.VAL_USE = "select"
 _C.DATASET.VAL_PERCENT = 0.1
 _C.DATASET.STL10_FOLD = -1
 _C.DATASET.CIFAR_C_TYPE = ""

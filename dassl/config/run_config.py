@@ -37,6 +37,7 @@ from dassl.utils import did_you_mean
 FINAL_MODEL_CHOICES = ("last_step", "best_val")
 TEST_SPLIT_CHOICES = ("val", "test")
 HYPERPARAMETERS_FROM_CHOICES = ("config", "paper")
+VAL_USE_CHOICES = ("select", "none", "train")
 # Evaluating a model on another dataset than it was trained on is only meaningful for these
 # documented transfers (same classes), unless the learned weights do not depend on the classes.
 TRANSFERS = {"ImageNet": ("ImageNetV2", "ImageNetSketch", "ImageNetA", "ImageNetR")}
@@ -354,6 +355,19 @@ def check_cfg_values(cfg: CfgNode) -> None:
             "it belongs to an evaluation of that model. Fix: add --eval-only --model-dir, or "
             "drop RUN.SEARCH_REPORT."
         )
+    if cfg.DATASET.VAL_USE not in VAL_USE_CHOICES:
+        raise ConfigError(
+            f"DATASET.VAL_USE is {cfg.DATASET.VAL_USE!r}; choose one of {VAL_USE_CHOICES}."
+        )
+    if cfg.DATASET.VAL_USE != "select":
+        picks = cfg.TEST.FINAL_MODEL == "best_val" and not cfg.TEST.NO_TEST
+        reads = "TEST.FINAL_MODEL best_val" if picks else "TEST.SPLIT val"
+        if picks or cfg.TEST.SPLIT == "val":
+            raise ConfigError(
+                f"DATASET.VAL_USE {cfg.DATASET.VAL_USE} is the validation-free protocol (no val "
+                f"split), but {reads} reads the val split. Fix: TEST.FINAL_MODEL last_step and "
+                "TEST.SPLIT test, or DATASET.VAL_USE select."
+            )
     if cfg.RUN.HYPERPARAMETERS_FROM not in HYPERPARAMETERS_FROM_CHOICES:
         raise ConfigError(
             f"RUN.HYPERPARAMETERS_FROM is {cfg.RUN.HYPERPARAMETERS_FROM!r}; choose one of "

@@ -203,6 +203,8 @@ class DataManager:
         dataset_wrapper: type[TorchDataset] | None = None,
     ) -> None:
         dataset = build_dataset(cfg)
+        if cfg.DATASET.get("VAL_USE", "select") != "select":
+            dataset.drop_val(into_train=cfg.DATASET.VAL_USE == "train")
 
         tfms = []
         for is_train, custom in ((True, custom_tfm_train), (False, custom_tfm_test)):

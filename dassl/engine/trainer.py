@@ -810,6 +810,9 @@ class SimpleTrainer(TrainerBase):
         }
         if not self.eval_only:
             record["shots"] = shots_record(self.cfg, self.dm.dataset.train_x)
+        val_use = self.cfg.DATASET.get("VAL_USE", "select")
+        if val_use != "select":  # validation-free: the val images were unused or trained on
+            record["validation_free"] = {"val_images": "unused" if val_use == "none" else "trained"}
         return record
 
     def record_hyperparameter_search(

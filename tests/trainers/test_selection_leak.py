@@ -1,6 +1,7 @@
 """No selection reads the test split: runs on a dataset whose test split is poisoned (each test
 image swapped for one of another class) select the same epoch and the same hyperparameters, and
-learn the same weights, as runs on the clean dataset; only the final test differs."""
+learn the same weights, as runs on the clean dataset; only the final test differs. Without a
+val split, a search is refused."""
 
 import json
 import shutil
@@ -77,3 +78,10 @@ def test_a_poisoned_test_split_changes_no_selection(
     assert clean_weights.keys() == poisoned_weights.keys()
     for name, tensor in clean_weights.items():
         assert torch.equal(tensor, poisoned_weights[name]), name
+
+
+def test_a_search_on_val_is_refused_without_a_val_split(data_root, vit_clip, tmp_path):
+    # the validation-free protocol has no val split to search on, and never falls back to test
+    with pytest.raises(ValueError, match="validation-free protocol"):
+        _run("LinearProbeCLIP", data_root, tmp_path / "lp", vit_clip, {"DATASET.VAL_USE": "none"})
+    assert not (tmp_path / "lp" / "result.json").exists()

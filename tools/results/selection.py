@@ -1,5 +1,6 @@
 """How each result was selected, read from its result record: the epoch (last, best on val,
-given) and the hyperparameters (fixed by the config or a paper, searched on a split). Tables never
+given) and the hyperparameters (fixed by the config or a paper, searched on a split; the
+validation-free protocol, which has no val split, says so). Tables never
 put results selected differently in one cell, and ``--audit`` lists the runs whose selection read
 the test split or whose record cannot tell (upstream runs, which write none)."""
 
@@ -67,6 +68,10 @@ def selection_of(record: dict[str, Any] | None) -> Selection:
         return Selection(UNRECORDED, None, "no result record (an upstream run)")
     parts = [_epoch(record.get("selection")), _hyperparameters(record.get("hyperparameters"))]
     labels = (parts[0][0], parts[1][0])
+    free = record.get("validation_free")
+    if isinstance(free, dict):  # no val split: its images unused, or trained on
+        used = "trained on" if free.get("val_images") == "trained" else "unused"
+        labels = (labels[0], f"{labels[1]}, validation-free (val images {used})")
     reads = [part[1] for part in parts]
     why = "; ".join(part[2] for part in parts if part[2])
     if True in reads:
