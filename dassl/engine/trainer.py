@@ -598,7 +598,9 @@ class SimpleTrainer(TrainerBase):
         """The split a selection on val really reads, and its image loader: ("val", val loader),
         or "test" when ``val_reads_test`` (no val split: the test loader; ImageNet: its val
         loader, whose images are the test images)."""
-        if not val_reads_test(self.dm.dataset):
+        dm = getattr(self, "dm", None)  # a plugin's own build_data_loader may set no DataManager
+        reads_test = self.val_loader is None if dm is None else val_reads_test(dm.dataset)
+        if not reads_test:
             return "val", self.val_loader
         return "test", self.val_loader if self.val_loader is not None else self.test_loader
 
