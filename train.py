@@ -42,7 +42,7 @@ from dassl.config.run_identity import (
     write_run_record,
 )
 from dassl.engine import TRAINER_REGISTRY, build_trainer
-from dassl.evaluation.result_record import log_files
+from dassl.evaluation.result_record import log_files, read_search_report
 from dassl.utils import collect_env_info, set_random_seed, setup_logger
 from dassl.utils.run_lock import hold_run_folder
 from dassl.utils.user_error import UserError
@@ -131,6 +131,8 @@ def run(args: argparse.Namespace, cfg: CfgNode, notes: list[str], argv: list[str
     unloaded = args.eval_only and not args.model_dir
     if unloaded and getattr(TRAINER_REGISTRY.get(cfg.TRAINER.NAME), "MODEL_NAME", None):
         raise untrained_error(cfg)
+    # the sweep's search of this model's hyperparameters on val, read before any work
+    search = read_search_report(cfg.RUN.SEARCH_REPORT) if cfg.RUN.SEARCH_REPORT else None
     trainer = build_trainer(cfg)
     write_inputs_record(cfg.OUTPUT_DIR, check_built_inputs(cfg, recorded))
     if args.eval_only:
@@ -140,6 +142,8 @@ def run(args: argparse.Namespace, cfg: CfgNode, notes: list[str], argv: list[str
         trainer.load_model(args.model_dir, epoch=epoch)
         if args.model_dir:
             trainer.evaluated_model = trainer.saved_model(args.model_dir, epoch)
+        if search is not None:
+            trainer.record_hyperparameter_search(**search)
         trainer.test()
         return
     if not args.no_train:

@@ -12,6 +12,7 @@ named ``seed<N>`` are one setting (their parent folder), so any folder above the
         --figure-size one-column                                   # for a two-column paper
     python tools/parse_test_res.py output --residuals --figures paper/   # TaskRes residual analysis
     python tools/parse_test_res.py --finished output/.../seed1     # exit status 0 if it finished
+    python tools/parse_test_res.py output --audit      # runs whose selection read test, or unknown
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from tools.results.runs import (  # noqa: E402
     dataset_of,
     shots_of,
 )
+from tools.results.selection import selection_of  # noqa: E402
 from tools.results.tables import Results, all_tables, mean_and_spread, shots_phrase  # noqa: E402
 
 __all__ = [
@@ -68,9 +70,9 @@ def describe_setting(setting: Setting, root: Path, metric: str, ci95: bool) -> s
         mean, spread = mean_and_spread(values, ci95)
         label = "ci95" if ci95 else "std"
         per_run = ", ".join(
-            f"{r.path.name} {r.metrics[metric]:.2f}"
+            f"{r.path.name} {r.test_metrics[metric]:.2f}"
             for r in setting.runs
-            if r.metrics and metric in r.metrics
+            if r.test_metrics and metric in r.test_metrics
         )
         lines.append(
             f"{name}: {metric} {mean:.2f}% +- {spread:.2f}% ({label}) over {len(values)} "
@@ -87,7 +89,7 @@ def describe_setting(setting: Setting, root: Path, metric: str, ci95: bool) -> s
                 f"  {run.path.name}: trained on {per_class} shots per class "
                 f"(DATASET.NUM_SHOTS {shots['requested']}: some classes have fewer images)"
             )
-        if not run.metrics or metric not in run.metrics:
+        if not run.test_metrics or metric not in run.test_metrics:
             where = run.log if run.log else run.path
             if _tests_val_split(run.path):
                 lines.append(
@@ -112,6 +114,38 @@ def _tests_val_split(run_dir: Path) -> bool:
     except yaml.YAMLError:
         return False
     return isinstance(data, dict) and (data.get("TEST") or {}).get("SPLIT") == "val"
+
+
+def audit(settings: list[Setting], root: Path) -> tuple[list[str], int]:
+    """Lines naming each finished run whose selection read the test split or whose record
+    cannot tell (upstream runs), and the number of test results audited. Runs that test the val
+    split (a search's candidates) report no test result and are left out."""
+    read_test, unknown, audited = [], [], 0
+    for setting in settings:
+        for run in setting.runs:
+            if not run.test_metrics:
+                continue
+            audited += 1
+            selection = selection_of(run.record)
+            line = f"{_relative(run.path, root)}: {selection.why} ({selection.label})"
+            if selection.reads_test:
+                read_test.append(f"  read test    {line}")
+            elif selection.reads_test is None:
+                unknown.append(f"  cannot tell  {line}")
+    return read_test + unknown, audited
+
+
+def _print_audit(settings: list[Setting], root: Path) -> int:
+    lines, audited = audit(settings, root)
+    if not lines:
+        print(f"\nSelection audit: none of the {audited} test result(s) read the test split.")
+        return 0
+    print(
+        f"\nSelection audit: {len(lines)} of {audited} test result(s) were selected on the test "
+        "split, or their record cannot tell:"
+    )
+    print("\n".join(lines))
+    return 1
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -255,6 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
         "when it ran, else ZeroshotCLIP)",
     )
     parser.add_argument(
+        "--audit",
+        action="store_true",
+        help="list every run whose selection (epoch or hyperparameters) read the test split, or "
+        "whose record cannot tell (upstream runs); exit status 1 if any",
+    )
+    parser.add_argument(
         "--finished",
         action="store_true",
         help="only report whether DIRECTORY itself holds a test result (exit status 0 if so)",
@@ -278,8 +318,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = collect_settings(args.directory)
         for setting in settings:
             print(describe_setting(setting, args.directory, args.metric, args.ci95))
+        if args.audit:
+            status |= _print_audit(settings, args.directory)
         if not (args.table or args.export or args.figures or args.residuals):
-            return 0
+            return status
         from tools.results.evaluations import separate  # dassl.config: torch, as for configs
 
         separated = separate(collect_records(settings, tuple(args.split_by)))

@@ -515,20 +515,22 @@ class ClipTrainer(TrainerX):
 
     def val_features(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Features [N, D] (fp32, on the device) and labels [N] of the val split, for a search
-        of hyperparameters. Never the test split: a dataset without val is refused, since a
-        search there would select on the data the result is then scored on."""
-        if not self.dm.dataset.val:
+        of hyperparameters. Never the test split: a dataset without val, or whose val images
+        are test images, is refused, since a search there would select on the data the result
+        is then scored on; TEST.SELECT_ON_TEST allows it (the test split stands in for a
+        missing val split) and the result record says so."""
+        if self.cfg.DATASET.VAL_USE != "select":
             raise ValueError(
-                f"{type(self).__name__} searches its hyperparameters on the val split, and "
-                f"{self.cfg.DATASET.NAME} has none here. Fix: use a dataset split with val "
-                "images, or give the hyperparameters in the config."
+                f"{type(self).__name__} searches its hyperparameters on the val split, but "
+                f"DATASET.VAL_USE {self.cfg.DATASET.VAL_USE} is the validation-free protocol "
+                "(no val split). Fix: give the hyperparameters in the config, or DATASET.VAL_USE "
+                "select."
             )
-        if self.split_reads_test("val"):
-            print(
-                f"Warning: {self.cfg.DATASET.NAME}'s val split holds its test images, so this "
-                "search reads the test split; the result record says so (reads_test)."
-            )
-        features, labels = self.encode_data_source(self.dm.dataset.val, "val")
+        if self.selection_split()[0] == "test":
+            self.allow_selection_on_test(f"{type(self).__name__} searches its hyperparameters")
+        dataset = self.dm.dataset
+        split, source = ("val", dataset.val) if dataset.val else ("test", dataset.test)
+        features, labels = self.encode_data_source(source, split)
         return features.float().to(self.device), labels.to(self.device)
 
     def train_view_features(self, protocol: Protocol) -> torch.Tensor:

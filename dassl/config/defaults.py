@@ -46,6 +46,10 @@ _C.DATASET.SOURCE_DOMAINS = ()
 _C.DATASET.TARGET_DOMAINS = ()
 _C.DATASET.NUM_LABELED = -1
 _C.DATASET.NUM_SHOTS = -1
+# What the val split is for: "select" (whatever the run selects on val: TEST.FINAL_MODEL best_val,
+# a method's search), or the validation-free protocol (CLAP's), which selects nothing on val:
+# "none" leaves the val images unused, "train" adds them to the training set.
+_C.DATASET.VAL_USE = "select"
 _C.DATASET.VAL_PERCENT = 0.1
 _C.DATASET.STL10_FOLD = -1
 _C.DATASET.CIFAR_C_TYPE = ""
@@ -118,6 +122,11 @@ _C.TEST.COMPUTE_CMAT = False
 _C.TEST.NO_TEST = False
 _C.TEST.SPLIT = "test"
 _C.TEST.FINAL_MODEL = "last_step"
+# Whether a selection (TEST.FINAL_MODEL best_val, a method's search on val) may read the test
+# split, as it does on a dataset without a val split (Dassl evaluates test instead) or whose val
+# images are test images (ImageNet's, as upstream). Off: such a run is refused before it trains.
+# On: it runs with a warning, and its result record says the selection read the test split.
+_C.TEST.SELECT_ON_TEST = False
 
 _C.TRAINER = CN()
 _C.TRAINER.NAME = ""

@@ -37,6 +37,8 @@ from dassl.utils.user_error import UserError
 
 FINAL_MODEL_CHOICES = ("last_step", "best_val")
 TEST_SPLIT_CHOICES = ("val", "test")
+HYPERPARAMETERS_FROM_CHOICES = ("config", "paper")
+VAL_USE_CHOICES = ("select", "none", "train")
 # Evaluating a model on another dataset than it was trained on is only meaningful for these
 # documented transfers (same classes), unless the learned weights do not depend on the classes.
 TRANSFERS = {"ImageNet": ("ImageNetV2", "ImageNetSketch", "ImageNetA", "ImageNetR")}
@@ -368,6 +370,30 @@ def check_cfg_values(cfg: CfgNode) -> None:
         )
     if cfg.TEST.SPLIT not in TEST_SPLIT_CHOICES:
         raise ConfigError(f"TEST.SPLIT is {cfg.TEST.SPLIT!r}; choose one of {TEST_SPLIT_CHOICES}.")
+    if cfg.RUN.SEARCH_REPORT and not (cfg.RUN.EVAL_ONLY and cfg.RUN.MODEL_DIR):
+        raise ConfigError(
+            "RUN.SEARCH_REPORT names the search that chose a trained model's hyperparameters, so "
+            "it belongs to an evaluation of that model. Fix: add --eval-only --model-dir, or "
+            "drop RUN.SEARCH_REPORT."
+        )
+    if cfg.DATASET.VAL_USE not in VAL_USE_CHOICES:
+        raise ConfigError(
+            f"DATASET.VAL_USE is {cfg.DATASET.VAL_USE!r}; choose one of {VAL_USE_CHOICES}."
+        )
+    if cfg.DATASET.VAL_USE != "select":
+        picks = cfg.TEST.FINAL_MODEL == "best_val" and not cfg.TEST.NO_TEST
+        reads = "TEST.FINAL_MODEL best_val" if picks else "TEST.SPLIT val"
+        if picks or cfg.TEST.SPLIT == "val":
+            raise ConfigError(
+                f"DATASET.VAL_USE {cfg.DATASET.VAL_USE} is the validation-free protocol (no val "
+                f"split), but {reads} reads the val split. Fix: TEST.FINAL_MODEL last_step and "
+                "TEST.SPLIT test, or DATASET.VAL_USE select."
+            )
+    if cfg.RUN.HYPERPARAMETERS_FROM not in HYPERPARAMETERS_FROM_CHOICES:
+        raise ConfigError(
+            f"RUN.HYPERPARAMETERS_FROM is {cfg.RUN.HYPERPARAMETERS_FROM!r}; choose one of "
+            f"{HYPERPARAMETERS_FROM_CHOICES}."
+        )
     if not cfg.RUN.EVAL_ONLY and cfg.OPTIM.MAX_EPOCH < 1:
         raise ConfigError(
             f"OPTIM.MAX_EPOCH is {cfg.OPTIM.MAX_EPOCH}: a training run needs at least 1 epoch. "
@@ -426,5 +452,3 @@ def untrained_error(cfg: CfgNode) -> ConfigError:
         f"--eval-only without --model-dir would evaluate {cfg.TRAINER.NAME}'s untrained "
         "weights. Fix: pass --model-dir with the OUTPUT_DIR of a trained run."
     )
-
-

@@ -75,6 +75,8 @@ IGNORED_KEYS = frozenset(
         "TRAINER.FEATURE_STORE.ENABLED",
         "TRAINER.FEATURE_STORE.DIR",
         "TRAINER.DECODE_ONCE_MB",
+        # Says where fixed hyperparameters come from, for the result record; changes no number.
+        "RUN.HYPERPARAMETERS_FROM",
     }
 )
 
@@ -92,6 +94,12 @@ def _run_keys(cfg: CfgNode) -> None:
     # --load-epoch: N loads model.pth.tar-N, 0 (BEST_EPOCH) model-best.pth.tar; train.py resolves
     # the placeholders DEFAULT_EPOCH and LAST_EPOCH from the trained run's config.
     cfg.RUN.LOAD_EPOCH = DEFAULT_EPOCH
+    # Where the run's fixed hyperparameters come from, for its result record: "config" (the
+    # config files and overrides) or "paper" (a grid setting the published per-dataset values).
+    cfg.RUN.HYPERPARAMETERS_FROM = "config"
+    # An evaluation of a model whose hyperparameters the sweep searched: the search report (JSON
+    # with space, winner, split, size) that its result record takes as how they were chosen.
+    cfg.RUN.SEARCH_REPORT = ""
 
 
 class RunConflictError(UserError, RuntimeError):

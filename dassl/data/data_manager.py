@@ -190,6 +190,16 @@ def keeping_last_batch(loader: DataLoader) -> DataLoader:
     )
 
 
+def val_reads_test(dataset: Any) -> bool:
+    """Whether a selection on ``dataset``'s val split reads test images: it has no val split
+    (Dassl then evaluates test), or its val images are test images (ImageNet's val is its test
+    set, as upstream)."""
+    if not dataset.val:
+        return True
+    test = {item.impath for item in dataset.test}
+    return any(item.impath in test for item in dataset.val)
+
+
 def shots_per_class(items: Sequence[Datum]) -> tuple[int, int]:
     """The fewest and the most items of one class in ``items`` ((0, 0) when empty)."""
     counts = Counter(item.label for item in items).values()
@@ -207,6 +217,8 @@ class DataManager:
         dataset_wrapper: type[TorchDataset] | None = None,
     ) -> None:
         dataset = build_dataset(cfg)
+        if cfg.DATASET.get("VAL_USE", "select") != "select":
+            dataset.drop_val(into_train=cfg.DATASET.VAL_USE == "train")
 
         tfms = []
         for is_train, custom in ((True, custom_tfm_train), (False, custom_tfm_test)):

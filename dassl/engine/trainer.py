@@ -37,7 +37,7 @@ from tqdm import tqdm
 from yacs.config import CfgNode
 
 from dassl.data import DataManager
-from dassl.data.data_manager import shots_per_class
+from dassl.data.data_manager import shots_per_class, val_reads_test
 from dassl.evaluation import build_evaluator
 from dassl.evaluation.result_record import (
     HYPERPARAMETERS_DERIVED,
@@ -46,6 +46,7 @@ from dassl.evaluation.result_record import (
     SELECTED_BEST_VAL,
     SELECTED_FIXED,
     SELECTED_LAST_EPOCH,
+    read_result_record,
     write_result_record,
 )
 from dassl.optim import build_lr_scheduler, build_optimizer
@@ -97,11 +98,15 @@ class TrainingInterrupted(SystemExit):
 
 @dataclass(frozen=True)
 class EvaluatedModel:
-    """The model a final test evaluates: how it was selected (``result_record.SELECTED_*``) and
-    its count of finished epochs (None for weights that were never trained)."""
+    """The model a final test evaluates: how it was selected (``result_record.SELECTED_*``), its
+    count of finished epochs (None for weights that were never trained) and, for a best-val
+    pick, the split it was picked on ("val", or "test" when that selection read test) and its
+    size (None when the run that picked it did not record them: an upstream run)."""
 
     selection: str = SELECTED_FIXED
     epoch: int | None = None
+    val_split: str | None = None
+    val_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -626,11 +631,46 @@ class SimpleTrainer(TrainerBase):
 
         self.cfg = cfg
         self.build_data_loader()
+        if cfg.TEST.FINAL_MODEL == "best_val" and not cfg.TEST.NO_TEST and not self.eval_only:
+            if self.selection_split()[0] == "test":
+                self.allow_selection_on_test("TEST.FINAL_MODEL best_val picks the epoch")
         self.build_model()
         self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
 
     def check_cfg(self, cfg: CfgNode) -> None:
         """Hook: raise here if the trainer needs particular settings (e.g. a sampler)."""
+
+    @property
+    def eval_only(self) -> bool:
+        return bool(self.cfg.get("RUN", {}).get("EVAL_ONLY", False))
+
+    def selection_split(self) -> tuple[str, Any]:
+        """The split a selection on val really reads, and its image loader: ("val", val loader),
+        or "test" when ``val_reads_test`` (no val split: the test loader; ImageNet: its val
+        loader, whose images are the test images)."""
+        dm = getattr(self, "dm", None)  # a plugin's own build_data_loader may set no DataManager
+        reads_test = self.val_loader is None if dm is None else val_reads_test(dm.dataset)
+        if not reads_test:
+            return "val", self.val_loader
+        return "test", self.val_loader if self.val_loader is not None else self.test_loader
+
+    def allow_selection_on_test(self, what: str) -> None:
+        """Refuse a selection that would read the test split (``what`` says which), unless
+        TEST.SELECT_ON_TEST allows it; then warn, and the result record says so."""
+        name = self.cfg.DATASET.NAME
+        problem = f"{what} on the val split, but {name}'s val split is its test split here"
+        if not self.cfg.TEST.get("SELECT_ON_TEST", False):
+            raise ValueError(
+                f"{problem}, so the reported test accuracy would be selected on the data it is "
+                "scored on. Fix: use a dataset split with val images that are not test images, "
+                "or fix the choice (TEST.FINAL_MODEL last_step; the hyperparameters in the "
+                "config); to reproduce a protocol that selects on test, set "
+                "TEST.SELECT_ON_TEST True (the result record then says so)."
+            )
+        print(
+            f"Warning: {problem}; TEST.SELECT_ON_TEST allows it, and the result record says "
+            "that the selection read the test split."
+        )
 
     def build_data_loader(self) -> None:
         """Create the loaders and dataset facts; an override must set the same attributes."""
@@ -696,7 +736,13 @@ class SimpleTrainer(TrainerBase):
             if self.cfg.TEST.FINAL_MODEL == "best_val":
                 print("Deploy the model with the best val performance")
                 self.load_model(self.output_dir)
-                self.evaluated_model = self.saved_model(self.output_dir, None)
+                val_split, val_loader = self.selection_split()
+                self.evaluated_model = EvaluatedModel(
+                    SELECTED_BEST_VAL,
+                    self.saved_model(self.output_dir, None).epoch,
+                    val_split,
+                    len(val_loader.dataset),
+                )
             else:
                 print("Deploy the last-epoch model")
                 self.evaluated_model = EvaluatedModel(SELECTED_LAST_EPOCH, self.max_epoch)
@@ -755,14 +801,26 @@ class SimpleTrainer(TrainerBase):
 
     def saved_model(self, directory: str, epoch: int | None) -> EvaluatedModel:
         """What ``load_model(directory, epoch)`` deploys: the best-val file (epoch None) or the
-        given epoch's file, with the epoch count the first model's file holds."""
+        given epoch's file, with the epoch count the first model's file holds. The model the run
+        in ``directory`` tested itself keeps that run's selection (its result record: a best-val
+        pick's split, or the last epoch); another epoch is a given one."""
         names = self.get_model_names()
         if not names:
             return EvaluatedModel()
+        tested = read_result_record(directory) or {}
+        picked = tested.get("selection") or {}
         if epoch is not None:
+            last = picked.get("rule") == SELECTED_LAST_EPOCH
+            if last and (tested.get("model") or {}).get("epoch") == epoch:
+                return EvaluatedModel(SELECTED_LAST_EPOCH, epoch)
             return EvaluatedModel(SELECTED_FIXED, epoch)
         checkpoint = load_checkpoint(model_file_path(directory, names[0], None))
-        return EvaluatedModel(SELECTED_BEST_VAL, int(checkpoint["epoch"]))
+        return EvaluatedModel(
+            SELECTED_BEST_VAL,
+            int(checkpoint["epoch"]),
+            picked.get("val_split"),
+            picked.get("val_size"),
+        )
 
     @torch.no_grad()
     def test(self, split: str | None = None) -> float:
@@ -787,7 +845,9 @@ class SimpleTrainer(TrainerBase):
         for k, v in results.items():
             self.write_scalar(f"{split}/{k}", v, self.epoch)
         if final:
-            write_result_record(self.output_dir, self.result_record(split, results))
+            # val images that are test images (ImageNet's) are recorded as the test split
+            recorded = self.selection_split()[0] if split == "val" else split
+            write_result_record(self.output_dir, self.result_record(recorded, results))
         return list(results.values())[0]
 
     def result_record(self, split: str, results: dict[str, float]) -> dict[str, Any]:
@@ -805,13 +865,18 @@ class SimpleTrainer(TrainerBase):
         model = self.evaluated_model
         selection: dict[str, Any] = {"rule": model.selection}
         if model.selection == SELECTED_BEST_VAL:
-            val_split, val_loader = self.split_loader("val")
-            selection.update(val_split=val_split, val_size=len(val_loader.dataset))
+            selection.update(val_split=model.val_split, val_size=model.val_size)
         record["model"] = {"epoch": model.epoch}
         record["selection"] = selection
-        record["hyperparameters"] = self.hyperparameter_search or {"rule": HYPERPARAMETERS_FIXED}
-        if not self.cfg.get("RUN", {}).get("EVAL_ONLY", False):
+        record["hyperparameters"] = self.hyperparameter_search or {
+            "rule": HYPERPARAMETERS_FIXED,
+            "source": self.cfg.get("RUN", {}).get("HYPERPARAMETERS_FROM", "config"),
+        }
+        if not self.eval_only:
             record["shots"] = shots_record(self.cfg, self.dm.dataset.train_x)
+        val_use = self.cfg.DATASET.get("VAL_USE", "select")
+        if val_use != "select":  # validation-free: the val images were unused or trained on
+            record["validation_free"] = {"val_images": "unused" if val_use == "none" else "trained"}
         return record
 
     def record_derived_hyperparameters(
@@ -836,24 +901,17 @@ class SimpleTrainer(TrainerBase):
         size: int,
     ) -> None:
         """Say, for the result record, that hyperparameters were searched: over ``space``
-        (name -> candidates), on ``split`` of ``size`` images, and which values won; and
-        whether that split holds test images (``reads_test``)."""
+        (name -> candidates), on ``split`` of ``size`` images, and which values won. A search on
+        a val split whose images are test images is recorded as one on test."""
+        if split == "val":
+            split = self.selection_split()[0]
         self.hyperparameter_search = {
             "rule": HYPERPARAMETERS_SEARCHED,
             "space": space,
             "winner": winner,
             "split": split,
             "size": size,
-            "reads_test": self.split_reads_test(split),
         }
-
-    def split_reads_test(self, split: str) -> bool:
-        """Whether ``split`` holds test images: the test split itself, or a val split made of
-        them (ImageNet's val split is its test set, as in CoOp)."""
-        if split == "test":
-            return True
-        test_images = {item.impath for item in self.dm.dataset.test or []}
-        return any(item.impath in test_images for item in self.dm.dataset.val or [])
 
     def eval_loader(self, split: str | None = None) -> tuple[str, Any]:
         """The split ``test`` evaluates and the loader it reads; a method may serve other

@@ -28,7 +28,7 @@ SELECTED_BEST_VAL = "best_val"  # the epoch with the best val accuracy (model-be
 SELECTED_FIXED = "fixed"  # given: an epoch file named on the command line, or untrained weights
 
 # How the method's hyperparameters were chosen (the record's "hyperparameters" entry).
-HYPERPARAMETERS_FIXED = "fixed"  # given by the config
+HYPERPARAMETERS_FIXED = "fixed"  # given: "source" says by the config or from a paper
 HYPERPARAMETERS_SEARCHED = "searched"  # searched on a split, named with its size, space, winner
 # computed from a split's data by the method's own formula (no search), named with the values
 HYPERPARAMETERS_DERIVED = "derived"
@@ -45,6 +45,25 @@ def write_result_record(output_dir: str | os.PathLike, record: dict[str, Any]) -
         json.dump({"version": RECORD_VERSION, **record}, f, indent=1, sort_keys=True)
         f.write("\n")
     return path
+
+
+def read_search_report(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``space``, ``winner``, ``split`` and ``size`` of a search report (the JSON file the
+    sweep writes for a searched cell's winner, RUN.SEARCH_REPORT), for the winner's record."""
+    keys = ("space", "winner", "split", "size")
+    try:
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f'RUN.SEARCH_REPORT "{path}" cannot be read as a search report ({err}). Fix: run the '
+            "search grid again (python -m tools.sweep GRID), which writes it."
+        ) from err
+    if not isinstance(report, dict) or any(key not in report for key in keys):
+        raise ValueError(
+            f'RUN.SEARCH_REPORT "{path}" is not a search report: it needs the keys {list(keys)}. '
+            "Fix: run the search grid again (python -m tools.sweep GRID), which writes it."
+        )
+    return {key: report[key] for key in keys}
 
 
 def read_result_record(output_dir: str | os.PathLike) -> dict[str, Any] | None:

@@ -287,8 +287,7 @@ def check_availability(requested: str, available: list[str]) -> None:
     if requested not in available:
         closest = get_most_similar_str_to_a_from_b(requested, available)
         raise ValueError(
-            f'"{requested}" is not available; choose one of {available} '
-            f'(did you mean "{closest}"?)'
+            f'"{requested}" is not available; choose one of {available} (did you mean "{closest}"?)'
         )
 
 

@@ -23,7 +23,14 @@ shift 3
 
 require_inputs "$DATASET" CoOp "$CFG"
 
+# ImageNet's val split is its test set (as upstream), so lpclip's search of C reads test there:
+# allowed for this upstream protocol, and recorded (parse_test_res.py --audit lists those runs).
+ON_TEST=()
+if [ "$DATASET" = imagenet ]; then
+    ON_TEST=(TEST.SELECT_ON_TEST True)
+fi
+
 train_each_seed "$DATASET/LinearProbeCLIP/${CFG}_${SHOTS}shots" LinearProbeCLIP "$DATASET" \
     "configs/trainers/CoOp/$CFG.yaml" \
     DATASET.NUM_SHOTS "$SHOTS" \
-    "$@"
+    ${ON_TEST[@]+"${ON_TEST[@]}"} "$@"

@@ -71,7 +71,8 @@ def test_the_engine_records_its_result(finished_run):
     assert (record["total"], record["correct"]) == (log["total"], log["correct"])
     # TEST.FINAL_MODEL best_val: model-best.pth.tar, chosen on the val split's 6 items
     assert record["selection"] == {"rule": "best_val", "val_split": "val", "val_size": 6}
-    assert record["hyperparameters"] == {"rule": "fixed"}  # the config's, nothing searched
+    # the config's, nothing searched
+    assert record["hyperparameters"] == {"rule": "fixed", "source": "config"}
     assert record["model"]["epoch"] in (1, 2)
     assert record["shots"] == {"requested": -1, "per_class_min": 4, "per_class_max": 4}
 

@@ -393,6 +393,27 @@ def test_grid_files_name_their_mistakes(tmp_path):
         ("zeroshot_single", 15, "ZeroshotCLIP/rn50/stanford_cars"),
         ("zeroshot_ensemble", 15, "ZeroshotCLIP2/rn50/stanford_cars"),
         ("generalization", 15, "FINAL/debug/imagenet/generalization_rn50_16shots/seed1"),
+        # 10 datasets x 5 shot counts x 3 seeds x 6 candidates (alpha x lr)
+        (
+            "taskres_search",
+            900,
+            "FINAL/search_candidates/stanford_cars/adam_lr2e-4_alpha0.25_ep100_1shots/seed1",
+        ),
+        (
+            "taskres_validation_free",
+            165,
+            "FINAL/validation_free_val_none/stanford_cars/adam_lr2e-3_B256_ep100_alpha0.5_1shots/seed1",
+        ),
+        (
+            "coop_validation_free",
+            165,
+            "validation_free_val_none/stanford_cars/CoOp/rn50_ep50_1shots/seed1",
+        ),
+        (
+            "clip_adapter_validation_free",
+            165,
+            "validation_free_val_none/stanford_cars/CLIP_Adapter/rn50_1shots/ratio0.2/seed1",
+        ),
     ],
 )
 def test_shipped_grids_lay_out_runs_as_the_scripts_do(grid, count, first_dir, tmp_path):

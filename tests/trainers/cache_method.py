@@ -96,12 +96,16 @@ class CacheAdapter(ClipTrainer):
         return torch.optim.lr_scheduler.CosineAnnealingLR(optim, self.iterations)
 
     def before_final_evaluation(self) -> None:
-        features, labels = self.encode_data_source(self.dm.dataset.val, "val")
+        features, labels = self.val_features()  # [N, D], [N]
+        grid = list(self.method_cfg().BETA_GRID)
         accuracies = {}
         with torch.no_grad():
-            for beta in self.method_cfg().BETA_GRID:
+            for beta in grid:
                 self.head.beta = beta
-                predictions = self.model(features.to(self.device)).argmax(1).cpu()
+                predictions = self.model(features).argmax(1)
                 accuracies[beta] = (predictions == labels).float().mean().item()
         self.head.beta = max(accuracies, key=accuracies.get)  # the first best on ties
         print(f"Chosen beta {self.head.beta} (val accuracy over the grid: {accuracies})")
+        self.record_hyperparameter_search(
+            {"BETA": grid}, {"BETA": self.head.beta}, split="val", size=len(labels)
+        )

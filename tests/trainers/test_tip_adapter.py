@@ -77,7 +77,7 @@ def test_alpha_beta_are_searched_on_val_and_recorded(tip, tmp_path):
     search = record["hyperparameters"]
     dataset = tip.dm.dataset
     assert search["rule"] != "fixed" and search["split"] == "val"
-    assert search["size"] == len(dataset.val) and search["reads_test"] is False
+    assert search["size"] == len(dataset.val)
     betas, alphas = search_grid(6.0, 8), search_grid(4.0, 5)
     assert search["space"] == {"beta": betas, "alpha": alphas}
 
@@ -181,9 +181,12 @@ def test_resume_is_exact_and_eval_only_reproduces_the_accuracy(
     assert record["hyperparameters"]["split"] == "val"
 
 
-def test_a_search_on_a_val_split_made_of_test_images_says_so(make_cfg, capsys):
+def test_a_search_on_a_val_split_made_of_test_images_is_refused_unless_allowed(make_cfg):
     trainer = make_trainer(make_cfg("TipAdapter", *RUN))
     trainer.dm.dataset._val = trainer.dm.dataset.test  # ImageNet's layout: val is the test set
-    trainer.train()
-    assert trainer.hyperparameter_search["reads_test"] is True
-    assert "val split holds its test images" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="TEST.SELECT_ON_TEST True"):
+        trainer.train()
+    allowed = make_trainer(make_cfg("TipAdapter", *RUN, "TEST.SELECT_ON_TEST", True))
+    allowed.dm.dataset._val = allowed.dm.dataset.test
+    allowed.train()
+    assert allowed.hyperparameter_search["split"] == "test"

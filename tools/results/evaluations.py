@@ -35,6 +35,8 @@ NOT_RESULT_KEYS = frozenset(
         "TRAINER.PROTOCOL",
         "TRAINER.FEATURE_CACHE.TRAIN",
         "TEST.FINAL_MODEL",
+        # what the trained run tested itself (a search candidate: val); tables report test only
+        "TEST.SPLIT",
         "DATASET.NUM_SHOTS",
         "DATASET.ROOT",
         "DATASET.NAME",

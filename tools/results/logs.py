@@ -30,6 +30,14 @@ class Run:
     metrics: dict[str, float] | None
     record: dict[str, Any] | None = None
 
+    @property
+    def test_metrics(self) -> dict[str, float] | None:
+        """The metrics when they are a test result: not those of a run that tests the val split
+        (a search's candidate, TEST.SPLIT val), which the summary and the tables leave out."""
+        if (self.record or {}).get("split", "test") != "test":
+            return None
+        return self.metrics
+
 
 def read_run(run_dir: Path) -> Run:
     """The run's result record when it has one, else the newest result among its logs."""

@@ -19,6 +19,7 @@ import yaml
 
 from ..dataset_configs import dataset_table
 from .logs import Run, read_run
+from .selection import UNRECORDED, selection_of
 
 REPO = Path(__file__).resolve().parents[2]
 TRAINER_CONFIGS = REPO / "configs" / "trainers"
@@ -125,6 +126,9 @@ class RunFacts:
     variant: str = ""
     subsample: str = "all"  # DATASET.SUBSAMPLE_CLASSES: all, base or new
     extra: tuple[tuple[str, str], ...] = ()  # (key, value) of each --split-by key
+    # How the epoch and the hyperparameters were chosen (selection.Selection.parts); () for
+    # zero-shot methods, which select nothing.
+    selection: tuple[str, ...] = ()
 
     @property
     def zero_shot(self) -> bool:
@@ -157,7 +161,9 @@ class Setting:
     runs: list[Run] = field(default_factory=list)
 
     def values(self, metric: str) -> list[float]:
-        return [r.metrics[metric] for r in self.runs if r.metrics and metric in r.metrics]
+        return [
+            r.test_metrics[metric] for r in self.runs if r.test_metrics and metric in r.test_metrics
+        ]
 
 
 def collect_settings(root: Path) -> list[Setting]:
@@ -269,7 +275,8 @@ def facts_from_config(
 ) -> RunFacts:
     """Facts of one of our runs; ``trained`` is the config of the run whose model an evaluation
     loaded (None for training runs, or when that run's folder is gone); ``record`` is the run's
-    result record (a training run is filed under the shots it actually trained on)."""
+    result record (a training run is filed under the shots it actually trained on; it says how
+    the result was selected)."""
     method = config.get("TRAINER.NAME") or None
     dataset = dataset_key(config.get("DATASET.NAME"))
     extra = tuple((key, str(config.get(key, "-"))) for key in split_by)
@@ -306,6 +313,7 @@ def facts_from_config(
         source=source,
         alpha=alpha,
         variant=variant or "",
+        selection=selection_of(record).parts,
         **common,
     )
 
@@ -391,6 +399,7 @@ def facts_from_path(run_dir: Path, split_by: tuple[str, ...] = ()) -> RunFacts:
         source=None if zero_shot else (DG_SOURCE if dataset in DG_TARGETS else dataset),
         variant=variant,
         extra=tuple((key, "-") for key in split_by),
+        selection=() if zero_shot else UNRECORDED,
     )
 
 
@@ -400,7 +409,7 @@ def collect_records(settings: list[Setting], split_by: tuple[str, ...] = ()) -> 
     records = []
     for setting in settings:
         for run in setting.runs:
-            if not run.metrics:
+            if not run.test_metrics:
                 continue
             config = _read_config(run.path)
             if config is None:

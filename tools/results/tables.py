@@ -2,7 +2,8 @@
 averaged over datasets, base-to-new with the harmonic mean, and domain generalisation.
 
 Runs are grouped into cells by their facts (``runs.RunFacts``): a row is a method variant, and
-runs that differ in backbone or protocol get rows of their own (the label names the difference).
+runs that differ in backbone, protocol or selection get rows of their own (the label names the
+difference).
 Every cell holds one value per seed and shows mean ± spread and the number of seeds. An average
 over datasets is taken per seed (the mean over datasets of seed s), over the seeds every dataset
 has, so its spread is the spread over seeds of the average, as a paper reports it.
@@ -25,6 +26,7 @@ from .runs import (
     dataset_order,
     dataset_title,
 )
+from .selection import GIVEN_EPOCH, UNRECORDED
 
 Seed = int | None
 LOWER_IS_BETTER = ("error",)  # metrics whose best value is the smallest
@@ -174,15 +176,18 @@ class Results:
         return max(positive) if positive else (FULL_DATA if shots else None)
 
     def describe(self, keys: list[CellKey]) -> str:
-        """Backbone and protocol of the runs behind ``keys`` when all share one."""
+        """Backbone, protocol and selection of the runs behind ``keys`` when all share one."""
         records = [r for k in keys for r in self.records[k]]
         backbones = {r.facts.backbone for r in records}
         protocols = {r.facts.protocol for r in records if not r.facts.zero_shot}
+        selections = {r.facts.selection for r in records if not r.facts.zero_shot}
         parts = []
         if len(backbones) == 1:
             parts.append(f"backbone {backbone_title(backbones.pop())}")
         if len(protocols) == 1:
             parts.append(f"protocol {protocols.pop()}")
+        if len(selections) == 1 and (shared := selections.pop()) != UNRECORDED:
+            parts.append(f"selection: {', '.join(shared)}")
         return "; ".join(parts)
 
     def spread_name(self) -> str:
@@ -208,10 +213,15 @@ class Results:
 
 
 def _labeller(records: list[Record]) -> Callable[[Record], Row]:
-    """Row labels: the method (and variant), plus the backbone or protocol when the runs differ
-    in them, plus each --split-by value, so such runs never share a cell."""
+    """Row labels: the method (and variant), plus the backbone, protocol or selection (how the
+    epoch and hyperparameters were chosen) when the runs differ in them, plus each --split-by
+    value, so such runs never share a cell."""
     backbones = {r.facts.backbone for r in records}
     protocols = {r.facts.protocol for r in records if not r.facts.zero_shot}
+    trained = [r.facts.selection for r in records if not r.facts.zero_shot]
+    # An evaluation at a named checkpoint is told apart by its checkpoint (evaluations.py).
+    epochs = {selection[0] for selection in trained if selection[0] != GIVEN_EPOCH}
+    hyperparameters = {selection[1] for selection in trained}
     methods = list(METHOD_TITLES)
 
     def label(record: Record) -> Row:
@@ -224,6 +234,13 @@ def _labeller(records: list[Record]) -> Callable[[Record], Row]:
             qualifiers.append(backbone_title(facts.backbone))
         if len(protocols) > 1 and not facts.zero_shot:
             qualifiers.append(f"protocol {facts.protocol}")
+        if not facts.zero_shot:
+            chosen = [
+                part
+                for part, kinds in zip(facts.selection, (epochs, hyperparameters))
+                if len(kinds) > 1 and part != GIVEN_EPOCH
+            ]
+            qualifiers += [f"selection: {', '.join(chosen)}"] if chosen else []
         qualifiers += [f"{key.rsplit('.', 1)[-1]}={value}" for key, value in facts.extra]
         text = name + (f" [{', '.join(qualifiers)}]" if qualifiers else "")
         rank = methods.index(facts.method) if facts.method in methods else len(methods)

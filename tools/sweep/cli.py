@@ -29,7 +29,8 @@ from pathlib import Path
 from tools import parse_test_res
 from tools.arguments import positive_number, whole_number
 
-from .grid import Cell, Grid, GridError, absolute_output_root, expand, load_grid
+from . import search
+from .grid import Cell, Grid, GridError, Stage, absolute_output_root, expand, load_grid
 from .job import CellJob
 from .launch import (
     DONE,
@@ -243,8 +244,45 @@ class Sweep:
                 if self.args.commands:
                     command = ["python", "train.py", *cell.argv]
                     print(f"    {shlex.join(command)}")
+            if stage.search is not None:
+                winners, _ = self._winners(stage, cells, write=False)
+                groups = len(search.groups(cells))
+                print(
+                    f"  Winners' test evaluations: {len(winners)} of {groups} chosen (the others "
+                    "once their candidates finish)"
+                )
+                for cell in winners:
+                    found = inspect_cell(cell, preflight)
+                    counts[found.state] += 1
+                    self._print_inspection(found)
         print(", ".join(f"{n} {state.value}" for state, n in counts.items()))
         return 0
+
+    def report_path(self, winner_dir: Path) -> Path:
+        """Where a search's report for one (dataset, shots, seed) goes: beside the grid's job
+        files, mirroring the winner's folder."""
+        relative = winner_dir.relative_to(self.output_root)
+        return self.folder / "search" / relative.parent / f"{relative.name}.json"
+
+    def _winners(
+        self, stage: Stage, cells: list[Cell], write: bool
+    ) -> tuple[list[Cell], list[str]]:
+        """The test evaluation of each (dataset, shots, seed) whose candidates all finished, and
+        the selection report: each candidate's val accuracy and the winner (``write``: the
+        search reports the winners' records name are written)."""
+        cells_of_groups = search.groups(cells)
+        winners, lines = [], []
+        for candidates in cells_of_groups:
+            scored, winner = search.choose(candidates)
+            lines += search.report_lines(scored, winner, self.width)
+            if winner is None:
+                lines.append("    no winner yet: a candidate has no val result")
+                continue
+            path = self.report_path(candidates[0].winner_dir)
+            if write:
+                search.write_report(path, search.report(stage.search, scored, winner))
+            winners.append(search.winner_cell(winner, path))
+        return winners, lines
 
     def _print_inspection(self, found: Inspection) -> None:
         relative = found.cell.output_dir.relative_to(self.output_root)
@@ -287,36 +325,52 @@ class Sweep:
         interrupted = False
         preflight = Preflight(download=True)
         for stage, cells in zip(self.grid.stages, self.stages):
-            found = [inspect_cell(cell, preflight) for cell in cells]
-            finished = [f for f in found if f.state is State.FINISHED]
-            not_run = [f for f in found if f.state in NOT_RUN]
-            for item in not_run:
-                self._print_inspection(item)
-            todo = [f.cell for f in found if f.state is State.PENDING]
             prefix = f"Stage {stage.name}: " if len(self.stages) > 1 else ""
-            cannot_start = sum(f.state is State.CANNOT_START for f in not_run)
-            print(
-                f"{prefix}{len(todo)} to run, {len(finished)} already finished (skipped), "
-                f"{len(not_run) - cannot_start} not run (conflicting or blocked), "
-                f"{cannot_start} cannot start",
-                flush=True,
-            )
-            skipped += finished
-            refused += not_run
-            if not todo:
-                continue
-            progress = Progress(len(todo), sys.stdout, self.args.progress_interval)
-            try:
-                self._launch(todo, progress)
-            except KeyboardInterrupt:
-                interrupted = True
-            outcomes += progress.outcomes
+            phases = [(prefix, cells)]
+            while phases and not interrupted:
+                prefix, cells = phases.pop(0)
+                found = [inspect_cell(cell, preflight) for cell in cells]
+                finished = [f for f in found if f.state is State.FINISHED]
+                not_run = [f for f in found if f.state in NOT_RUN]
+                for item in not_run:
+                    self._print_inspection(item)
+                todo = [f.cell for f in found if f.state is State.PENDING]
+                cannot_start = sum(f.state is State.CANNOT_START for f in not_run)
+                print(
+                    f"{prefix}{len(todo)} to run, {len(finished)} already finished (skipped), "
+                    f"{len(not_run) - cannot_start} not run (conflicting or blocked), "
+                    f"{cannot_start} cannot start",
+                    flush=True,
+                )
+                skipped += finished
+                refused += not_run
+                if todo:
+                    progress = Progress(len(todo), sys.stdout, self.args.progress_interval)
+                    try:
+                        self._launch(todo, progress)
+                    except KeyboardInterrupt:
+                        interrupted = True
+                    outcomes += progress.outcomes
+                if stage.search is not None and cells and cells[0].candidate and not interrupted:
+                    winners, lines = self._winners(stage, cells, write=True)
+                    self._print_selection_report(stage, lines)
+                    phases.append((f"Stage {stage.name}, winners' test: ", winners))
             if interrupted:
                 break
         self._summary(skipped, refused, outcomes, time.monotonic() - start, interrupted)
         self._table([f.cell for f in skipped] + [o.cell for o in outcomes if o.status == DONE])
         failed = refused or any(o.status == FAILED for o in outcomes)
         return 130 if interrupted else int(bool(failed))
+
+    def _print_selection_report(self, stage: Stage, lines: list[str]) -> None:
+        """Print the search's selection report and keep it beside the grid's job files."""
+        text = "\n".join(
+            [f"Selection report of stage {stage.name} (val accuracy; no test number):", *lines]
+        )
+        print(f"\n{text}\n", flush=True)
+        path = self.folder / "search" / f"{stage.name}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n", encoding="utf-8")
 
     def _launch(self, cells: list[Cell], progress: Progress) -> None:
         """Run the cells; every outcome lands in ``progress``, also when interrupted."""

@@ -36,9 +36,13 @@ DATASET_CONFIGS = dataset_configs.DATASET_CONFIGS
 TRAINER_CONFIGS = REPO / "configs" / "trainers"
 
 STAGE_KEYS = ("name", "trainer", "config", "datasets", "shots", "seeds", "vars", "rules", "args",
-              "opts", "output", "when")  # fmt: skip
+              "opts", "output", "when", "search")  # fmt: skip
 GRID_KEYS = (*STAGE_KEYS, "description", "stages")
 RULE_KEYS = ("when", "vars")
+SEARCH_KEYS = ("space", "val", "output")
+# Which val split scores a search's candidates: the runs' own few-shot val split (CoOp's
+# min(K, 4) images per class, the full val split without NUM_SHOTS).
+SEARCH_VALS = ("fewshot",)
 AXES = ("dataset", "shots", "seed")
 
 
@@ -57,6 +61,10 @@ class Cell:
     seed: int | None
     output_dir: Path
     argv: tuple[str, ...]
+    # A search's candidate: its values of the searched variables, and the folder of the test
+    # evaluation of its (dataset, shots, seed)'s winner.
+    candidate: tuple[tuple[str, str], ...] = ()
+    winner_dir: Path | None = None
 
     @property
     def label(self) -> str:
@@ -65,6 +73,8 @@ class Cell:
             parts.append(f"{self.shots}-shot")
         if self.seed is not None:
             parts.append(f"seed {self.seed}")
+        if self.candidate:
+            parts.append(f"[{', '.join(f'{k}={v}' for k, v in self.candidate)}]")
         return " ".join(parts)
 
 
@@ -83,6 +93,22 @@ def matches(when: Mapping[str, tuple], facts: Mapping[str, Any]) -> bool:
     return all(str(facts.get(key)) in map(str, values) for key, values in when.items())
 
 
+@dataclass(frozen=True)
+class Search:
+    """A search of hyperparameters on val: every candidate (one value per variable of
+    ``space``) is a cell that trains and tests the val split; per (dataset, shots, seed) the one
+    with the best val accuracy wins, and only it is tested, into the folder ``output`` names."""
+
+    space: dict[str, tuple[str, ...]]
+    val: str
+    output: str
+
+    def candidates(self) -> list[dict[str, str]]:
+        """Every combination of the space's values, in the grid's order (the first wins ties)."""
+        names = list(self.space)
+        return [dict(zip(names, values)) for values in itertools.product(*self.space.values())]
+
+
 @dataclass
 class Stage:
     name: str
@@ -97,6 +123,7 @@ class Stage:
     opts: dict[str, Any] = field(default_factory=dict)
     output: str = ""
     when: dict[str, tuple] = field(default_factory=dict)  # axis or variable -> values kept
+    search: Search | None = None
 
 
 @dataclass
@@ -188,7 +215,42 @@ def _parse_stage(raw: dict, default_name: str, where: str) -> Stage:
         opts=_mapping(raw.get("opts"), f'"opts" of {where}'),
         output=str(raw["output"]),
         when=when,
+        search=_search(raw.get("search"), where),
     )
+
+
+def _search(raw: Any, where: str) -> Search | None:
+    """The stage's ``search`` (space: variable -> values; val; output: the winner's folder)."""
+    if raw is None:
+        return None
+    where = f'"search" of {where}'
+    if not isinstance(raw, dict):
+        raise GridError(f"{where} must be a mapping of keys ({', '.join(SEARCH_KEYS)}).")
+    _check_keys(raw, SEARCH_KEYS, where)
+    space = _mapping(raw.get("space"), f'"space" of {where}')
+    if not space:
+        raise GridError(f'{where} needs a "space": variable -> list of values to try.')
+    for name, values in space.items():
+        if not isinstance(values, list) or not values or len(set(map(str, values))) < len(values):
+            raise GridError(
+                f'"space" {name} of {where} must be a non-empty list of distinct values; got '
+                f"{values!r}."
+            )
+    val = raw.get("val", SEARCH_VALS[0])
+    if val not in SEARCH_VALS:
+        raise GridError(f'"val" of {where} is {val!r}; choose one of {SEARCH_VALS}.')
+    winner = raw.get("output")
+    if not winner:
+        raise GridError(f'{where} has no "output": the folder of each winner\'s test evaluation.')
+    fields = {name for _, name, _, _ in string.Formatter().parse(str(winner)) if name}
+    searched = sorted(fields & set(space))
+    if searched:
+        raise GridError(
+            f'"output" of {where} names the searched variable {searched[0]}, which is only '
+            "known once the winner is chosen; one folder holds each winner (its value is in "
+            "the search report and the result record)."
+        )
+    return Search({k: tuple(map(str, v)) for k, v in space.items()}, val, str(winner))
 
 
 def _when(raw: Mapping[str, Any], variables: Mapping[str, Any], where: str) -> dict[str, tuple]:
@@ -323,16 +385,18 @@ def expand(
         ):  # fmt: skip
             axes = {"dataset": dataset, "shots": n_shots, "seed": seed}
             earlier = EarlierOutputs(grid, index, axes, output_root, variables or {})
-            cell = _cell(
-                grid, stage, axes, str(root), output_root, variables or {}, overrides, earlier
-            )
-            if cell is not None:
-                cells.append(cell)
+            for candidate in stage.search.candidates() if stage.search else [{}]:
+                cell = _cell(
+                    grid, stage, axes, str(root), output_root, variables or {}, overrides,
+                    earlier, candidate,
+                )  # fmt: skip
+                if cell is not None:
+                    cells.append(cell)
         stages.append(cells)
     if not any(stages):
         whens = "; ".join(f"{s.name}: {dict(s.when)}" for s in grid.stages if s.when)
         raise GridError(
-            f"No cell of grid {grid.path} matches its stages' \"when\" ({whens}); check the "
+            f'No cell of grid {grid.path} matches its stages\' "when" ({whens}); check the '
             "values given with --var."
         )
     _check_distinct_folders(grid, [cell for cells in stages for cell in cells])
@@ -367,7 +431,9 @@ class EarlierOutputs(Mapping):
         values = stage_values(stage, self.axes, self.variables)
         context = _context(self.grid, stage, self.axes, self.output_root, values, theirs)
         where = f'"output" of {_where(self.grid, stage)}'
-        return str(_output_dir(stage.output, context, self.output_root, where))
+        # a search's later stages read its winner's folder
+        template = stage.search.output if stage.search else stage.output
+        return str(_output_dir(template, context, self.output_root, where))
 
     def __iter__(self) -> Iterator[str]:
         return iter(s.name for s in self.grid.stages[: self.index])
@@ -441,6 +507,7 @@ def _context(
     context["config_name"] = config_file.stem
     return context
 
+
 def _check_distinct_folders(grid: Grid, cells: Sequence[Cell]) -> None:
     """Two cells writing one folder would train over each other: refuse the grid, naming both
     cells and the axes its "output" template must tell apart."""
@@ -459,12 +526,31 @@ def _check_distinct_folders(grid: Grid, cells: Sequence[Cell]) -> None:
             if a != b
         ]
         stages = "" if first.stage == cell.stage else f' (stages "{first.stage}", "{cell.stage}")'
+        axes += [
+            f"{{{name}}}" for (name, a), (_, b) in zip(first.candidate, cell.candidate) if a != b
+        ]
         fix = f"add {' and '.join(axes)} to" if axes else "make the cells differ in"
         raise GridError(
             f'Grid file "{grid.path}" maps the cells {first.label} and {cell.label}{stages} to '
             f'one folder, {cell.output_dir}; {fix} the "output" template so that each cell '
             "writes its own folder."
         )
+    winners: dict[Path, Cell] = {}
+    for cell in cells:
+        if cell.winner_dir is None:
+            continue
+        first = winners.setdefault(cell.winner_dir, cell)
+        group, first_group = (
+            (cell.dataset, cell.shots, cell.seed),
+            (first.dataset, first.shots, first.seed),
+        )
+        if cell.winner_dir in owners or group != first_group:
+            raise GridError(
+                f'Grid file "{grid.path}": the "output" of the search of stage "{cell.stage}" '
+                f"gives {cell.label} the winner folder {cell.winner_dir}, which another cell or "
+                "winner writes too; add {dataset}, {shots} and {seed} to it, and make it differ "
+                'from the stage\'s own "output".'
+            )
 
 
 def _output_dir(template: str, context: Mapping[str, Any], output_root: Path, where: str) -> Path:
@@ -491,10 +577,12 @@ def _cell(
     variables: Mapping[str, str],
     overrides: Sequence[str],
     earlier: Mapping[str, str],
+    candidate: Mapping[str, str],
 ) -> Cell | None:
-    """The cell of ``stage`` at ``axes``, or None where the stage's ``when`` leaves it out."""
+    """The cell of ``stage`` at ``axes`` (for a search, of one ``candidate``: its values win over
+    the grid's variables and rules), or None where the stage's ``when`` leaves it out."""
     where = _where(grid, stage)
-    values = stage_values(stage, axes, variables)
+    values = stage_values(stage, axes, {**variables, **candidate})
     if not matches(stage.when, {**values, **axes}):
         return None
     context = _context(grid, stage, axes, output_root, values, earlier)
@@ -514,4 +602,12 @@ def _cell(
     for key, value in stage.opts.items():
         argv += [key, _format(value, context, f'"opts" {key} of {where}')]
     argv += list(overrides)
-    return Cell(stage.name, axes["dataset"], axes["shots"], axes["seed"], output_dir, tuple(argv))
+    winner_dir = None
+    if stage.search is not None:
+        argv += ["TEST.SPLIT", "val"]  # a candidate is scored on val and never tested
+        where = f'"output" of "search" of {where}'
+        winner_dir = _output_dir(stage.search.output, context, output_root, where)
+    return Cell(
+        stage.name, axes["dataset"], axes["shots"], axes["seed"], output_dir, tuple(argv),
+        tuple(candidate.items()), winner_dir,
+    )  # fmt: skip

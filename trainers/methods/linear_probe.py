@@ -143,19 +143,20 @@ class LinearProbeCLIP(ClipTrainer):
         """
         self.before_train()
         dataset = self.dm.dataset
-        val_features, val_labels = self.val_features()
         lp = self.cfg.TRAINER.LINEAR_PROBE
         views = self.train_set.features  # [V, N, D]
         train = (
             views.reshape(-1, views.shape[-1]).float().numpy(),
             self.train_set.labels.repeat(views.shape[0]).numpy(),
         )
+        val_features, val_labels = self.val_features()
         val = (val_features.cpu().numpy(), val_labels.cpu().numpy())
         c, clf = search_c(train, val, list(lp.C_GRID), lp.SEARCH_STEPS, lp.MAX_ITER)
         val_acc = accuracy(clf, val)
         print(f"Chosen C = {c:.6g} (val accuracy {100 * val_acc:.2f}%)")
-        space = {"C": list(lp.C_GRID), "bisection_steps": [lp.SEARCH_STEPS]}
-        self.record_hyperparameter_search(space, {"C": c}, "val", len(val_labels))
+        space = {"C": list(lp.C_GRID), "SEARCH_STEPS": [lp.SEARCH_STEPS]}
+        winner = {"C": c, "SEARCH_STEPS": lp.SEARCH_STEPS}
+        self.record_hyperparameter_search(space, winner, split="val", size=len(val[1]))
 
         weight, bias = linear_from_logistic(clf, dataset.num_classes)
         with torch.no_grad():

@@ -65,6 +65,13 @@ class DatasetBase:
     classnames = ReadOnly[list[str]]()
     num_classes = ReadOnly[int]()
 
+    def drop_val(self, into_train: bool) -> None:
+        """The validation-free protocol: no val split; its images join the training set when
+        ``into_train``, else stay unused."""
+        if into_train:
+            self._train_x = list(self._train_x or []) + list(self._val or [])
+        self._val = []
+
     @staticmethod
     def get_num_classes(data_source: Sequence[Datum] | None) -> int:
         """Largest label + 1, so a subset missing some classes still sizes the classifier right."""
