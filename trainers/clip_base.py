@@ -46,7 +46,13 @@ from dassl.config import get_cfg_default, register_cfg_extension
 from dassl.data.data_manager import DatasetWrapper, build_data_loader, effective_num_workers
 from dassl.data.datasets import Datum
 from dassl.data.transforms import eval_view_identity
+from dassl.data.data_manager import val_reads_test
 from dassl.engine import TrainerX
+from dassl.evaluation.result_record import (
+    HYPERPARAMETERS_INHERITED,
+    HYPERPARAMETERS_SEARCHED,
+    read_result_record,
+)
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_pretrained_weights
@@ -512,6 +518,22 @@ class ClipTrainer(TrainerX):
         )
         report_features(split, encoded, stored)
         return features, labels_of(data_source)
+
+    def trained_winner(self) -> dict[str, Any] | None:
+        """In an evaluation (``--eval-only --model-dir D``) of a dataset without a val split of
+        its own (ImageNet-V2/Sketch/A/R; ImageNet, whose val is its test set), the
+        hyperparameters the trained run in D searched, recorded as inherited: searching again
+        would read the test split. None otherwise: the method searches on val."""
+        if not self.eval_only or not val_reads_test(self.dm.dataset):
+            return None
+        model_dir = self.cfg.RUN.MODEL_DIR
+        searched = (read_result_record(model_dir) or {}).get("hyperparameters") or {}
+        if searched.get("rule") not in (HYPERPARAMETERS_SEARCHED, HYPERPARAMETERS_INHERITED):
+            return None
+        self.hyperparameter_search = {**searched, "rule": HYPERPARAMETERS_INHERITED}
+        self.hyperparameter_search.setdefault("from", model_dir)
+        print(f"Hyperparameters of the trained run in {model_dir}: {searched['winner']}")
+        return dict(searched["winner"])
 
     def val_features(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Features [N, D] (fp32, on the device) and labels [N] of the val split, for a search

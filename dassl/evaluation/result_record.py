@@ -32,6 +32,8 @@ HYPERPARAMETERS_FIXED = "fixed"  # given: "source" says by the config or from a 
 HYPERPARAMETERS_SEARCHED = "searched"  # searched on a split, named with its size, space, winner
 # computed from a split's data by the method's own formula (no search), named with the values
 HYPERPARAMETERS_DERIVED = "derived"
+# an evaluation on a dataset without val took the trained run's searched winner ("from": its folder)
+HYPERPARAMETERS_INHERITED = "inherited"
 
 RESULT_MARKER = "=> result"
 METRIC_LINE = re.compile(r"\* (\w+): ([-+0-9.eE,]+)%?")

@@ -3,6 +3,8 @@ alpha/beta searched on val and recorded, an exact resume, eval-only reproducing 
 and -F's keys learning."""
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -179,6 +181,20 @@ def test_resume_is_exact_and_eval_only_reproduces_the_accuracy(
     record = json.loads((evaluation / "result.json").read_text())
     assert record["accuracy"] == accuracy
     assert record["hyperparameters"]["split"] == "val"
+
+    # A dataset without a val split (as ImageNet-V2/Sketch/A/R): the trained run's winner.
+    no_val = Path(shutil.copytree(data_root, tmp_path / "no_val"))
+    split_file = no_val / "tiny_images" / "split_tiny.json"
+    split_file.write_text(json.dumps({**json.loads(split_file.read_text()), "val": []}))
+    transfer = tmp_path / "transfer"
+    argv = tiny_run_argv(
+        trainer_name, no_val, transfer, keys, ("--eval-only", "--model-dir", str(whole))
+    )
+    run_train_in_process(argv)
+    trained = json.loads((whole / "result.json").read_text())["hyperparameters"]
+    inherited = json.loads((transfer / "result.json").read_text())["hyperparameters"]
+    assert inherited["rule"] == "inherited" and inherited["from"] == str(whole)
+    assert inherited["winner"] == trained["winner"] and inherited["split"] == "val"
 
 
 def test_a_search_on_a_val_split_made_of_test_images_is_refused_unless_allowed(make_cfg):

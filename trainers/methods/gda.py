@@ -166,6 +166,10 @@ class GDA(ClipTrainer):
             self.head.alpha = float(self.method_cfg().ALPHA)
             print(f"alpha {self.head.alpha} (TRAINER.GDA.ALPHA; not searched)")
             return
+        winner = self.trained_winner()
+        if winner is not None:
+            self.head.alpha = float(winner["alpha"])
+            return
         features, labels = self.val_features()
         grid = [float(alpha) for alpha in self.method_cfg().ALPHA_GRID]
         best_alpha, best_accuracy, accuracies = FALLBACK_ALPHA, 0.0, {}

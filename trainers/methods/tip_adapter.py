@@ -179,7 +179,12 @@ class TipCacheTrainer(ClipTrainer):
 
     @torch.no_grad()
     def before_final_evaluation(self) -> None:
-        """Upstream's alpha/beta search, on the few-shot val split (never test)."""
+        """Upstream's alpha/beta search, on the few-shot val split (never test); an evaluation on
+        a dataset without val takes the trained run's winner."""
+        winner = self.trained_winner()
+        if winner is not None:
+            self.head.alpha, self.head.beta = winner["alpha"], winner["beta"]
+            return
         node = self.method_cfg()
         betas = search_grid(node.SEARCH_SCALE[0], node.SEARCH_STEP[0])
         alphas = search_grid(node.SEARCH_SCALE[1], node.SEARCH_STEP[1])
