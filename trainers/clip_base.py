@@ -43,10 +43,14 @@ from yacs.config import CfgNode as CN
 from clip.backbone import ClipBackbone, OpenAIBackbone, Preprocess, find_weights, load_backbone
 from clip.clip import weights_digest
 from dassl.config import get_cfg_default, register_cfg_extension
-from dassl.data.data_manager import DatasetWrapper, build_data_loader, effective_num_workers
+from dassl.data.data_manager import (
+    DatasetWrapper,
+    build_data_loader,
+    effective_num_workers,
+    val_reads_test,
+)
 from dassl.data.datasets import Datum
 from dassl.data.transforms import eval_view_identity
-from dassl.data.data_manager import val_reads_test
 from dassl.engine import TrainerX
 from dassl.evaluation.result_record import (
     HYPERPARAMETERS_INHERITED,
