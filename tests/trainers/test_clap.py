@@ -223,7 +223,7 @@ def test_the_record_says_fixed_and_eval_only_gives_the_same_accuracy(tmp_path, v
     trained = tmp_path / "run"
     run_train_in_process([*config, *tiny_run_argv("CLAP", data_root, trained, keys)])
     record = json.loads((trained / "result.json").read_text())
-    assert record["hyperparameters"] == {"rule": "fixed"}
+    assert record["hyperparameters"] == {"rule": "fixed", "source": "config"}
     assert record["selection"]["rule"] == "last_epoch" and record["model"]["epoch"] == 3
     evaluated = tmp_path / "eval"
     flags = ["--eval-only", "--model-dir", str(trained)]

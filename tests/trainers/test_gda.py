@@ -137,7 +137,7 @@ def test_a_given_alpha_replaces_the_search(trained, tmp_path, vit_clip, data_roo
     keys = {"TRAINER.GDA.ALPHA": winner}
     log = run_train_in_process(gda_argv(vit_clip, data_root, out, *flags, keys=keys))
     assert "Chosen alpha" not in log and f"alpha {winner} (TRAINER.GDA.ALPHA" in log
-    assert result(out)["hyperparameters"] == {"rule": "fixed"}
+    assert result(out)["hyperparameters"] == {"rule": "fixed", "source": "config"}
     assert result(out)["accuracy"] == result(run_dir)["accuracy"]
 
 
