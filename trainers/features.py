@@ -196,25 +196,25 @@ class ImageFeatures:
         rows: dict[int, torch.Tensor] = {}
         pending: list[int] = []
         done = 0
-        # Counted in images, with their rate: encoding ImageNet's test split takes minutes.
-        progress = tqdm(total=len(positions), desc=f"Encoding {split} images", unit="img")
-        for batch in loader:
-            features = self.encode(batch["img"]).cpu()
-            progress.update(len(features))
-            for row in features:
-                rows[positions[done]] = row
-                pending.append(positions[done])
-                done += 1
-            if ns is not None and (len(pending) >= SHARD_ROWS or done == len(positions)):
-                if not self.store_usable():  # the tower changed while these were encoded
-                    ns = None
-                    continue
-                ns.add(
-                    [keys[i] for i in pending],
-                    torch.stack([rows[i] for i in pending]),
-                    self.group,
-                    about={**self.about, "split": split},
-                )
-                pending = []
-        progress.close()
+        # Counted in images, with their rate: encoding ImageNet's test split takes minutes. Closed
+        # however the loop ends: a bar left open by an exception is drawn at interpreter exit.
+        with tqdm(total=len(positions), desc=f"Encoding {split} images", unit="img") as progress:
+            for batch in loader:
+                features = self.encode(batch["img"]).cpu()
+                progress.update(len(features))
+                for row in features:
+                    rows[positions[done]] = row
+                    pending.append(positions[done])
+                    done += 1
+                if ns is not None and (len(pending) >= SHARD_ROWS or done == len(positions)):
+                    if not self.store_usable():  # the tower changed while these were encoded
+                        ns = None
+                        continue
+                    ns.add(
+                        [keys[i] for i in pending],
+                        torch.stack([rows[i] for i in pending]),
+                        self.group,
+                        about={**self.about, "split": split},
+                    )
+                    pending = []
         return rows

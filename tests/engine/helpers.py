@@ -2,13 +2,12 @@
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
 
 from tests.support.tiny_run import tiny_run_argv
+from tests.support.warm_process import WarmPython
 
 from .special_trainers import KILL_ENV
 
@@ -44,31 +43,22 @@ def train_argv(
 
 # Runs train.py's main with the test dataset and trainers registered (they live under tests/).
 SUBPROCESS_MAIN = (
-    "import sys, torch; torch.set_num_threads(1); "
-    "import datasets.synthetic, tests.engine.special_trainers, train; "
+    "import sys, datasets.synthetic, tests.engine.special_trainers, train; "
     "train.main(train.build_parser().parse_args(sys.argv[1:]))"
 )
 
 
-def start_train_subprocess(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-    full_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})}
-    return subprocess.Popen(
-        [sys.executable, "-c", SUBPROCESS_MAIN, *argv],
-        cwd=REPO_ROOT,
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group, which a test may signal whole
-    )
+def start_train_subprocess(argv: list[str], env: dict[str, str] | None = None) -> WarmPython:
+    """train.py in a process of its own (a session leader, which a test may signal whole), forked
+    with torch already imported (tests/support/warm_process.py)."""
+    return WarmPython(["-c", SUBPROCESS_MAIN, *argv], env={**os.environ, **(env or {})})
 
 
 def run_train_subprocess(argv: list[str], kill: str | None = None) -> tuple[int, str]:
-    """train.py in a subprocess, signalled at the point ``kill`` names (see KILL_ENV);
+    """train.py in a process of its own, signalled at the point ``kill`` names (see KILL_ENV);
     returns its exit status and output."""
     proc = start_train_subprocess(argv, env={KILL_ENV: kill} if kill else None)
-    out, _ = proc.communicate(timeout=300)
-    return proc.returncode, out
+    return proc.wait(timeout=300)
 
 
 # What each KILL_ENV signal must end with: kill -9 as the kernel does it; SIGINT and SIGTERM

@@ -19,11 +19,6 @@ from .helpers import (
 from .special_trainers import KILL_ENV
 
 
-def _finish(proc, timeout: float = 120) -> tuple[int, str]:
-    out, _ = proc.communicate(timeout=timeout)
-    return proc.returncode, out
-
-
 @pytest.mark.slow
 def test_killed_run_resumes_to_identical_weights(tmp_path: Path) -> None:
     root = tmp_path / "data"
@@ -36,7 +31,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path: Path) -> None:
     # (lost) optimizer step. The reference run goes meanwhile, in this process.
     killed = start_train_subprocess(killed_argv, env={KILL_ENV: "batch:3:2@KILL"})
     full_out = run_train_in_process(full_argv)
-    code, killed_out = _finish(killed)
+    code, killed_out = killed.wait()
     assert code == -signal.SIGKILL, killed_out
     assert "epoch [3/4] batch [2/3]" not in killed_out
     assert (killed_dir / MODEL_NAME / "checkpoint").read_text().strip() == "model.pth.tar-2"
@@ -49,7 +44,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path: Path) -> None:
     flagged_out = run_train_in_process(
         ["--resume", str(tmp_path / "killed_copy"), *train_argv(root, flag_dir)]
     )
-    code, resumed_out = _finish(resumed)
+    code, resumed_out = resumed.wait()
     assert code == 0, resumed_out
     for out, out_dir in ((resumed_out, killed_dir), (flagged_out, flag_dir)):
         assert "Previous epoch: 2" in out

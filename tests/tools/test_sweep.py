@@ -2,14 +2,18 @@
 run by train.py with the tiny CLIP on two tiny datasets (Caltech101's and DTD's layouts), through
 the local launcher and through submitit's LocalExecutor (no Slurm, nothing mocked).
 
-The first tests run in order on one output folder: seed 1 through the local launcher, where one
-job is killed mid-run (the others finish); then the whole grid through submitit, which skips the
-finished cells, resumes the killed one and requeues it when it gets the preemption signal; then
-re-runs that skip everything or report a changed config.
+Two module fixtures build one output folder, each once, whichever test asks first: seed 1
+through the local launcher, where one job is killed mid-run (the others finish); then the whole
+grid through submitit, which skips the finished cells, resumes the killed one and requeues it when
+it gets the preemption signal. The tests read what they recorded, and the re-runs that skip
+everything or report a changed config leave the folder as they found it, so each test passes
+alone and in any order.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import signal
@@ -127,15 +131,60 @@ def _parent(pid: int) -> int:
     return int(re.search(r"^PPid:\s+(\d+)$", status, re.MULTILINE).group(1))
 
 
-@pytest.mark.slow
-def test_local_launcher_runs_two_workers_and_a_killed_job_does_not_stop_the_others(world):
-    """Seed 1 only; the first cell's train.py is SIGKILLed after its first saved epoch."""
+@pytest.fixture(scope="module")
+def local_sweep(world) -> dict:
+    """Seed 1 through the local launcher on two workers; the first cell's train.py is SIGKILLed
+    after its first saved epoch (the others finish). What the tests check is recorded here, as
+    it was when this sweep ended."""
     killed = cell_dir(world["out"], "caltech101", 1, 1)
     proc = start_sweep(sweep_argv(world, world["out"], "--seeds", "1", "--workers", "2"))
     pid = _train_pid(killed, proc)
     _wait_for_epoch(killed, 0, proc)
     os.kill(pid, signal.SIGKILL)
     code, out = finish(proc)
+    return {
+        "code": code,
+        "out": out,
+        "killed": killed,
+        "killed_metrics": read_run(killed).metrics,
+        "killed_at": _saved_epoch(killed),
+    }
+
+
+@pytest.fixture(scope="module")
+def submitit_sweep(world, local_sweep) -> dict:
+    """The whole grid through submitit after ``local_sweep``: it skips the finished cells and
+    resumes the killed one, whose job gets USR2 (as from Slurm) after it saved a later epoch."""
+    listing = io.StringIO()
+    with contextlib.redirect_stdout(listing):
+        dry_run_status = sweep_main(["--dry-run", *sweep_argv(world, world["out"])])
+    finished = cell_dir(world["out"], "dtd", 1, 1)
+    before = snapshot(finished)
+    resumed = local_sweep["killed"]
+    submitit = ["--launcher", "slurm", "--submitit-cluster", "local", "--gpus-per-job", "0"]
+    proc = start_sweep(sweep_argv(world, world["out"], *submitit))
+    pid = _train_pid(resumed, proc)
+    _wait_for_epoch(resumed, local_sweep["killed_at"], proc)
+    preempted_at = _saved_epoch(resumed)
+    os.kill(_parent(pid), signal.SIGUSR2)  # the submitit worker running this cell
+    code, out = finish(proc)
+    return {
+        "dry_run_status": dry_run_status,
+        "listing": listing.getvalue(),
+        "finished_before": before,
+        "finished_after": snapshot(finished),
+        "preempted_at": preempted_at,
+        "code": code,
+        "out": out,
+    }
+
+
+@pytest.mark.slow
+def test_local_launcher_runs_two_workers_and_a_killed_job_does_not_stop_the_others(
+    world, local_sweep
+):
+    """Seed 1 only; the first cell's train.py is SIGKILLed after its first saved epoch."""
+    code, out = local_sweep["code"], local_sweep["out"]
     assert code == 1, out
     assert "Running on 2 CPU worker(s)" in out
     assert (
@@ -144,9 +193,8 @@ def test_local_launcher_runs_two_workers_and_a_killed_job_does_not_stop_the_othe
     assert re.search(r"\[\d/4 done, 2 running, \d failed, \d waiting \| elapsed [0-9:]+, ETA", out)
     (failed,) = [line for line in out.splitlines() if line.startswith("  failed ")]
     assert "caltech101 1-shot seed 1" in failed and "train.py exited with status -9" in failed
-    assert read_run(killed).metrics is None
-    world["killed_at"] = _saved_epoch(killed)
-    assert 1 <= world["killed_at"] < EPOCHS
+    assert local_sweep["killed_metrics"] is None
+    assert 1 <= local_sweep["killed_at"] < EPOCHS
     for dataset, shots in (("dtd", 1), ("caltech101", 2), ("dtd", 2)):
         log = cell_dir(world["out"], dataset, shots, 1) / "log.txt"
         assert read_run(log.parent).metrics is not None
@@ -157,28 +205,22 @@ def test_local_launcher_runs_two_workers_and_a_killed_job_does_not_stop_the_othe
 
 
 @pytest.mark.slow
-def test_submitit_path_skips_finished_cells_and_requeues_a_preempted_job(world, capsys):
+def test_submitit_path_skips_finished_cells_and_requeues_a_preempted_job(
+    world, local_sweep, submitit_sweep
+):
     """The killed cell resumes; when its job gets the signal Slurm sends before a time limit or
     a preemption (USR2), submitit's checkpoint stops train.py and requeues it, and it resumes."""
-    assert sweep_main(["--dry-run", *sweep_argv(world, world["out"])]) == 0
-    listing = capsys.readouterr().out
+    assert submitit_sweep["dry_run_status"] == 0
+    listing = submitit_sweep["listing"]
     assert "3 finished, 5 pending, 0 conflicting, 0 blocked" in listing
     assert re.search(r"pending +caltech101 1-shot seed 1 .*seed1 \(resumes\)", listing)
-    resumed = cell_dir(world["out"], "caltech101", 1, 1)
-    before = snapshot(cell_dir(world["out"], "dtd", 1, 1))
 
-    submitit = ["--launcher", "slurm", "--submitit-cluster", "local", "--gpus-per-job", "0"]
-    proc = start_sweep(sweep_argv(world, world["out"], *submitit))
-    pid = _train_pid(resumed, proc)
-    _wait_for_epoch(resumed, world["killed_at"], proc)
-    preempted_at = _saved_epoch(resumed)
-    os.kill(_parent(pid), signal.SIGUSR2)  # the submitit worker running this cell
-    code, out = finish(proc)
+    code, out = submitit_sweep["code"], submitit_sweep["out"]
     assert code == 0, out
     assert "5 to run, 3 already finished (skipped)" in out
     assert re.search(r"Submitted 5 job\(s\) \(\d+", out)
     assert "Summary: 5 done, 0 failed, 3 skipped (already finished)" in out
-    assert snapshot(cell_dir(world["out"], "dtd", 1, 1)) == before
+    assert submitit_sweep["finished_after"] == submitit_sweep["finished_before"]
     for dataset, shots, seed in CELLS:
         assert read_run(cell_dir(world["out"], dataset, shots, seed)).metrics is not None
     job_files = world["out"] / "sweeps/taskres_regular/submitit"
@@ -193,7 +235,8 @@ def test_submitit_path_skips_finished_cells_and_requeues_a_preempted_job(world, 
     assert text.count(f"train.py --root {world['data']}") == 3  # killed, preempted, finished
     starts = [int(e) for e in re.findall(r"Previous epoch: (\d+)", text)]
     assert len(starts) == 2
-    assert world["killed_at"] <= starts[0] < preempted_at <= starts[1] < EPOCHS
+    killed_at, preempted_at = local_sweep["killed_at"], submitit_sweep["preempted_at"]
+    assert killed_at <= starts[0] < preempted_at <= starts[1] < EPOCHS
     assert f"epoch [{EPOCHS}/{EPOCHS}]" in text
     # The methods x shots table: both seeds of every cell counted.
     cell = r"\d+\.\d+ ± \d+\.\d+ \(n=2\)"
@@ -201,7 +244,7 @@ def test_submitit_path_skips_finished_cells_and_requeues_a_preempted_job(world, 
 
 
 @pytest.mark.slow
-def test_overrides_and_per_cell_choices_reach_every_cell(world):
+def test_overrides_and_per_cell_choices_reach_every_cell(world, submitit_sweep):
     for dataset, shots, seed in CELLS:
         run_dir = cell_dir(world["out"], dataset, shots, seed)
         recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -214,7 +257,7 @@ def test_overrides_and_per_cell_choices_reach_every_cell(world):
 
 
 @pytest.mark.slow
-def test_rerun_skips_every_finished_cell(world, capsys):
+def test_rerun_skips_every_finished_cell(world, submitit_sweep, capsys):
     before = {c: snapshot(cell_dir(world["out"], *c)) for c in CELLS}
     assert sweep_main(sweep_argv(world, world["out"], "--dry-run")) == 0
     listing = capsys.readouterr().out
@@ -228,7 +271,7 @@ def test_rerun_skips_every_finished_cell(world, capsys):
 
 
 @pytest.mark.slow
-def test_a_scripts_run_and_a_grid_cell_are_the_same_run(world):
+def test_a_scripts_run_and_a_grid_cell_are_the_same_run(world, submitit_sweep):
     """scripts/taskres/main.sh with the same settings finds the grid's run finished: it skips."""
     env = {**os.environ, "PYTHON": sys.executable, "DATA": str(world["data"]),
            "OUTPUT_ROOT": str(world["out"]), "SEEDS": "2", "OMP_NUM_THREADS": "1"}  # fmt: skip
@@ -244,7 +287,7 @@ def test_a_scripts_run_and_a_grid_cell_are_the_same_run(world):
 
 
 @pytest.mark.slow
-def test_a_changed_config_is_reported_with_its_keys_and_left_alone(world, capsys):
+def test_a_changed_config_is_reported_with_its_keys_and_left_alone(world, submitit_sweep, capsys):
     before = {c: snapshot(cell_dir(world["out"], *c)) for c in CELLS}
     changed = [*sweep_argv(world, world["out"], "--seeds", "1"), "OPTIM.LR", "0.05"]
     assert sweep_main(["--dry-run", *changed]) == 0

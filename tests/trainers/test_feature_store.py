@@ -4,13 +4,13 @@ written."""
 
 import errno
 import json
-import multiprocessing
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.support.warm_process import WarmPython
 from trainers import feature_store
 from trainers.feature_store import ENV_VAR, FeatureStore, file_identity, image_key, store_root
 
@@ -166,25 +166,24 @@ def test_files_are_readable_by_others(tmp_path):
         assert os.stat(path).st_mode & 0o044 == 0o044
 
 
-def _writer(root: str, offset: int, out: str) -> None:
+def _writer(root: str, offset: int) -> None:
     ns = FeatureStore(root).namespace(IDENTITY)
     for i in range(20):
         ks = keys(50, prefix=f"w{offset}-{i}-") + keys(10)  # 10 keys shared by both writers
         ns.add(ks, np.full((60, 8), offset, np.float32), "ds")
-    Path(out).write_text("done")
+
+
+WRITER = (
+    "import sys; from tests.trainers.test_feature_store import _writer; "
+    "_writer(sys.argv[1], int(sys.argv[2]))"
+)
 
 
 def test_two_processes_writing_at_once_lose_nothing(tmp_path):
-    ctx = multiprocessing.get_context("spawn")
-    procs = [
-        ctx.Process(target=_writer, args=(str(tmp_path), n, str(tmp_path / f"done{n}")))
-        for n in (1, 2)
-    ]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
+    procs = [WarmPython(["-c", WRITER, str(tmp_path), str(n)]) for n in (1, 2)]
+    for proc in procs:
+        code, output = proc.wait(timeout=120)
+        assert code == 0, output
     ns = FeatureStore(tmp_path).namespace(IDENTITY)
     wanted = [k for n in (1, 2) for i in range(20) for k in keys(50, prefix=f"w{n}-{i}-")]
     found, missing = ns.lookup(wanted + keys(10), "ds")

@@ -4,34 +4,24 @@ code, resumes exactly, evaluates the same in eval-only runs, and the store is ne
 method whose image tower learns, even one that declares itself a head."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.support.warm_process import run_python
 from trainers.clip_base import ClipTrainer
 from trainers.method_kind import MethodKind
 
 from .helpers import make_trainer
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def run_kind(method: str, vit_clip: Path, data_root: Path, tmp_path: Path) -> dict:
     out = tmp_path / "facts.json"
     argv = [str(data_root), str(vit_clip), str(tmp_path / "runs"), str(out)]
-    proc = subprocess.run(
-        [sys.executable, "-m", "tests.trainers.kinds_runner", method, *argv],
-        cwd=REPO,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # A process of its own, so that the toy method is registered there only.
+    code, output = run_python(["-m", "tests.trainers.kinds_runner", method, *argv], timeout=600)
+    assert code == 0, output[-6000:]
     return json.loads(out.read_text())
 
 

@@ -2,20 +2,15 @@
 without touching shared code, and train.py trains, checkpoints, reloads and evaluates it."""
 
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from tests.support.tiny_clip import TINY_INPUT_SIZE
+from tests.support.warm_process import run_python
 
 from .helpers import make_trainer
-
-REPO = Path(__file__).resolve().parents[2]
 
 # The method registers in this subprocess only (as a file in trainers/ would when train.py
 # imports the package), so nothing is left registered in the test process. After the train.py
@@ -63,16 +58,9 @@ def test_cache_method_trains_reloads_and_computes_its_formula(
         [*common, "--output-dir", str(tmp_path / "eval"), "--eval-only", "--model-dir", str(run),
          *opts],
     ]  # fmt: skip
-    proc = subprocess.run(
-        [sys.executable, "-c", RUNNER, json.dumps(commands), str(logits_file)],
-        cwd=REPO,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    trained_acc, reloaded_acc = _test_accuracies(proc.stdout)
+    code, output = run_python(["-c", RUNNER, json.dumps(commands), str(logits_file)])
+    assert code == 0, output[-6000:]
+    trained_acc, reloaded_acc = _test_accuracies(output)
     assert reloaded_acc == trained_acc  # the checkpoint holds the whole method
 
     checkpoint = torch.load(run / "cache_adapter" / "model.pth.tar-2", weights_only=True)
@@ -99,7 +87,7 @@ def test_cache_method_trains_reloads_and_computes_its_formula(
     test_features, test_labels = zero_shot.encode_data_source(zero_shot.dm.dataset.test)
     saved = torch.load(logits_file, weights_only=True)
     beta = saved["beta"]
-    assert f"Chosen beta {beta}" in proc.stdout  # the search ran before the final tests too
+    assert f"Chosen beta {beta}" in output  # the search ran before the final tests too
     with torch.no_grad():
         zs_logits = zero_shot.model(test_features)
         affinity = F.normalize(test_features, dim=-1) @ keys.t()

@@ -1,11 +1,7 @@
 """Training protocols (exact, views:V, plain) and the feature store as runs use it: each protocol's
 epoch draws are as documented, the store never changes a result, and it is shared across runs."""
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +10,7 @@ from torch.utils.data import DataLoader
 from dassl.utils.tools import read_image
 from datasets.synthetic import write_tiny_image_dataset
 from tests.support.tiny_clip import TINY_INPUT_SIZE
+from tests.support.warm_process import WarmPython
 from trainers.feature_store import FeatureStore, image_key
 from trainers.features import FEATURES
 from trainers.protocol import MAX_VIEWS, Protocol, ProtocolError, parse_protocol, protocol_of
@@ -22,7 +19,6 @@ from trainers.views import seeded_rng, stable_key, view_seed
 from .conftest import NUM_CLASSES, PER_CLASS
 from .helpers import make_trainer
 
-REPO = Path(__file__).resolve().parents[2]
 RUNNER = "import sys, datasets.synthetic, train; train.main(train.build_parser().parse_args())"
 EPOCHS = 3
 # Crops, so that augmented views of a 32 px image differ from each other and from the test view.
@@ -354,9 +350,8 @@ def test_two_runs_encoding_the_same_images_at_once_both_finish(
         "TRAINER.PROTOCOL", "views:2", "INPUT.TRANSFORMS", "['random_resized_crop', 'normalize']",
     ]  # fmt: skip
     procs = [
-        subprocess.Popen(
+        WarmPython(
             [
-                sys.executable,
                 "-c",
                 RUNNER,
                 "--trainer",
@@ -368,17 +363,12 @@ def test_two_runs_encoding_the_same_images_at_once_both_finish(
                 "--output-dir",
                 str(tmp_path / f"run{n}"),
                 *opts,
-            ],
-            cwd=REPO,
-            env={**os.environ, "OMP_NUM_THREADS": "1"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+            ]
         )  # fmt: skip
         for n in (1, 2)
     ]
-    outs = [proc.communicate(timeout=300)[0] for proc in procs]
-    assert [proc.returncode for proc in procs] == [0, 0], outs
+    codes, outs = zip(*(proc.wait(timeout=300) for proc in procs))
+    assert codes == (0, 0), outs
     accuracies = [re.findall(r"\* accuracy: ([\d.]+)%", out) for out in outs]
     assert accuracies[0] == accuracies[1] != []
     assert "corrupt" not in "".join(outs)
