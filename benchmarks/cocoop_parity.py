@@ -6,23 +6,25 @@ files), the same synthetic Caltech101-layout data (datasets/synthetic.py; each r
 copy of the same files, so no run sees another's few-shot split cache), upstream's config
 ``vit_b16_c4_ep10_batch1_ctxv1`` (4 context tokens from "a photo of a", SGD 0.002, 10 epochs,
 cosine with a constant warmup epoch, random crops and flips) in fp32 on the CPU, and one seed,
-with batch 1 (upstream's) and batch 4 (ours batches the B x K prompts, upstream loops over images):
+in the SETTINGS below (batch size and learning rate):
 
 - upstream's plugin (its own train.py) on our ``dassl/`` and, with ``--dassl``, on upstream
   Dassl.pytorch (both are the package ``dassl``, so each runs in its own subprocess);
 - our train.py with ``--trainer CoCoOp``.
 
-Per batch size it prints the largest difference of the learned weights (``ctx``, ``meta_net.*``,
+Per setting it prints the largest difference of the learned weights (``ctx``, ``meta_net.*``,
 last epoch) between our run and each upstream run, how far those weights moved after the first
 epoch (the scale to read the differences against), the test accuracies, the accuracy of each
-side's checkpoint evaluated by the other side (``--eval-only``), the seconds per epoch, and the
-seconds and calls of the text encoder's forward passes (upstream encodes each image's K prompts
-in its own call; ours encodes a batch's B x K prompts in one).
+side's checkpoint evaluated by the other side (``--eval-only``), and where an epoch's time goes:
+seconds per epoch, and within it the text encoder's and the image encoder's forward passes (their
+seconds and count: upstream encodes each image's K prompts in its own pass, ours a batch's B x K
+prompts in one) and the backward passes.
 
 The subprocesses patch only what cannot run here, in-process: ``.cuda()`` is a no-op, the CLIP
 weight download returns the tiny checkpoint, and the ``verbose`` argument upstream Dassl's
 schedulers pass to torch (which no longer takes it) is dropped. The timings wrap the engine's
-``TrainerX.run_epoch`` and each side's ``TextEncoder.forward`` with a clock, nothing else.
+``TrainerX.run_epoch``, each side's ``TextEncoder.forward``, CLIP's ``VisionTransformer.forward``
+and ``Tensor.backward`` with a clock, nothing else.
 
 Usage:
   python benchmarks/cocoop_parity.py --cocoop PATH/CoOp [--dassl PATH/Dassl.pytorch]
@@ -50,7 +52,10 @@ REPO = Path(__file__).resolve().parents[1]
 BACKBONE = "ViT-B/16"  # a name upstream's clip._MODELS knows; its download is the tiny file
 CONFIG = "configs/trainers/CoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml"
 NUM_CLASSES, PER_CLASS, SHOTS, SEED, EPOCHS = 8, (4, 2, 4), 4, 1, 10
-BATCHES = (1, 4)
+# (batch size, OPTIM.LR): upstream's batch 1 and lr; a batch of 4 (ours encodes its B x K prompts
+# in one pass, upstream loops over the images); and lr 0.5, with which the tiny model learns
+# (accuracy above chance), so that the accuracies and the cross-loaded checkpoints say something.
+SETTINGS = ((1, "0.002"), (4, "0.002"), (4, "0.5"))
 LEARNED = ("ctx", "meta_net.linear1.weight", "meta_net.linear1.bias")
 LEARNED += ("meta_net.linear2.weight", "meta_net.linear2.bias")
 TIMING = "COCOOP_PARITY_TIMING "
@@ -59,24 +64,39 @@ TIMING = "COCOOP_PARITY_TIMING "
 # ---------------------------------------------------------------- the subprocess side
 
 
-def clock(owner: type, name: str, totals: dict[str, float]) -> None:
-    """Wrap ``owner.name`` to add its seconds to totals[name] and count its calls."""
+def clock(owner: type, name: str, bucket: str, totals: dict[str, float]) -> None:
+    """Wrap ``owner.name`` to add its seconds and calls to ``totals[bucket]`` while an epoch runs
+    (the "epoch" bucket itself is the whole of ``run_epoch``)."""
     method = getattr(owner, name)
 
     def timed(*args, **kwargs):
+        counted = bucket == "epoch" or totals.get("in_epoch", False)
+        totals["in_epoch"] = totals.get("in_epoch", False) or bucket == "epoch"
         start = time.perf_counter()
         try:
             return method(*args, **kwargs)
         finally:
-            totals[name] = totals.get(name, 0.0) + time.perf_counter() - start
-            totals[name + "_calls"] = totals.get(name + "_calls", 0) + 1
+            if counted:
+                totals[bucket] = totals.get(bucket, 0.0) + time.perf_counter() - start
+                totals[bucket + "_calls"] = totals.get(bucket + "_calls", 0) + 1
+            if bucket == "epoch":
+                totals["in_epoch"] = False
 
     setattr(owner, name, timed)
 
 
-def report_timing(totals: dict[str, float]) -> None:
+def clock_all(trainer: type, text_encoder: type, image_encoder: type) -> None:
+    """The epoch, and within it: text-encoder and image-encoder forwards, and backward passes;
+    printed when the run ends."""
     import atexit
 
+    import torch
+
+    totals: dict[str, float] = {}
+    clock(trainer, "run_epoch", "epoch", totals)
+    clock(text_encoder, "forward", "text", totals)
+    clock(image_encoder, "forward", "image", totals)
+    clock(torch.Tensor, "backward", "backward", totals)
     atexit.register(lambda: print(TIMING + json.dumps(totals), flush=True))
 
 
@@ -103,13 +123,11 @@ def run_upstream_plugin(dassl_root: str, plugin_dir: str, weights: str, deps: st
     plugin_clip._MODELS[BACKBONE] = weights
     plugin_clip._download = lambda url, *args, **kwargs: weights
 
+    from clip.model import VisionTransformer
     from dassl.engine.trainer import TrainerX
     from trainers import cocoop  # the module train.py imports: the same object
 
-    totals: dict[str, float] = {}
-    clock(TrainerX, "run_epoch", totals)
-    clock(cocoop.TextEncoder, "forward", totals)
-    report_timing(totals)
+    clock_all(TrainerX, cocoop.TextEncoder, VisionTransformer)
     os.chdir(plugin_dir)
     sys.argv = [str(Path(plugin_dir) / "train.py"), *sys.argv]
     runpy.run_path(sys.argv[0], run_name="__main__")
@@ -118,13 +136,11 @@ def run_upstream_plugin(dassl_root: str, plugin_dir: str, weights: str, deps: st
 def run_native() -> None:
     """Our train.py as __main__, with the clocks."""
     sys.path.insert(0, str(REPO))
+    from clip.model import VisionTransformer
     from dassl.engine.trainer import TrainerX
     from trainers.text import TextEncoder
 
-    totals: dict[str, float] = {}
-    clock(TrainerX, "run_epoch", totals)
-    clock(TextEncoder, "forward", totals)
-    report_timing(totals)
+    clock_all(TrainerX, TextEncoder, VisionTransformer)
     sys.argv = [str(REPO / "train.py"), *sys.argv]
     runpy.run_path(sys.argv[0], run_name="__main__")
 
@@ -157,27 +173,31 @@ class Run:
 
     def per_epoch(self) -> str:
         t = self.timing
-        if not t.get("run_epoch_calls"):
+        epochs = t.get("epoch_calls", 0)
+        if not epochs:
             return "no epoch"
-        epochs = t["run_epoch_calls"]
-        return (
-            f"{t['run_epoch'] / epochs:.3f} s/epoch, text encoder forward "
-            f"{t.get('forward', 0.0) / epochs:.3f} s/epoch in "
-            f"{t.get('forward_calls', 0) // epochs} calls/epoch"
-        )
+        parts = [f"{t['epoch'] / epochs:.3f} s/epoch"]
+        for bucket, what in (("text", "text encoder"), ("image", "image encoder")):
+            parts.append(
+                f"{what} {t.get(bucket, 0.0) / epochs:.3f} s "
+                f"({t.get(bucket + '_calls', 0) // epochs} forwards)"
+            )
+        parts.append(f"backward {t.get('backward', 0.0) / epochs:.3f} s")
+        return ", ".join(parts)
 
 
 def max_difference(a: dict, b: dict) -> float:
     return max((a[k].double() - b[k].double()).abs().max().item() for k in LEARNED)
 
 
-def common_opts(weights_name: str, batch: int) -> list[str]:
+def common_opts(weights_name: str, batch: int, lr: str) -> list[str]:
     return [
         "MODEL.BACKBONE.NAME", weights_name,
         "DATASET.NUM_SHOTS", str(SHOTS),
         "INPUT.SIZE", "(32, 32)",
         "DATALOADER.NUM_WORKERS", "0",
         "DATALOADER.TRAIN_X.BATCH_SIZE", str(batch),
+        "OPTIM.LR", lr,
         "OPTIM.MAX_EPOCH", str(EPOCHS),
         "TRAIN.CHECKPOINT_FREQ", "1",
         "USE_CUDA", "False",
@@ -229,15 +249,19 @@ def native_run(label: str, work: Path, extra: list[str]) -> Run:
     return Run(label, ["--native-worker"], argv, out)
 
 
-def compare(batch: int, plugin: Path, engines: dict[str, Path], work: Path, deps: str) -> None:
+def compare(
+    batch: int, lr: str, plugin: Path, engines: dict[str, Path], work: Path, deps: str
+) -> None:
     weights = work / "tiny-clip.pt"
-    ours = native_run(f"native-b{batch}", work, common_opts(str(weights), batch))
+    setting = f"batch {batch}, lr {lr}"
+    ours = native_run(f"native-b{batch}-lr{lr}", work, common_opts(str(weights), batch, lr))
     w_ours = ours.weights(EPOCHS)
     moved = max_difference(ours.weights(1), w_ours)
-    print(f"batch {batch}: ours: accuracy {ours.accuracy}; {ours.per_epoch()}", flush=True)
+    print(f"{setting}: ours: accuracy {ours.accuracy}; {ours.per_epoch()}", flush=True)
     for engine_name, engine in engines.items():
-        tag = f"upstream-on-{engine_name.replace(' ', '-')}-b{batch}"
-        up = upstream_run(tag, engine, plugin, work, weights, deps, common_opts(BACKBONE, batch))
+        tag = f"upstream-on-{engine_name.replace(' ', '-')}-b{batch}-lr{lr}"
+        up_opts = common_opts(BACKBONE, batch, lr)
+        up = upstream_run(tag, engine, plugin, work, weights, deps, up_opts)
         diff = max_difference(up.weights(EPOCHS), w_ours)
         # Each side's last checkpoint evaluated by the other side.
         load = ["--eval-only", "--load-epoch", str(EPOCHS)]
@@ -248,15 +272,15 @@ def compare(batch: int, plugin: Path, engines: dict[str, Path], work: Path, deps
             work,
             weights,
             deps,
-            [*load, "--model-dir", str(ours.out), *common_opts(BACKBONE, batch)],
+            [*load, "--model-dir", str(ours.out), *up_opts],
         )
         up_in_ours = native_run(
             tag + "-eval-in-ours",
             work,
-            [*load, "--model-dir", str(up.out), *common_opts(str(weights), batch)],
+            [*load, "--model-dir", str(up.out), *common_opts(str(weights), batch, lr)],
         )
         print(
-            f"batch {batch}: upstream plugin on {engine_name} vs ours: max |learned weights "
+            f"{setting}: upstream plugin on {engine_name} vs ours: max |learned weights "
             f"diff| {diff:.3e} (weights moved {moved:.3e} after epoch 1); accuracy "
             f"{up.accuracy} vs {ours.accuracy}; our checkpoint in upstream {ours_in_up.accuracy}, "
             f"upstream's in ours {up_in_ours.accuracy}; upstream {up.per_epoch()}",
@@ -297,8 +321,8 @@ def main() -> None:
         work = (args.keep or Path(tmp)).resolve()
         work.mkdir(parents=True, exist_ok=True)
         write_synthetic_checkpoint(work / "tiny-clip.pt", fp16=True)
-        for batch in BATCHES:
-            compare(batch, plugin, engines, work, deps)
+        for batch, lr in SETTINGS:
+            compare(batch, lr, plugin, engines, work, deps)
 
 
 if __name__ == "__main__":
