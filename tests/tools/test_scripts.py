@@ -89,6 +89,8 @@ def trained(*run_dirs: Path) -> None:
         "scripts/taskres/test_dg.sh",
         "scripts/coop/main.sh",
         "scripts/coop/eval.sh",
+        "scripts/cocoop/main.sh",
+        "scripts/cocoop/base2new.sh",
         "scripts/clip_adapter/main.sh",
         "scripts/linear_probe/main.sh",
         "scripts/tip_adapter/main.sh",
@@ -453,3 +455,34 @@ def test_clap_main_takes_an_optional_constraint_before_the_overrides(env):
     )
     assert flag(zs_lp, "TRAINER.CLAP.CONSTRAINT") == "none"
     assert zs_lp[-2:] == ["OPTIM.MAX_EPOCH", "10"]
+
+
+def test_cocoop_main_and_base_to_new_commands(env):
+    assert run("scripts/cocoop/main.sh", "dtd", "vit_b16_c4_ep10_batch1_ctxv1", "4",
+               "OPTIM.LR", "0.01", env={**env, "SEEDS": "1"}).returncode == 0  # fmt: skip
+    (call,) = calls(env)
+    assert flag(call, "--trainer") == "CoCoOp"
+    assert flag(call, "--output-dir").endswith(
+        "dtd/CoCoOp/vit_b16_c4_ep10_batch1_ctxv1_4shots/seed1"
+    )
+    assert flag(call, "DATASET.NUM_SHOTS") == "4"
+    assert call[-2:] == ["OPTIM.LR", "0.01"]
+
+    listed = {"DRY_RUN": "1", "SEEDS": "2"}
+    for method, config in [("CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1"), ("CoOp", "vit_b16_ctxv1")]:
+        result = run("scripts/cocoop/base2new.sh", "dtd", method, env={**env, **listed})
+        assert result.returncode == 0, result.stderr
+        commands = listed_commands(result, env)
+        common = f"dtd/shots_16/{method}/{config}/seed2"
+        train = commands[f"base2new/train_base/{common}"]
+        new = commands[f"base2new/test_new/{common}"]
+        assert len(commands) == 2
+        assert flag(train, "--trainer") == flag(new, "--trainer") == method
+        assert flag(train, "--config-file").endswith(f"configs/trainers/{method}/{config}.yaml")
+        assert flag(train, "DATASET.SUBSAMPLE_CLASSES") == "base"
+        assert flag(new, "DATASET.SUBSAMPLE_CLASSES") == "new"
+        assert "--eval-only" in new and "--eval-only" not in train
+        assert flag(new, "--model-dir") == flag(train, "--output-dir")
+    refused = run("scripts/cocoop/base2new.sh", "dtd", "TaskRes", env=env)
+    assert refused.returncode == 1 and "choose CoCoOp or CoOp" in refused.stderr
+    assert calls(env) == [call]

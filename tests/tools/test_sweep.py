@@ -427,6 +427,12 @@ def test_grid_files_name_their_mistakes(tmp_path):
             "FINAL/enhanced_base/stanford_cars/adam_lr2e-4_B256_ep100_1shots/seed1",
         ),
         ("coop", 165, "stanford_cars/CoOp/rn50_ep50_1shots/nctx16_cscFalse_ctpend/seed1"),
+        ("cocoop", 165, "stanford_cars/CoCoOp/vit_b16_c4_ep10_batch1_ctxv1_1shots/seed1"),
+        (
+            "base_to_new",
+            66,
+            "base2new/train_base/stanford_cars/shots_16/CoCoOp/vit_b16_c4_ep10_batch1_ctxv1/seed1",
+        ),
         ("clip_adapter", 165, "stanford_cars/CLIP_Adapter/rn50_1shots/ratio0.2/seed1"),
         ("kgcoop", 165, "stanford_cars/KgCoOp/rn50_ep100_1shots/w8.0/seed1"),
         ("prograd", 165, "stanford_cars/ProGrad/rn50_ep50_1shots/lambda1.0/seed1"),

@@ -95,6 +95,7 @@ def test_a_chosen_input_that_differs_from_the_backbone_is_refused(
 METHODS = [
     ("TaskRes", ()),
     ("CoOp", ("TRAINER.COOP.N_CTX", 4)),
+    ("CoCoOp", ("TRAINER.COCOOP.N_CTX", 4)),
     ("CLIP_Adapter", ()),
     ("LinearProbeCLIP", ("TRAINER.LINEAR_PROBE.SEARCH_STEPS", 1)),
     ("ZeroshotCLIP2", ()),

@@ -51,6 +51,7 @@ def _assert_fp32_checkpoint(path) -> None:
         ("TaskRes", ("TRAINER.TaskRes.RESIDUAL_SIDE", "image"), "RN"),
         ("CoOp", ("TRAINER.COOP.N_CTX", 4), "ViT"),
         ("CoOp", ("TRAINER.COOP.CTX_INIT", "a_photo_of", "TRAINER.COOP.CSC", True), "ViT"),
+        ("CoCoOp", ("TRAINER.COCOOP.CTX_INIT", "a photo of a"), "ViT"),
         ("CLIP_Adapter", (), "ViT"),
         ("ZeroshotCLIP2", (), "ViT"),
         ("LinearProbeCLIP", (), "ViT"),
@@ -96,6 +97,7 @@ def _set_loss_scale(trainer, scale: float) -> None:
     [
         ("TaskRes", ()),
         ("CoOp", ("TRAINER.COOP.N_CTX", 4)),
+        ("CoCoOp", ("TRAINER.COCOOP.N_CTX", 4)),
         ("CLIP_Adapter", ()),
     ],
 )
@@ -115,10 +117,10 @@ def test_training_step_runs_clip_in_fp16_and_updates_fp32_weights(
     summary = trainer.forward_backward(next(iter(trainer.train_loader_x)))
 
     # fp16 runs the frozen encoders in fp16 and the head in fp32; amp autocasts the whole step,
-    # so the matmuls of the head and of CoOp's text encoder give fp16 too.
+    # so the matmuls of the head and of CoOp's (CoCoOp's) text encoder give fp16 too.
     assert image_dtypes == [torch.float16]
     assert logit_dtypes == [torch.float32 if prec == "fp16" else torch.float16]
-    if trainer_name == "CoOp":
+    if trainer_name in ("CoOp", "CoCoOp"):
         assert text_dtypes == [torch.float16]
     assert 0 < summary["loss"] < float("inf")
     for param in learner.parameters():
@@ -204,10 +206,15 @@ def _train_and_check(trainer, prec: str, output_dir) -> None:
 
 
 # Settings under which each method learns the tiny dataset (as in test_training.py).
-TRAINS = {"TaskRes": (), "CoOp": ("TRAINER.COOP.N_CTX", 4, "OPTIM.LR", 0.01), "CLIP_Adapter": ()}
+TRAINS = {
+    "TaskRes": (),
+    "CoOp": ("TRAINER.COOP.N_CTX", 4, "OPTIM.LR", 0.01),
+    "CoCoOp": ("TRAINER.COCOOP.N_CTX", 4, "OPTIM.LR", 0.01),
+    "CLIP_Adapter": (),
+}
 
 
-@pytest.mark.parametrize("trainer_name", ["TaskRes", "CoOp", "CLIP_Adapter"])
+@pytest.mark.parametrize("trainer_name", ["TaskRes", "CoOp", "CoCoOp", "CLIP_Adapter"])
 @pytest.mark.parametrize("prec", ["fp16", "amp"])
 def test_precisions_train_and_save_fp32_checkpoints(
     make_cfg, force_precision, tmp_path, trainer_name, prec
@@ -217,7 +224,7 @@ def test_precisions_train_and_save_fp32_checkpoints(
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("trainer_name", ["TaskRes", "CoOp", "CLIP_Adapter"])
+@pytest.mark.parametrize("trainer_name", ["TaskRes", "CoOp", "CoCoOp", "CLIP_Adapter"])
 @pytest.mark.parametrize("prec", ["fp16", "amp"])
 def test_gpu_precisions_train(make_cfg, tmp_path, trainer_name, prec):
     cfg = make_cfg(trainer_name, *FAST, *TRAINS[trainer_name], "USE_CUDA", True, prec=prec)
