@@ -50,6 +50,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BACKBONE = "ViT-B/16"  # a name upstream's clip._MODELS knows; its download is the tiny file
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from plugin_parity import patch_upstream_for_cpu  # noqa: E402  (the same three patches)
+
 CONFIG = "configs/trainers/CoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml"
 NUM_CLASSES, PER_CLASS, SHOTS, SEED, EPOCHS = 8, (4, 2, 4), 4, 1, 10
 # (batch size, OPTIM.LR): upstream's batch 1 and lr; a batch of 4 (ours encodes its B x K prompts
@@ -103,26 +106,7 @@ def clock_all(trainer: type, text_encoder: type, image_encoder: type) -> None:
 def run_upstream_plugin(dassl_root: str, plugin_dir: str, weights: str, deps: str) -> None:
     """Upstream's train.py as __main__ on the engine under ``dassl_root``, with the three patches
     and the clocks."""
-    sys.path[:0] = [plugin_dir, dassl_root]
-    if deps:
-        sys.path.append(deps)
-    import torch
-    from torch.optim import lr_scheduler
-
-    torch.Tensor.cuda = lambda self, *args, **kwargs: self
-    torch.nn.Module.cuda = lambda self, *args, **kwargs: self
-    scheduler_init = lr_scheduler.LRScheduler.__init__
-
-    def init_without_verbose(self, optimizer, last_epoch=-1, verbose=None):
-        scheduler_init(self, optimizer, last_epoch)
-
-    lr_scheduler.LRScheduler.__init__ = init_without_verbose
-
-    from clip import clip as plugin_clip  # upstream's own clip package
-
-    plugin_clip._MODELS[BACKBONE] = weights
-    plugin_clip._download = lambda url, *args, **kwargs: weights
-
+    patch_upstream_for_cpu(dassl_root, plugin_dir, weights, deps)
     from clip.model import VisionTransformer
     from dassl.engine.trainer import TrainerX
     from trainers import cocoop  # the module train.py imports: the same object

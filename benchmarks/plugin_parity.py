@@ -132,11 +132,10 @@ def common_opts(weights_name: str) -> list[str]:
 # ---------------------------------------------------------------- the subprocess side
 
 
-def run_plugin_in_this_process(
-    dassl_root: str, plugin_dir: str, weights: str, deps: str, argv: list[str]
-) -> None:
-    """The plugin's train.py as __main__ on the engine under ``dassl_root``, with the three
-    patches and nothing else."""
+def patch_upstream_for_cpu(dassl_root: str, plugin_dir: str, weights: str, deps: str) -> None:
+    """Put the plugin and the engine under ``dassl_root`` first on the path and apply the three
+    in-process patches: ``.cuda()`` a no-op, Dassl's scheduler ``verbose`` argument dropped, the
+    plugin's own clip download pointed at the tiny ``weights`` file."""
     sys.path[:0] = [plugin_dir, dassl_root]
     if deps:
         sys.path.append(deps)
@@ -156,6 +155,14 @@ def run_plugin_in_this_process(
 
     plugin_clip._MODELS[BACKBONE] = weights
     plugin_clip._download = lambda url, *args, **kwargs: weights
+
+
+def run_plugin_in_this_process(
+    dassl_root: str, plugin_dir: str, weights: str, deps: str, argv: list[str]
+) -> None:
+    """The plugin's train.py as __main__ on the engine under ``dassl_root``, with the three
+    patches and nothing else."""
+    patch_upstream_for_cpu(dassl_root, plugin_dir, weights, deps)
     os.chdir(plugin_dir)
     sys.argv = [str(Path(plugin_dir) / "train.py"), *argv]
     runpy.run_path(sys.argv[0], run_name="__main__")

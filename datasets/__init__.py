@@ -15,3 +15,7 @@ def add_dataset_config(cfg: CfgNode) -> None:
     """all: every class; base: the first half of the labels; new: the second half, relabelled."""
     if "SUBSAMPLE_CLASSES" not in cfg.DATASET:
         cfg.DATASET.SUBSAMPLE_CLASSES = "all"
+    # The few-shot val split's images per class: "min4" min(K, 4), CoOp's (the default); "shots"
+    # K, as LP++ validates (a draw of its own, cached beside the default one).
+    if "VAL_SHOTS" not in cfg.DATASET:
+        cfg.DATASET.VAL_SHOTS = "min4"

@@ -49,6 +49,16 @@ from .splits import (
 DOCS_FILE = "DATASETS.md"
 
 
+VAL_SHOTS = ("min4", "shots")  # DATASET.VAL_SHOTS: min(K, 4) val images per class, or K
+
+
+def fewshot_cache_name(num_shots: int, seed: int, val_shots: str = "min4") -> str:
+    """The few-shot cache of (K, seed): upstream's name for CoOp's min(K, 4) val shots; a K-shot
+    val is another draw, so another file."""
+    suffix = "" if val_shots == "min4" else f"-val_{num_shots}"
+    return f"shot_{num_shots}-seed_{seed}{suffix}.pkl"
+
+
 class DatasetLayoutError(UserError, FileNotFoundError):
     """A dataset folder or file is missing; the message names it and the DATASETS.md section."""
 
@@ -294,7 +304,8 @@ class BenchmarkDataset(DatasetBase):
             return {}
         parts = {"split": file_sha256(split_path)}
         num_shots, seed = cfg.DATASET.NUM_SHOTS, cfg.SEED
-        fewshot = os.path.join(dataset_dir, "split_fewshot", f"shot_{num_shots}-seed_{seed}.pkl")
+        name = fewshot_cache_name(num_shots, seed, cfg.DATASET.get("VAL_SHOTS", "min4"))
+        fewshot = os.path.join(dataset_dir, "split_fewshot", name)
         if num_shots >= 1 and seed >= 0 and not cls.test_only and os.path.isfile(fewshot):
             digest = cls.subset_digest(fewshot)
             if digest is not None:
@@ -369,20 +380,28 @@ class BenchmarkDataset(DatasetBase):
             print(f"Re-rooted {moved} cached image paths onto {self.dataset_dir}")
         return out
 
-    def fewshot_cache_path(self, num_shots: int, seed: int) -> str:
-        return os.path.join(self.split_fewshot_dir, f"shot_{num_shots}-seed_{seed}.pkl")
+    def fewshot_cache_path(self, num_shots: int, seed: int, val_shots: str = "min4") -> str:
+        return os.path.join(self.split_fewshot_dir, fewshot_cache_name(num_shots, seed, val_shots))
 
     def sample_few_shot(
         self, cfg: CfgNode, train: list[Datum], val: list[Datum]
     ) -> tuple[list[Datum], list[Datum]]:
-        """K shots per class for train and min(K, 4) for val, from the cache when it still matches
-        the split; an unseeded run (SEED < 0) draws afresh and neither reads nor writes a cache,
-        since a shared shot_K-seed_-1.pkl would make every unseeded run train on one draw."""
+        """K shots per class for train and min(K, 4) for val (K with DATASET.VAL_SHOTS shots),
+        from the cache when it still matches the split; an unseeded run (SEED < 0) draws afresh
+        and neither reads nor writes a cache, since a shared shot_K-seed_-1.pkl would make every
+        unseeded run train on one draw."""
         num_shots, seed = cfg.DATASET.NUM_SHOTS, cfg.SEED
         if num_shots < 1:
             return train, val
         split = {"train": train, "val": val} if self.fewshot_val else {"train": train}
-        shots = {"train": num_shots, "val": min(num_shots, 4)}
+        val_shots = cfg.DATASET.get("VAL_SHOTS", "min4")
+        if val_shots not in VAL_SHOTS:
+            raise ValueError(
+                f"DATASET.VAL_SHOTS is {val_shots!r}; use one of {VAL_SHOTS} (min(K, 4) val "
+                "images per class, as CoOp, or K, as LP++)."
+            )
+        val_count = num_shots if val_shots == "shots" else min(num_shots, 4)
+        shots = {"train": num_shots, "val": val_count}
         if seed < 0:
             print(
                 f"SEED is {seed} (unseeded run): drawing a fresh {num_shots}-shot subset, not read "
@@ -391,7 +410,7 @@ class BenchmarkDataset(DatasetBase):
             drawn = self.draw_few_shot(split, shots)
             return drawn["train"], drawn.get("val", val)
 
-        path = self.fewshot_cache_path(num_shots, seed)
+        path = self.fewshot_cache_path(num_shots, seed, val_shots)
         if os.path.exists(path):
             print(f"Loading preprocessed few-shot data from {path}")
             cached = self.load_cache(path, tuple(split))

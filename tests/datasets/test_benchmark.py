@@ -725,3 +725,22 @@ def test_missing_folder_is_named_at_its_top(tmp_path):
     with pytest.raises(DatasetLayoutError) as err:
         Toy(make_cfg(tmp_path, "Toy"))
     assert str(err.value).count(str(deep)) == 1
+
+
+def test_a_k_shot_val_is_its_own_draw_beside_coops(tmp_path):
+    write_toy(tmp_path)
+    coop = Toy(make_cfg(tmp_path, "Toy", num_shots=5, seed=1))
+    cfg = make_cfg(tmp_path, "Toy", num_shots=5, seed=1)
+    cfg.DATASET.VAL_SHOTS = "shots"
+    lpp = Toy(cfg)
+    assert per_class(coop.val) == {0: 4, 1: 4, 2: 1}  # min(K, 4), CoOp's
+    assert per_class(lpp.val) == {0: 5, 1: 5, 2: 1}  # K, LP++'s
+    assert impaths(lpp.train_x) == impaths(coop.train_x)  # the same seed draws the same train
+    assert cache_path(tmp_path).is_file()
+    assert (tmp_path / "toy" / "split_fewshot" / "shot_5-seed_1-val_5.pkl").is_file()
+    # each cache is read back unchanged, neither replaces the other
+    assert impaths(Toy(cfg).val) == impaths(lpp.val)
+    assert impaths(Toy(make_cfg(tmp_path, "Toy", num_shots=5, seed=1)).val) == impaths(coop.val)
+    cfg.DATASET.VAL_SHOTS = "all"
+    with pytest.raises(ValueError, match="DATASET.VAL_SHOTS"):
+        Toy(cfg)

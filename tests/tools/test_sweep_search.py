@@ -111,7 +111,7 @@ def test_search_grid_mistakes_are_named(tmp_path):
     with pytest.raises(GridError, match="names the searched variable alpha"):
         grid(bad_output)
     with pytest.raises(GridError, match="choose one of"):
-        grid(SEARCH_GRID.replace('  output: "searched', '  val: kshot\n  output: "searched'))
+        grid(SEARCH_GRID.replace('  output: "searched', '  val: tuned\n  output: "searched'))
     one_folder = SEARCH_GRID.replace("alpha{alpha}/", "")
     with pytest.raises(GridError, match="add {alpha} to"):
         expand(grid(one_folder), "data", tmp_path)
@@ -127,3 +127,13 @@ def test_the_shipped_search_grid_expands_every_candidate():
         Path("out").absolute() / "FINAL/searched/dtd/ep100_1shots/seed1"
     }
     assert all(c.argv[-2:] == ("TEST.SPLIT", "val") for c in cells)
+
+
+def test_a_k_shot_val_search_scores_candidates_on_k_images_per_class(tmp_path):
+    path = tmp_path / "g.yaml"
+    path.write_text(SEARCH_GRID.replace('  output: "searched', '  val: kshot\n  output: "searched'))
+    (cells,) = expand(load_grid(path), "data", tmp_path, datasets=["dtd"], shots=[4], seeds=[1])
+    assert all(c.argv[-4:] == ("TEST.SPLIT", "val", "DATASET.VAL_SHOTS", "shots") for c in cells)
+    path.write_text(SEARCH_GRID)  # the default: the runs' own few-shot val, min(K, 4)
+    (cells,) = expand(load_grid(path), "data", tmp_path, datasets=["dtd"], shots=[4], seeds=[1])
+    assert all("DATASET.VAL_SHOTS" not in c.argv for c in cells)

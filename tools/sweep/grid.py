@@ -42,7 +42,9 @@ RULE_KEYS = ("when", "vars")
 SEARCH_KEYS = ("space", "val", "output")
 # Which val split scores a search's candidates: the runs' own few-shot val split (CoOp's
 # min(K, 4) images per class, the full val split without NUM_SHOTS).
-SEARCH_VALS = ("fewshot",)
+# The val split a search scores candidates on: the runs' few-shot val (CoOp's min(K, 4) per
+# class), or K per class (LP++'s).
+SEARCH_VALS = ("fewshot", "kshot")
 AXES = ("dataset", "shots", "seed")
 
 
@@ -605,6 +607,8 @@ def _cell(
     winner_dir = None
     if stage.search is not None:
         argv += ["TEST.SPLIT", "val"]  # a candidate is scored on val and never tested
+        if stage.search.val == "kshot":
+            argv += ["DATASET.VAL_SHOTS", "shots"]
         where = f'"output" of "search" of {where}'
         winner_dir = _output_dir(stage.search.output, context, output_root, where)
     return Cell(
