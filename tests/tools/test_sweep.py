@@ -442,6 +442,12 @@ def test_grid_files_name_their_mistakes(tmp_path):
         ("zeroshot_single", 15, "ZeroshotCLIP/rn50/stanford_cars"),
         ("zeroshot_ensemble", 15, "ZeroshotCLIP2/rn50/stanford_cars"),
         ("generalization", 15, "FINAL/debug/imagenet/generalization_rn50_16shots/seed1"),
+        # 3 ImageNet trainings, then 14 targets x 3 seeds
+        (
+            "cross_dataset",
+            45,
+            "xd/train/imagenet/shots_16/CoCoOp/vit_b16_c4_ep10_batch1_ctxv1/seed1",
+        ),
         # 10 datasets x 5 shot counts x 3 seeds x 6 candidates (alpha x lr)
         (
             "taskres_search",
@@ -596,3 +602,15 @@ def test_numbers_out_of_range_are_one_usage_line(tmp_path, capsys, option):
         sweep_main([str(own_grid(tmp_path)), *option])
     assert stop.value.code == 2
     assert f"argument {option[0]}: '{option[1]}' is not a" in capsys.readouterr().err
+
+
+def test_cross_dataset_evaluates_each_seeds_imagenet_model_on_every_target(tmp_path):
+    grid = load_grid(REPO / "configs" / "grids" / "cross_dataset.yaml")
+    for method, trainer in (("CoCoOp", "CoCoOp"), ("CoOp", "CoOp")):
+        train, test = [s for s in expand(grid, "data", tmp_path, variables={"method": method}) if s]
+        trained = {c.seed: c.output_dir for c in train}
+        assert {c.dataset for c in train} == {"imagenet"} and len(test) == 14 * 3
+        for cell in test:
+            argv = list(cell.argv)
+            assert argv[argv.index("--trainer") + 1] == trainer and "--eval-only" in argv
+            assert Path(argv[argv.index("--model-dir") + 1]) == trained[cell.seed]
