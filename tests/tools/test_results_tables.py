@@ -21,6 +21,7 @@ from tools.results.tables import (
     base_to_new,
     by_dataset,
     by_shots,
+    cross_dataset,
     generalization,
 )
 
@@ -527,3 +528,24 @@ def test_every_shipped_method_has_a_row_title_and_a_config_folder():
     assert shipped - set(METHOD_TITLES) == set()
     configs = Path(__file__).resolve().parents[2] / "configs" / "trainers"
     assert [m for m in shipped if not (configs / CONFIG_FOLDERS[m]).is_dir()] == []
+
+
+def test_cross_dataset_table_lists_the_imagenet_model_on_every_other_dataset(tmp_path):
+    targets = {"Caltech101": [90.0, 91.0], "DescribableTextures": [44.0, 46.0]}
+    shifted = {"ImageNetV2": {"accs": [56.0, 57.0]}}
+    trained_and_evaluated(
+        tmp_path, "CoCoOp", "ImageNet",
+        {**{d: {"accs": a} for d, a in targets.items()}, **shifted}, accs=[71.0, 71.5],
+    )  # fmt: skip
+    results = results_of(tmp_path)
+    table = cross_dataset(results)
+    assert "cross-dataset transfer at 16 shots" in table.title
+    assert table.columns == ["ImageNet", "Caltech101", "DTD", "Average (targets)"]
+    assert rows_as_text(table)["CoCoOp"] == [
+        expected([71.0, 71.5]),
+        *(expected(a) for a in targets.values()),
+        expected(per_seed_average(*targets.values())),
+    ]
+    # the transfers stay out of the in-domain table; V2 goes to the generalisation table only
+    assert by_dataset(results).columns == ["ImageNet"]
+    assert "ImageNet-V2" in generalization(results).columns

@@ -486,6 +486,49 @@ def generalization(results: Results, shots: int | None = None) -> Table | None:
     )
 
 
+def cross_dataset(results: Results, shots: int | None = None) -> Table | None:
+    """Cross-dataset transfer (CoCoOp's protocol): models trained on ImageNet with all its
+    classes, tested on ImageNet and on the other datasets (the shifted ImageNet test sets go to
+    the generalisation table), with the average over the targets present."""
+
+    def scope(key: CellKey) -> bool:
+        return key.subsample == "all" and key.source == DG_SOURCE and key.dataset not in DG_TARGETS
+
+    def target(key: CellKey) -> bool:
+        return scope(key) and key.dataset != DG_SOURCE
+
+    shots = results.default_shots(target) if shots is None else shots
+    if shots is None:
+        return None
+    keys = results.keys(lambda k: scope(k) and k.shots == shots)
+    targets = sorted({k.dataset for k in keys if k.dataset != DG_SOURCE}, key=dataset_order)
+    rows = [r for r in rows_of(keys) if any(k.row == r and k.dataset in targets for k in keys)]
+    if not rows:
+        return None
+    table_rows = []
+    for row in rows:
+        cells = [results.cells.get(find_key(keys, row, d)) for d in (DG_SOURCE, *targets)]
+        stats = [None if c is None else stat_of(list(c.values()), results.ci95) for c in cells]
+        present = [c for c in cells[1:] if c is not None]
+        stats.append(average_of(present, len(targets), results.ci95))
+        table_rows.append(([row.label], stats))
+    return Table(
+        name="cross_dataset",
+        title=results.headline(f"cross-dataset transfer at {shots_phrase(shots)}", keys)
+        + f"; source {dataset_title(DG_SOURCE)}",
+        metric=results.metric,
+        caption=results.caption(
+            f"of models trained on {dataset_title(DG_SOURCE)} {trained_with(shots)}, tested on it "
+            "and on other datasets",
+            keys,
+        ),
+        label_headers=["method"],
+        columns=[dataset_title(d) for d in (DG_SOURCE, *targets)] + ["Average (targets)"],
+        rows=table_rows,
+        notes=_notes(table_rows, averaged=True),
+    )
+
+
 def find_key(
     keys: list[CellKey],
     row: Row,
@@ -511,6 +554,7 @@ def all_tables(results: Results, shots: int | None = None) -> list[Table]:
         by_dataset(results, shots),
         by_shots(results),
         base_to_new(results, shots),
+        cross_dataset(results, shots),
         generalization(results, shots),
     ]
     return [t for t in tables if t is not None]
