@@ -614,3 +614,16 @@ def test_cross_dataset_evaluates_each_seeds_imagenet_model_on_every_target(tmp_p
             argv = list(cell.argv)
             assert argv[argv.index("--trainer") + 1] == trainer and "--eval-only" in argv
             assert Path(argv[argv.index("--model-dir") + 1]) == trained[cell.seed]
+
+
+def test_base_to_new_evaluates_each_trained_model_on_the_new_classes(tmp_path):
+    grid = load_grid(REPO / "configs" / "grids" / "base_to_new.yaml")
+    for method in ("CoCoOp", "CoOp", "KgCoOp"):
+        train, new = [s for s in expand(grid, "data", tmp_path, variables={"method": method}) if s]
+        trained = {(c.dataset, c.seed): c.output_dir for c in train}
+        assert len(train) == len(new) == 33
+        for cell in new:
+            argv = list(cell.argv)
+            assert argv[argv.index("--trainer") + 1] == method
+            assert Path(argv[argv.index("--model-dir") + 1]) == trained[cell.dataset, cell.seed]
+            assert argv[argv.index("DATASET.SUBSAMPLE_CLASSES") + 1] == "new"
