@@ -627,3 +627,15 @@ def test_base_to_new_evaluates_each_trained_model_on_the_new_classes(tmp_path):
             assert argv[argv.index("--trainer") + 1] == method
             assert Path(argv[argv.index("--model-dir") + 1]) == trained[cell.dataset, cell.seed]
             assert argv[argv.index("DATASET.SUBSAMPLE_CLASSES") + 1] == "new"
+
+
+@pytest.mark.parametrize("name", ["linear_probe", "tip_adapter", "gda", "lp_plus_plus"])
+def test_grids_that_select_on_val_read_test_on_imagenet_only_and_say_so(name, tmp_path):
+    """ImageNet's val split is its test set: those cells reproduce upstream's selection there,
+    allowed by TEST.SELECT_ON_TEST (and recorded); every other cell keeps it refused."""
+    grid = load_grid(REPO / "configs" / "grids" / f"{name}.yaml")
+    for cells in expand(grid, "data", tmp_path, shots=[1], seeds=[1]):
+        for cell in cells:
+            argv = list(cell.argv)
+            allowed = argv[argv.index("TEST.SELECT_ON_TEST") + 1]
+            assert allowed == ("True" if cell.dataset == "imagenet" else "False"), cell.dataset
