@@ -455,35 +455,10 @@ def generalization(results: Results, shots: int | None = None) -> Table | None:
     if shots is None:
         return None
     keys = results.keys(lambda k: scope(k) and at_shots(shots)(k))
-    rows = [r for r in rows_of(keys) if any(k.row == r and k.dataset in DG_TARGETS for k in keys)]
-    if not rows:
-        return None
-    table_rows = []
-    for row in rows:
-        source = results.cells.get(find_key(keys, row, DG_SOURCE))
-        targets = [results.cells.get(find_key(keys, row, d)) for d in DG_TARGETS]
-        stats = [
-            None if c is None else stat_of(list(c.values()), results.ci95)
-            for c in (source, *targets)
-        ]
-        present = [c for c in targets if c is not None]
-        stats.append(average_of(present, len(DG_TARGETS), results.ci95))
-        table_rows.append(([row.label], stats))
-    return Table(
-        name="generalization",
-        title=results.headline(f"domain generalisation at {shots_phrase(shots)}", keys)
-        + f"; source {dataset_title(DG_SOURCE)}",
-        metric=results.metric,
-        caption=results.caption(
-            f"of models trained on {dataset_title(DG_SOURCE)} {trained_with(shots)}, tested on it "
-            "and on its four shifted test sets",
-            keys,
-        ),
-        label_headers=["method"],
-        columns=[dataset_title(d) for d in (DG_SOURCE, *DG_TARGETS)] + ["Average (targets)"],
-        rows=table_rows,
-        notes=_notes(table_rows, averaged=True),
-    )
+    return source_and_targets_table(
+        results, keys, list(DG_TARGETS), shots, "generalization", "domain generalisation",
+        "its four shifted test sets",
+    )  # fmt: skip
 
 
 def cross_dataset(results: Results, shots: int | None = None) -> Table | None:
@@ -502,6 +477,24 @@ def cross_dataset(results: Results, shots: int | None = None) -> Table | None:
         return None
     keys = results.keys(lambda k: scope(k) and k.shots == shots)
     targets = sorted({k.dataset for k in keys if k.dataset != DG_SOURCE}, key=dataset_order)
+    return source_and_targets_table(
+        results, keys, targets, shots, "cross_dataset", "cross-dataset transfer",
+        "other datasets",
+    )  # fmt: skip
+
+
+def source_and_targets_table(
+    results: Results,
+    keys: list[CellKey],
+    targets: list[str],
+    shots: int,
+    name: str,
+    what: str,
+    target_phrase: str,
+) -> Table | None:
+    """Models trained on ImageNet (``keys``), one row per method that reached a target: the
+    source, each target and the average over the targets present (the generalisation and the
+    cross-dataset tables)."""
     rows = [r for r in rows_of(keys) if any(k.row == r and k.dataset in targets for k in keys)]
     if not rows:
         return None
@@ -513,13 +506,13 @@ def cross_dataset(results: Results, shots: int | None = None) -> Table | None:
         stats.append(average_of(present, len(targets), results.ci95))
         table_rows.append(([row.label], stats))
     return Table(
-        name="cross_dataset",
-        title=results.headline(f"cross-dataset transfer at {shots_phrase(shots)}", keys)
+        name=name,
+        title=results.headline(f"{what} at {shots_phrase(shots)}", keys)
         + f"; source {dataset_title(DG_SOURCE)}",
         metric=results.metric,
         caption=results.caption(
             f"of models trained on {dataset_title(DG_SOURCE)} {trained_with(shots)}, tested on it "
-            "and on other datasets",
+            f"and on {target_phrase}",
             keys,
         ),
         label_headers=["method"],
