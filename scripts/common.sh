@@ -88,6 +88,16 @@ train_each_seed() {
     done
 }
 
+# select_on_test_for <dataset config>: sets ON_TEST to the override that lets a selection on val
+# read ImageNet's val split, which is its test set (as upstream, whose code selects there); the
+# run records it and parse_test_res.py --audit lists it. Empty for every other dataset.
+select_on_test_for() {
+    ON_TEST=()
+    if [ "$1" = imagenet ]; then
+        ON_TEST=(TEST.SELECT_ON_TEST True)
+    fi
+}
+
 # split_trained <model root>: every seed's model checked before any is evaluated. Sets TRAINED to
 # the seeds of SEEDS whose <model root>/seed<N> holds a finished training run and UNTRAINED to one
 # line per other seed (its folder and why, from tools/trained_runs.py); stops before any work when

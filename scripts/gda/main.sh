@@ -22,12 +22,7 @@ shift 3
 
 require_inputs "$DATASET" GDA "$CFG"
 
-# ImageNet's val split is its test set (as upstream), so the selection on val reads test there, as
-# upstream's code does: allowed for ImageNet only, and recorded (parse_test_res.py --audit).
-ON_TEST=()
-if [ "$DATASET" = imagenet ]; then
-    ON_TEST=(TEST.SELECT_ON_TEST True)
-fi
+select_on_test_for "$DATASET"
 
 train_each_seed "$DATASET/GDA/${CFG}_${SHOTS}shots" GDA "$DATASET" \
     "configs/trainers/GDA/$CFG.yaml" \

@@ -23,12 +23,7 @@ shift 3
 
 require_inputs "$DATASET" CoOp "$CFG"
 
-# ImageNet's val split is its test set (as upstream), so lpclip's search of C reads test there:
-# allowed for this upstream protocol, and recorded (parse_test_res.py --audit lists those runs).
-ON_TEST=()
-if [ "$DATASET" = imagenet ]; then
-    ON_TEST=(TEST.SELECT_ON_TEST True)
-fi
+select_on_test_for "$DATASET"
 
 train_each_seed "$DATASET/LinearProbeCLIP/${CFG}_${SHOTS}shots" LinearProbeCLIP "$DATASET" \
     "configs/trainers/CoOp/$CFG.yaml" \
