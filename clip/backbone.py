@@ -23,7 +23,7 @@ from .clip import (
     CLIP_MEAN,
     CLIP_STD,
     _read_checkpoint,
-    file_sha256,
+    remembered_sha256,
     resolve_checkpoint,
     tokenize,
 )
@@ -149,7 +149,7 @@ class ClipBackbone(nn.Module):
         """SHA-256 identifying the weights: of the file they were read from, or, for a model
         built in memory, of its state dict (names, dtypes, shapes and bytes)."""
         if self.weights_file is not None:
-            return file_sha256(self.weights_file)
+            return remembered_sha256(self.weights_file)
         digest = hashlib.sha256()
         for key, tensor in sorted(self.model.state_dict().items()):
             flat = tensor.detach().cpu().contiguous().reshape(-1)

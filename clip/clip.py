@@ -169,7 +169,7 @@ def _download(url: str, root: str | os.PathLike) -> str:
     if target.exists() and not target.is_file():
         raise RuntimeError(f"{target} exists and is not a regular file; move it away and retry")
     if target.is_file():
-        if file_sha256(target) == expected:
+        if remembered_sha256(target) == expected:
             return str(target)
         warnings.warn(
             f"{target} exists but its SHA256 does not match {expected}; downloading it again",
@@ -227,7 +227,7 @@ def resolve_checkpoint(
     env_dir = os.environ.get(WEIGHTS_DIR_ENV)
     if env_dir and (Path(env_dir) / filename).is_file():
         candidate = Path(env_dir) / filename
-        if file_sha256(candidate) != _url_sha256(url):
+        if remembered_sha256(candidate) != _url_sha256(url):
             raise ChecksumMismatchError(
                 f"{candidate} is not the official {name} file (its SHA256 differs from the one in "
                 f"{url}). Replace it with a fresh copy from that URL, or pass its path instead of "
