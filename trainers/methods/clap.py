@@ -42,7 +42,6 @@ from yacs.config import CfgNode as CN
 from clip.backbone import ClipBackbone
 from dassl.config import register_cfg_extension
 from dassl.engine import TRAINER_REGISTRY
-from dassl.metrics import compute_accuracy
 from trainers.clip_base import ClipTrainer
 from trainers.features import FEATURES, FeatureDataset
 from trainers.method_kind import MethodKind
@@ -265,13 +264,12 @@ class CLAP(ClipTrainer):
         shown = [round(v, 3) for v in self.head.alpha_constraint.tolist()]
         print(f"Lagrangian multipliers: {shown}")
 
-    def forward_backward(self, batch: dict) -> dict[str, float]:
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.scaler is not None):
-            features, label = self.parse_batch_train(batch)
-            output = self.model(features)
-            loss = F.cross_entropy(output, label) + self.head.penalty()
-        self.model_backward_and_update(loss)
-        return {"loss": loss.item(), "acc": compute_accuracy(output, label)[0].item()}
+    def training_loss(
+        self, features: torch.Tensor, label: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-entropy plus the class-adaptive penalty towards the zero-shot prototypes."""
+        output = self.model(features)  # [N, K]
+        return F.cross_entropy(output, label) + self.head.penalty(), output
 
     def after_epoch(self) -> None:
         if self.head.constraint.adaptive:

@@ -346,7 +346,7 @@ class CLIP_LoRA(ClipTrainer):
     def forward_backward(self, batch: dict) -> dict[str, float]:
         """Upstream's step: the class prompts through the text tower first (the LoRA dropout
         draws the generator in its order), then the images, then 100 x cosine cross-entropy."""
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.scaler is not None):
+        with self.training_autocast():
             classes = self.head.class_features()  # [K, D]
             features, label = self.parse_batch_train(batch)
             output = self.head.logits(features, classes)
