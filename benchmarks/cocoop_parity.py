@@ -199,38 +199,32 @@ def data_copy(work: Path, name: str) -> Path:
     return root
 
 
+def train_argv(label: str, work: Path, configs: Path, extra: list[str]) -> list[str]:
+    """The train.py arguments of one run into ``work/label`` (emptied first), on its own copy
+    of the data, with the dataset and CoCoOp configs found under ``configs``."""
+    shutil.rmtree(work / label, ignore_errors=True)
+    return [
+        "--root", str(data_copy(work, label)),
+        "--seed", str(SEED),
+        "--trainer", "CoCoOp",
+        "--dataset-config-file", str(configs / "configs/datasets/caltech101.yaml"),
+        "--config-file", str(configs / CONFIG),
+        "--output-dir", str(work / label),
+        *extra,
+    ]  # fmt: skip
+
+
 def upstream_run(
     label: str, engine: Path, plugin: Path, work: Path, weights: Path, deps: str, extra: list[str]
 ) -> Run:
-    out = work / label
-    shutil.rmtree(out, ignore_errors=True)
-    argv = [
-        "--root", str(data_copy(work, label)),
-        "--seed", str(SEED),
-        "--trainer", "CoCoOp",
-        "--dataset-config-file", str(plugin / "configs/datasets/caltech101.yaml"),
-        "--config-file", str(plugin / CONFIG),
-        "--output-dir", str(out),
-        *extra,
-    ]  # fmt: skip
     worker = ["--upstream-worker", str(engine), str(plugin), str(weights), deps]
-    return Run(label, worker, argv, out)
+    return Run(label, worker, train_argv(label, work, plugin, extra), work / label)
 
 
 def native_run(label: str, work: Path, extra: list[str]) -> Run:
-    out = work / label
-    shutil.rmtree(out, ignore_errors=True)
-    argv = [
-        "--root", str(data_copy(work, label)),
-        "--seed", str(SEED),
-        "--trainer", "CoCoOp",
-        "--dataset-config-file", str(REPO / "configs/datasets/caltech101.yaml"),
-        "--config-file", str(REPO / CONFIG),
-        "--output-dir", str(out),
-        *extra,
-        "TRAINER.FEATURE_STORE.ENABLED", "False",  # nothing written outside the work folder
-    ]  # fmt: skip
-    return Run(label, ["--native-worker"], argv, out)
+    # nothing written outside the work folder
+    argv = [*train_argv(label, work, REPO, extra), "TRAINER.FEATURE_STORE.ENABLED", "False"]
+    return Run(label, ["--native-worker"], argv, work / label)
 
 
 def compare(

@@ -1,7 +1,7 @@
 """The checks a run makes before it loads anything: its dataset's layout and its backbone's weights.
 
 A sweep makes them for every cell it would launch, with the run's own checks
-(``BenchmarkDataset.check_layout``, ``clip.backbone.find_weights``) and messages, so that a cell
+(the dataset class's ``check_inputs``, ``clip.backbone.find_weights``) and messages, so that a cell
 certain to fail is reported as "cannot start" with the reason instead of being launched. The dry
 run looks for weights on this machine only; a real sweep may download each backbone once, as the
 run would, before it decides.
@@ -34,16 +34,16 @@ class Preflight:
 
 
 def dataset_problem(cfg: CfgNode) -> str:
-    """The layout error the run's dataset would raise first, or ""."""
+    """The error the run's own dataset check (its class's ``check_inputs``: the layout under
+    DATASET.ROOT) would raise first, or ""."""
     from dassl.data.datasets import DATASET_REGISTRY
-    from datasets.benchmark import BenchmarkDataset, DatasetLayoutError
+    from dassl.utils.user_error import UserError
 
-    dataset = DATASET_REGISTRY.get(cfg.DATASET.NAME)
-    if not issubclass(dataset, BenchmarkDataset):
-        return ""
+    check = getattr(DATASET_REGISTRY.get(cfg.DATASET.NAME), "check_inputs", None)
     try:
-        dataset.check_layout(cfg.DATASET.ROOT)
-    except DatasetLayoutError as err:
+        if check is not None:
+            check(cfg)
+    except UserError as err:
         return str(err)
     return ""
 
